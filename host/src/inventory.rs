@@ -1,0 +1,113 @@
+//! The inventory of one run: every image in scope, indexed for the queries plugins make.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::model::{Image, Location};
+
+/// The most images one plugin query may return.
+pub const MAX_QUERY_IMAGES: usize = 10_000;
+
+/// A query over the inventory; every field set must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Query {
+    pub account: Option<String>,
+    pub region: Option<String>,
+    pub tag_key: Option<String>,
+    pub tag_value: Option<String>,
+    pub name_prefix: Option<String>,
+    pub source_image_id: Option<String>,
+}
+
+/// Every image in scope, sorted by (account, region, creation time, id), with indices.
+#[derive(Debug, Default)]
+pub struct Inventory {
+    images: Vec<Image>,
+    by_id: BTreeMap<String, usize>,
+    by_location: BTreeMap<Location, Vec<usize>>,
+    by_tag_key: BTreeMap<String, Vec<usize>>,
+    by_source: BTreeMap<String, Vec<usize>>,
+    snapshot_users: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl Inventory {
+    /// Builds the inventory; input order does not matter.
+    pub fn new(mut images: Vec<Image>) -> Inventory {
+        images.sort_by(|a, b| {
+            (&a.account, &a.region, a.creation_time, &a.id).cmp(&(&b.account, &b.region, b.creation_time, &b.id))
+        });
+        images.dedup_by(|a, b| a.id == b.id && a.region == b.region);
+        let mut inv = Inventory { images, ..Inventory::default() };
+        for (i, image) in inv.images.iter().enumerate() {
+            inv.by_id.insert(image.id.clone(), i);
+            inv.by_location.entry(image.location()).or_default().push(i);
+            for key in image.tags.keys() {
+                inv.by_tag_key.entry(key.clone()).or_default().push(i);
+            }
+            if let Some(source) = &image.source_image_id {
+                inv.by_source.entry(source.clone()).or_default().push(i);
+            }
+            for snap in image.snapshot_ids() {
+                inv.snapshot_users.entry(snap.to_string()).or_default().insert(image.id.clone());
+            }
+        }
+        inv
+    }
+
+    /// Every image, in inventory order.
+    pub fn images(&self) -> &[Image] {
+        &self.images
+    }
+
+    /// One image by id.
+    pub fn get(&self, id: &str) -> Option<&Image> {
+        self.by_id.get(id).map(|&i| &self.images[i])
+    }
+
+    /// Images using a snapshot.
+    pub fn snapshot_users(&self, snapshot_id: &str) -> impl Iterator<Item = &str> {
+        self.snapshot_users.get(snapshot_id).into_iter().flatten().map(String::as_str)
+    }
+
+    /// The (account, region) pairs that hold images.
+    pub fn locations(&self) -> impl Iterator<Item = &Location> {
+        self.by_location.keys()
+    }
+
+    /// Images matching `query`, sorted by region, creation time, then id; an error when
+    /// more than `MAX_QUERY_IMAGES` match.
+    pub fn query(&self, query: &Query) -> Result<Vec<&Image>, String> {
+        let candidates: Box<dyn Iterator<Item = usize> + '_> = if let Some(source) = &query.source_image_id {
+            Box::new(self.by_source.get(source).into_iter().flatten().copied())
+        } else if let (Some(account), Some(region)) = (&query.account, &query.region) {
+            let loc = Location { account: account.clone(), region: region.clone() };
+            Box::new(self.by_location.get(&loc).into_iter().flatten().copied())
+        } else if let Some(key) = &query.tag_key {
+            Box::new(self.by_tag_key.get(key).into_iter().flatten().copied())
+        } else {
+            Box::new(0..self.images.len())
+        };
+        let mut found = Vec::new();
+        for i in candidates {
+            let image = &self.images[i];
+            if matches(query, image) {
+                if found.len() == MAX_QUERY_IMAGES {
+                    return Err(format!("query matches more than {MAX_QUERY_IMAGES} images; narrow it"));
+                }
+                found.push(image);
+            }
+        }
+        found.sort_by(|a, b| (&a.region, a.creation_time, &a.id).cmp(&(&b.region, b.creation_time, &b.id)));
+        Ok(found)
+    }
+}
+
+fn matches(q: &Query, image: &Image) -> bool {
+    q.account.as_ref().is_none_or(|a| *a == image.account)
+        && q.region.as_ref().is_none_or(|r| *r == image.region)
+        && q.name_prefix.as_ref().is_none_or(|p| image.name.starts_with(p.as_str()))
+        && q.source_image_id.as_ref().is_none_or(|s| image.source_image_id.as_ref() == Some(s))
+        && q.tag_key.as_ref().is_none_or(|k| match image.tags.get(k) {
+            None => false,
+            Some(v) => q.tag_value.as_ref().is_none_or(|want| want == v),
+        })
+}

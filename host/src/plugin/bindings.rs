@@ -1,0 +1,331 @@
+//! The generated host bindings of the WIT world and conversions to and from domain types.
+//!
+//! Everything from `bindgen!` stays in this module: the rest of the host speaks
+//! `crate::model`. Plugin output is untrusted; `proposal_from_wit` validates it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::model::{self, Timestamp};
+
+wasmtime::component::bindgen!({
+    world: "policy",
+    path: "../wit",
+});
+
+pub use amiwarden::policy::host::{Host, ImageQuery, LogLevel};
+pub use amiwarden::policy::types as wit;
+
+/// The WIT package version this host implements; a plugin must export exactly it.
+pub const WIT_VERSION: &str = "0.1.0";
+
+/// The export a compatible plugin carries.
+pub const PLUGIN_EXPORT: &str = "amiwarden:policy/plugin";
+
+impl From<&model::Principal> for wit::Principal {
+    fn from(p: &model::Principal) -> Self {
+        match p {
+            model::Principal::Account(s) => wit::Principal::Account(s.clone()),
+            model::Principal::Organization(s) => wit::Principal::Organization(s.clone()),
+            model::Principal::OrganizationalUnit(s) => wit::Principal::OrganizationalUnit(s.clone()),
+            model::Principal::Public => wit::Principal::Public,
+        }
+    }
+}
+
+/// Validates a principal coming from a plugin.
+fn principal_from_wit(p: wit::Principal) -> Result<model::Principal, String> {
+    let parsed: model::Principal = match &p {
+        wit::Principal::Public => return Ok(model::Principal::Public),
+        wit::Principal::Account(s) | wit::Principal::Organization(s) | wit::Principal::OrganizationalUnit(s) => {
+            s.parse()?
+        }
+    };
+    let same_kind = matches!(
+        (&p, &parsed),
+        (wit::Principal::Account(_), model::Principal::Account(_))
+            | (wit::Principal::Organization(_), model::Principal::Organization(_))
+            | (wit::Principal::OrganizationalUnit(_), model::Principal::OrganizationalUnit(_))
+    );
+    if same_kind { Ok(parsed) } else { Err(format!("`{parsed}` is not a valid principal of the kind given")) }
+}
+
+impl From<&model::Image> for wit::Image {
+    fn from(i: &model::Image) -> Self {
+        wit::Image {
+            id: i.id.clone(),
+            account: i.account.clone(),
+            region: i.region.clone(),
+            name: i.name.clone(),
+            description: i.description.clone(),
+            creation_time: i.creation_time.0,
+            state: match i.state {
+                model::ImageState::Pending => wit::ImageState::Pending,
+                model::ImageState::Available => wit::ImageState::Available,
+                model::ImageState::Failed => wit::ImageState::Failed,
+                model::ImageState::Disabled => wit::ImageState::Disabled,
+                model::ImageState::Deregistered => wit::ImageState::Deregistered,
+            },
+            architecture: match i.architecture {
+                model::Architecture::I386 => wit::Architecture::I386,
+                model::Architecture::X86_64 => wit::Architecture::X8664,
+                model::Architecture::Arm64 => wit::Architecture::Arm64,
+                model::Architecture::X86_64Mac => wit::Architecture::X8664Mac,
+                model::Architecture::Arm64Mac => wit::Architecture::Arm64Mac,
+            },
+            platform: match i.platform {
+                model::Platform::Linux => wit::Platform::Linux,
+                model::Platform::Windows => wit::Platform::Windows,
+            },
+            root_device_type: match i.root_device_type {
+                model::RootDeviceType::Ebs => wit::RootDeviceType::Ebs,
+                model::RootDeviceType::InstanceStore => wit::RootDeviceType::InstanceStore,
+            },
+            public: i.is_public(),
+            launch_permissions: i.launch_permissions.as_ref().map(|ps| ps.iter().map(Into::into).collect()),
+            tags: i.tags.iter().map(|(k, v)| wit::Tag { key: k.clone(), value: v.clone() }).collect(),
+            block_devices: i
+                .block_devices
+                .iter()
+                .map(|b| wit::BlockDevice {
+                    device_name: b.device_name.clone(),
+                    snapshot_id: b.snapshot_id.clone(),
+                    size_gib: b.size_gib,
+                    full_size_bytes: b.full_size_bytes,
+                    storage_tier: match b.storage_tier {
+                        model::StorageTier::Standard => wit::StorageTier::Standard,
+                        model::StorageTier::Archive => wit::StorageTier::Archive,
+                    },
+                })
+                .collect(),
+            deprecation_time: i.deprecation_time.map(|t| t.0),
+            source_image_id: i.source_image_id.clone(),
+            source_region: i.source_region.clone(),
+            usage: wit::Usage {
+                instances: i.usage.instances,
+                launch_templates: i.usage.launch_templates.clone(),
+                last_launched: i.usage.last_launched.map(|t| t.0),
+            },
+            monthly_cost: i.monthly_cost,
+        }
+    }
+}
+
+impl From<&model::EventKind> for wit::EventKind {
+    fn from(k: &model::EventKind) -> Self {
+        let principals = |ps: &Vec<model::Principal>| ps.iter().map(Into::into).collect();
+        match k {
+            model::EventKind::Scheduled => wit::EventKind::Scheduled,
+            model::EventKind::Created => wit::EventKind::Created,
+            model::EventKind::Registered => wit::EventKind::Registered,
+            model::EventKind::Copied => wit::EventKind::Copied,
+            model::EventKind::Shared(ps) => wit::EventKind::Shared(principals(ps)),
+            model::EventKind::Unshared(ps) => wit::EventKind::Unshared(principals(ps)),
+            model::EventKind::Deprecated => wit::EventKind::Deprecated,
+            model::EventKind::Disabled => wit::EventKind::Disabled,
+            model::EventKind::Deregistered => wit::EventKind::Deregistered,
+            model::EventKind::TagsChanged => wit::EventKind::TagsChanged,
+        }
+    }
+}
+
+impl From<&model::ImageEvent> for wit::ImageEvent {
+    fn from(e: &model::ImageEvent) -> Self {
+        wit::ImageEvent {
+            kind: (&e.kind).into(),
+            image: (&e.image).into(),
+            evaluation_time: e.evaluation_time.0,
+            raw: e.raw.clone(),
+        }
+    }
+}
+
+impl From<&model::Action> for wit::Action {
+    fn from(a: &model::Action) -> Self {
+        match a {
+            model::Action::Share(p) => wit::Action::Share(p.into()),
+            model::Action::Unshare(p) => wit::Action::Unshare(p.into()),
+            model::Action::CopyToRegion(c) => wit::Action::CopyToRegion(wit::CopyRequest {
+                region: c.region.clone(),
+                encrypted: c.encrypted,
+                kms_key_id: c.kms_key_id.clone(),
+                copy_tags: c.copy_tags,
+                name: c.name.clone(),
+            }),
+            model::Action::DeprecateAt(t) => wit::Action::DeprecateAt(t.0),
+            model::Action::Disable => wit::Action::Disable,
+            model::Action::Deregister { delete_snapshots } => wit::Action::Deregister(*delete_snapshots),
+            model::Action::Tag(tags) => {
+                wit::Action::Tag(tags.iter().map(|(k, v)| wit::Tag { key: k.clone(), value: v.clone() }).collect())
+            }
+            model::Action::Untag(keys) => wit::Action::Untag(keys.iter().cloned().collect()),
+            model::Action::Retain => wit::Action::Retain,
+        }
+    }
+}
+
+pub fn action_kind_from_wit(k: wit::ActionKind) -> model::ActionKind {
+    match k {
+        wit::ActionKind::Share => model::ActionKind::Share,
+        wit::ActionKind::Unshare => model::ActionKind::Unshare,
+        wit::ActionKind::Copy => model::ActionKind::Copy,
+        wit::ActionKind::Deprecate => model::ActionKind::Deprecate,
+        wit::ActionKind::Disable => model::ActionKind::Disable,
+        wit::ActionKind::Deregister => model::ActionKind::Deregister,
+        wit::ActionKind::DeleteSnapshots => model::ActionKind::DeleteSnapshots,
+        wit::ActionKind::Tag => model::ActionKind::Tag,
+        wit::ActionKind::Untag => model::ActionKind::Untag,
+        wit::ActionKind::Retain => model::ActionKind::Retain,
+    }
+}
+
+impl From<wit::PluginInfo> for model::PluginInfo {
+    fn from(i: wit::PluginInfo) -> Self {
+        model::PluginInfo {
+            name: i.name,
+            version: i.version,
+            actions: i.actions.into_iter().map(action_kind_from_wit).collect(),
+            needs: i
+                .needs
+                .into_iter()
+                .map(|n| match n {
+                    wit::InventoryNeed::LaunchPermissions => model::InventoryNeed::LaunchPermissions,
+                    wit::InventoryNeed::Usage => model::InventoryNeed::Usage,
+                    wit::InventoryNeed::Snapshots => model::InventoryNeed::Snapshots,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The longest reason, tag key or value a plugin may return, in bytes.
+pub const MAX_TEXT: usize = 4096;
+
+fn text(field: &str, s: String) -> Result<String, String> {
+    if s.len() > MAX_TEXT {
+        Err(format!("{field} is {} bytes, over the limit of {MAX_TEXT}", s.len()))
+    } else {
+        Ok(s)
+    }
+}
+
+/// Whether `s` has the shape of an AWS region name (`eu-west-1`, `us-gov-east-1`).
+pub fn is_region_name(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() >= 3
+        && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+        && parts.last().is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Converts and validates a proposal a plugin returned.
+pub fn proposal_from_wit(p: wit::Proposal) -> Result<model::Proposal, String> {
+    if !model::is_image_id(&p.image_id) {
+        return Err(format!("proposal names `{}`, which is not an AMI id", truncate(&p.image_id)));
+    }
+    let action = match p.action {
+        wit::Action::Share(pr) => model::Action::Share(principal_from_wit(pr)?),
+        wit::Action::Unshare(pr) => model::Action::Unshare(principal_from_wit(pr)?),
+        wit::Action::CopyToRegion(c) => {
+            if !is_region_name(&c.region) {
+                return Err(format!("copy target `{}` is not a region name", truncate(&c.region)));
+            }
+            if c.kms_key_id.is_some() && !c.encrypted {
+                return Err("copy names a KMS key but is not encrypted".into());
+            }
+            model::Action::CopyToRegion(model::CopyRequest {
+                region: c.region,
+                encrypted: c.encrypted,
+                kms_key_id: c.kms_key_id.map(|k| text("kms key id", k)).transpose()?,
+                copy_tags: c.copy_tags,
+                name: c.name.map(|n| text("copy name", n)).transpose()?,
+            })
+        }
+        wit::Action::DeprecateAt(t) => model::Action::DeprecateAt(Timestamp(t)),
+        wit::Action::Disable => model::Action::Disable,
+        wit::Action::Deregister(delete_snapshots) => model::Action::Deregister { delete_snapshots },
+        wit::Action::Tag(tags) => {
+            let mut map = BTreeMap::new();
+            for t in tags {
+                if t.key.is_empty() || t.key.len() > 128 || t.value.len() > 256 {
+                    return Err(format!("tag `{}` breaks EC2's limits (key 1-128, value 0-256 chars)", truncate(&t.key)));
+                }
+                map.insert(t.key, t.value);
+            }
+            model::Action::Tag(map)
+        }
+        wit::Action::Untag(keys) => {
+            let keys: BTreeSet<String> = keys.into_iter().map(|k| text("tag key", k)).collect::<Result<_, _>>()?;
+            model::Action::Untag(keys)
+        }
+        wit::Action::Retain => model::Action::Retain,
+    };
+    Ok(model::Proposal { image_id: p.image_id, action, reason: text("reason", p.reason)? })
+}
+
+/// Converts a verdict a plugin returned.
+pub fn verdict_from_wit(v: wit::Verdict) -> Result<model::Verdict, String> {
+    let veto = match v.decision {
+        wit::Decision::Approve => None,
+        wit::Decision::Veto(reason) => Some(text("veto reason", reason)?),
+    };
+    Ok(model::Verdict { action_id: text("action id", v.action_id)?, veto })
+}
+
+/// The message of a policy error.
+pub fn policy_error_message(e: wit::PolicyError) -> (super::PolicyErrorKind, String) {
+    use super::PolicyErrorKind as K;
+    match e {
+        wit::PolicyError::InvalidConfig(m) => (K::InvalidConfig, m),
+        wit::PolicyError::InvalidEvent(m) => (K::InvalidEvent, m),
+        wit::PolicyError::Failed(m) => (K::Failed, m),
+    }
+}
+
+fn truncate(s: &str) -> String {
+    if s.len() <= 64 {
+        s.to_string()
+    } else {
+        let mut end = 64;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}…", &s[..end])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn region_names_are_recognised_by_shape() {
+        for ok in ["us-east-1", "eu-central-2", "us-gov-west-1", "ap-southeast-4"] {
+            assert!(is_region_name(ok), "{ok}");
+        }
+        for bad in ["us-east", "moon-1", "US-EAST-1", "eu--1", ""] {
+            assert!(!is_region_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_eleven_digit_account_in_a_share_is_refused() {
+        let p = wit::Proposal {
+            image_id: "ami-0123456789abcdef0".into(),
+            action: wit::Action::Share(wit::Principal::Account("12345678901".into())),
+            reason: "r".into(),
+        };
+        let err = proposal_from_wit(p).unwrap_err();
+        assert!(err.contains("12345678901"), "{err}");
+    }
+
+    #[test]
+    fn an_arn_passed_as_an_account_is_refused() {
+        let p = wit::Proposal {
+            image_id: "ami-0123456789abcdef0".into(),
+            action: wit::Action::Share(wit::Principal::Account(
+                "arn:aws:organizations::123456789012:organization/o-abc".into(),
+            )),
+            reason: "r".into(),
+        };
+        assert!(proposal_from_wit(p).is_err());
+    }
+}

@@ -1,0 +1,42 @@
+//! The `host` interface a plugin imports: read-only, deterministic views of the inventory.
+
+use super::bindings::{Host, ImageQuery, LogLevel, wit};
+use super::sandbox::StoreState;
+use crate::inventory::Query;
+
+impl Host for StoreState {
+    fn query_images(&mut self, query: ImageQuery) -> Result<Vec<wit::Image>, String> {
+        let query = Query {
+            account: query.account,
+            region: query.region,
+            tag_key: query.tag_key,
+            tag_value: query.tag_value,
+            name_prefix: query.name_prefix,
+            source_image_id: query.source_image_id,
+        };
+        let found = self.inventory.query(&query)?;
+        Ok(found.into_iter().map(wit::Image::from).collect())
+    }
+
+    fn get_image(&mut self, id: String) -> Option<wit::Image> {
+        self.inventory.get(&id).map(wit::Image::from)
+    }
+
+    fn now(&mut self) -> wit::Timestamp {
+        self.now.0
+    }
+
+    fn log(&mut self, level: LogLevel, message: String) {
+        let plugin = &*self.plugin;
+        let message: String = message.chars().take(2048).collect();
+        match level {
+            LogLevel::Trace => tracing::trace!(plugin, "{message}"),
+            LogLevel::Debug => tracing::debug!(plugin, "{message}"),
+            LogLevel::Info => tracing::info!(plugin, "{message}"),
+            LogLevel::Warn => tracing::warn!(plugin, "{message}"),
+            LogLevel::Error => tracing::error!(plugin, "{message}"),
+        }
+    }
+}
+
+impl wit::Host for StoreState {}

@@ -1,0 +1,207 @@
+//! The sandbox a plugin runs in: limits, the store's state, a deny-all WASI context, the
+//! epoch ticker that enforces CPU deadlines, and the limiter that records out-of-memory.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use wasmtime::component::ResourceTable;
+use wasmtime::{Engine, ResourceLimiter};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{FsPerms, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::inventory::Inventory;
+use crate::model::Timestamp;
+
+/// How often the epoch advances; deadlines are counted in these ticks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// The per-plugin limits, as written in the policy file's `[plugin.limits]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// CPU budget of one call, in milliseconds.
+    pub time_ms: u64,
+    /// Cap on linear memory, in MiB.
+    pub memory_mib: u64,
+    /// Most proposals one `propose` call may return.
+    pub max_proposals: usize,
+    /// Events evaluated in one fresh store (1 gives every event its own instance).
+    pub batch: usize,
+    /// Bytes of stdout plus stderr kept per store.
+    pub output_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { time_ms: 100, memory_mib: 64, max_proposals: 1000, batch: 64, output_bytes: 64 * 1024 }
+    }
+}
+
+impl Limits {
+    /// The epoch deadline for one call.
+    pub fn deadline_ticks(&self) -> u64 {
+        let tick = EPOCH_TICK.as_millis() as u64;
+        self.time_ms.div_ceil(tick).max(1) + 1
+    }
+}
+
+/// Refuses memory and table growth past the caps and records that it did.
+pub struct Limiter {
+    memory_bytes: usize,
+    pub hit_memory_cap: bool,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes {
+            self.hit_memory_cap = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+
+    fn instances(&self) -> usize {
+        64
+    }
+
+    fn tables(&self) -> usize {
+        64
+    }
+
+    fn memories(&self) -> usize {
+        16
+    }
+}
+
+/// What a plugin's store holds.
+pub struct StoreState {
+    pub plugin: Arc<str>,
+    pub inventory: Arc<Inventory>,
+    pub now: Timestamp,
+    pub limiter: Limiter,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    stdout: MemoryOutputPipe,
+    stderr: MemoryOutputPipe,
+}
+
+impl WasiView for StoreState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// A wall clock stopped at the evaluation time.
+struct PinnedWallClock(Timestamp);
+
+impl HostWallClock for PinnedWallClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::from_secs(u64::try_from(self.0.0).unwrap_or(0))
+    }
+}
+
+/// A monotonic clock that never advances.
+struct StoppedClock;
+
+impl HostMonotonicClock for StoppedClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+impl StoreState {
+    /// A fresh state: no env, args, network or inherited stdio; clocks pinned to `now`,
+    /// a fixed random seed, and only `data_dir` (read-only, as `/data`) on the file system.
+    pub fn new(
+        plugin: Arc<str>,
+        inventory: Arc<Inventory>,
+        now: Timestamp,
+        limits: &Limits,
+        data_dir: Option<&PathBuf>,
+    ) -> anyhow::Result<StoreState> {
+        let stdout = MemoryOutputPipe::new(limits.output_bytes);
+        let stderr = MemoryOutputPipe::new(limits.output_bytes);
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .wall_clock(PinnedWallClock(now))
+            .monotonic_clock(StoppedClock)
+            .secure_random(wasmtime_wasi::Deterministic::new(vec![42, 7, 19, 3]))
+            .insecure_random(wasmtime_wasi::Deterministic::new(vec![11, 5, 23, 1]))
+            .insecure_random_seed(0x616d_6977_6172_64656e)
+            .allow_ip_name_lookup(false)
+            .allow_tcp(false)
+            .allow_udp(false);
+        if let Some(dir) = data_dir {
+            wasi.preopened_dir(dir, "/data", FsPerms::ReadOnly)
+                .map_err(|e| anyhow::anyhow!("cannot open data directory {}: {e}", dir.display()))?;
+        }
+        Ok(StoreState {
+            plugin,
+            inventory,
+            now,
+            limiter: Limiter { memory_bytes: (limits.memory_mib as usize).saturating_mul(1 << 20), hit_memory_cap: false },
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            stdout,
+            stderr,
+        })
+    }
+
+    /// Sends what the plugin wrote to stdout and stderr to the log under its name.
+    pub fn flush_output(&self) {
+        for (stream, pipe) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
+            let bytes = pipe.contents();
+            if !bytes.is_empty() {
+                for line in String::from_utf8_lossy(&bytes).lines() {
+                    tracing::info!(plugin = %self.plugin, stream, "{line}");
+                }
+            }
+        }
+    }
+}
+
+/// Advances the engine's epoch every `EPOCH_TICK` until dropped.
+pub struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl EpochTicker {
+    pub fn start(engine: &Engine) -> EpochTicker {
+        let stop = Arc::new(AtomicBool::new(false));
+        let weak = engine.weak();
+        let flag = stop.clone();
+        std::thread::Builder::new()
+            .name("amiwarden-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    match weak.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            .ok();
+        EpochTicker { stop }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}

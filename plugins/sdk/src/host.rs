@@ -1,0 +1,109 @@
+//! Host imports with native fallbacks, so plugin unit tests run under plain `cargo test`.
+//!
+//! On wasm32 every call goes to the host. Natively the calls read a thread-local test
+//! inventory that `testing::set_inventory` fills.
+
+use crate::{Image, ImageQuery, LogLevel, Timestamp};
+
+/// Images in scope matching `query` (see the WIT `query-images`).
+pub fn query_images(query: &ImageQuery) -> Result<Vec<Image>, String> {
+    #[cfg(target_arch = "wasm32")]
+    {
+        crate::bindings::amiwarden::policy::host::query_images(query)
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        testing::query(query)
+    }
+}
+
+/// One image by id, if in scope.
+pub fn get_image(id: &str) -> Option<Image> {
+    #[cfg(target_arch = "wasm32")]
+    {
+        crate::bindings::amiwarden::policy::host::get_image(id)
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        testing::with(|inv| inv.images.iter().find(|i| i.id == id).cloned())
+    }
+}
+
+/// The evaluation time.
+pub fn now() -> Timestamp {
+    #[cfg(target_arch = "wasm32")]
+    {
+        crate::bindings::amiwarden::policy::host::now()
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        testing::with(|inv| inv.now)
+    }
+}
+
+/// Logs a line under the plugin's name.
+pub fn log(level: LogLevel, message: &str) {
+    #[cfg(target_arch = "wasm32")]
+    {
+        crate::bindings::amiwarden::policy::host::log(level, message)
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        testing::with_mut(|inv| inv.logs.push((level, message.to_string())))
+    }
+}
+
+/// The native stand-in for the host, for plugin unit tests and native benchmarks.
+pub mod testing {
+    use super::*;
+    use std::cell::RefCell;
+
+    /// What the native host fallback serves.
+    #[derive(Default, Clone)]
+    pub struct Inventory {
+        /// Every image in scope.
+        pub images: Vec<Image>,
+        /// The evaluation time.
+        pub now: Timestamp,
+        /// Lines the plugin logged.
+        pub logs: Vec<(LogLevel, String)>,
+    }
+
+    thread_local! {
+        static INVENTORY: RefCell<Inventory> = RefCell::new(Inventory::default());
+    }
+
+    /// Replaces the native inventory for this thread.
+    pub fn set_inventory(images: Vec<Image>, now: Timestamp) {
+        INVENTORY.with(|inv| *inv.borrow_mut() = Inventory { images, now, logs: Vec::new() });
+    }
+
+    /// Reads the native inventory.
+    pub fn with<R>(f: impl FnOnce(&Inventory) -> R) -> R {
+        INVENTORY.with(|inv| f(&inv.borrow()))
+    }
+
+    pub(crate) fn with_mut<R>(f: impl FnOnce(&mut Inventory) -> R) -> R {
+        INVENTORY.with(|inv| f(&mut inv.borrow_mut()))
+    }
+
+    /// Whether `image` matches `query`, with the event image's account as default.
+    pub fn matches(query: &ImageQuery, image: &Image) -> bool {
+        query.account.as_ref().is_none_or(|a| *a == image.account)
+            && query.region.as_ref().is_none_or(|r| *r == image.region)
+            && query.name_prefix.as_ref().is_none_or(|p| image.name.starts_with(p.as_str()))
+            && query.source_image_id.as_ref().is_none_or(|s| image.source_image_id.as_ref() == Some(s))
+            && query.tag_key.as_ref().is_none_or(|k| match image.tag(k) {
+                None => false,
+                Some(v) => query.tag_value.as_ref().is_none_or(|want| want == v),
+            })
+    }
+
+    pub(crate) fn query(query: &ImageQuery) -> Result<Vec<Image>, String> {
+        with(|inv| {
+            let mut found: Vec<Image> = inv.images.iter().filter(|i| matches(query, i)).cloned().collect();
+            found.sort_by(|a, b| (&a.region, a.creation_time, &a.id).cmp(&(&b.region, b.creation_time, &b.id)));
+            Ok(found)
+        })
+    }
+}

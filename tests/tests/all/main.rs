@@ -1,0 +1,4 @@
+//! Every end-to-end test of amiwarden, in one test binary.
+
+mod sandbox;
+mod support;

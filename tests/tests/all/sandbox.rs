@@ -1,0 +1,230 @@
+//! The sandbox holds against a plugin that misbehaves on demand: every limit is tested
+//! as an obeyed/violated pair, and every failure is a typed `PluginError` on that image.
+
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use amiwarden::model::{Action, Proposal};
+use amiwarden::plugin::{Limits, Plugin, PluginError, PluginFailure, PolicyErrorKind, Runtime, Stage, wit};
+use amiwarden_tests::HOSTILE;
+use serde_json::json;
+
+use crate::support::{NOW, image, inventory, scheduled, spec};
+
+fn runtime() -> &'static Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| Runtime::new(Some(crate::support::cache_dir())).expect("runtime starts"))
+}
+
+fn hostile(mode: &str, limits: Limits) -> Plugin {
+    runtime()
+        .load_file(Path::new(HOSTILE), spec("hostile", json!({ "mode": mode }), limits))
+        .expect("hostile guest loads")
+}
+
+/// Runs the hostile guest in `mode` on one image.
+fn propose(mode: &str, limits: Limits) -> Result<Vec<Proposal>, PluginError> {
+    let plugin = hostile(mode, limits);
+    let img = image("ami-0123456789abcdef0", &[]);
+    let inv = inventory(vec![img.clone()]);
+    let mut session = plugin.session(inv, NOW)?;
+    session.propose(&wit::ImageEvent::from(&scheduled(img)))
+}
+
+fn failure(mode: &str, limits: Limits) -> PluginFailure {
+    match propose(mode, limits) {
+        Ok(p) => panic!("mode {mode} should fail, got {p:?}"),
+        Err(e) => {
+            assert_eq!(e.plugin, "hostile");
+            assert_eq!(e.stage, Stage::Propose);
+            assert_eq!(e.image.as_deref(), Some("ami-0123456789abcdef0"), "{e}");
+            e.failure
+        }
+    }
+}
+
+fn probe(proposals: &[Proposal]) -> String {
+    match proposals.first().map(|p| &p.action) {
+        Some(Action::Tag(tags)) => tags.get("probe").cloned().unwrap_or_default(),
+        other => panic!("expected a probe tag, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_well_behaved_call_returns_its_proposals() {
+    let proposals = propose("ok", Limits::default()).unwrap();
+    assert_eq!(probe(&proposals), "ok");
+}
+
+#[test]
+fn a_bounded_loop_within_the_time_budget_finishes() {
+    let proposals = propose("spin:100000", Limits::default()).unwrap();
+    assert!(probe(&proposals).starts_with("spun"));
+}
+
+#[test]
+fn an_endless_loop_is_recorded_as_timeout() {
+    let limits = Limits { time_ms: 50, ..Limits::default() };
+    assert_eq!(failure("loop", limits), PluginFailure::Timeout(50));
+}
+
+#[test]
+fn allocation_under_the_memory_cap_succeeds() {
+    let proposals = propose("alloc:8", Limits::default()).unwrap();
+    assert_eq!(probe(&proposals), "allocated 8 MiB");
+}
+
+#[test]
+fn allocation_over_the_memory_cap_is_recorded_as_out_of_memory() {
+    let limits = Limits { memory_mib: 32, ..Limits::default() };
+    assert_eq!(failure("alloc:64", limits.clone()), PluginFailure::OutOfMemory(32));
+    assert_eq!(failure("alloc-forever", limits), PluginFailure::OutOfMemory(32));
+}
+
+#[test]
+fn a_panic_is_recorded_as_a_trap() {
+    assert!(matches!(failure("trap", Limits::default()), PluginFailure::Trap(_)));
+}
+
+#[test]
+fn a_stack_overflow_is_recorded_as_a_trap() {
+    // Rust keeps its stack in linear memory: overflowing it is an out-of-bounds access.
+    assert!(matches!(failure("stack-overflow", Limits::default()), PluginFailure::Trap(_)));
+}
+
+#[test]
+fn proposals_up_to_the_limit_are_accepted() {
+    let limits = Limits { max_proposals: 1000, ..Limits::default() };
+    assert_eq!(propose("proposals:1000", limits).unwrap().len(), 1000);
+}
+
+#[test]
+fn a_million_proposals_are_refused() {
+    match failure("proposals:1000000", Limits::default()) {
+        PluginFailure::Malformed(msg) => assert!(msg.contains("1000000 proposals"), "{msg}"),
+        PluginFailure::OutOfMemory(_) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_reason_within_the_text_limit_is_accepted() {
+    assert_eq!(propose("big-string:4000", Limits::default()).unwrap().len(), 1);
+}
+
+#[test]
+fn a_hundred_megabyte_string_is_refused() {
+    let limits = Limits { memory_mib: 256, time_ms: 5000, ..Limits::default() };
+    match failure("big-string:100000000", limits) {
+        PluginFailure::Malformed(msg) => assert!(msg.contains("100000000 bytes"), "{msg}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(failure("big-string:100000000", Limits::default()), PluginFailure::OutOfMemory(64));
+}
+
+#[test]
+fn malformed_output_is_refused_with_the_offending_value() {
+    let cases = [
+        ("bad-ami", "ami-NOTHEX"),
+        ("short-account", "12345678901"),
+        ("undeclared-kind", "`deregister`"),
+        ("empty-tag-key", "tag"),
+    ];
+    for (mode, needle) in cases {
+        match failure(mode, Limits::default()) {
+            PluginFailure::Malformed(msg) => assert!(msg.contains(needle), "{mode}: {msg}"),
+            other => panic!("{mode}: {other:?}"),
+        }
+    }
+}
+
+fn denied(mode: &str) -> String {
+    match failure(mode, Limits::default()) {
+        PluginFailure::Policy(PolicyErrorKind::Failed, msg) => {
+            assert!(msg.contains("denied"), "{mode}: {msg}");
+            msg
+        }
+        other => panic!("{mode}: {other:?}"),
+    }
+}
+
+#[test]
+fn host_files_environment_and_network_are_out_of_reach() {
+    denied("read-host-file");
+    denied("read-outside-data");
+    denied("env");
+    denied("network");
+}
+
+fn with_data_dir(mode: &str) -> Result<Vec<Proposal>, PluginError> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("allowed.txt"), "granted\n").unwrap();
+    let mut spec = spec("hostile", json!({ "mode": mode }), Limits::default());
+    spec.data_dir = Some(dir.path().to_path_buf());
+    let plugin = runtime().load_file(Path::new(HOSTILE), spec).unwrap();
+    let img = image("ami-0123456789abcdef0", &[]);
+    let mut session = plugin.session(inventory(vec![img.clone()]), NOW)?;
+    let result = session.propose(&wit::ImageEvent::from(&scheduled(img)));
+    assert!(!dir.path().join("written.txt").exists(), "the plugin wrote into its data dir");
+    result
+}
+
+#[test]
+fn the_data_dir_is_readable_but_not_writable() {
+    assert_eq!(probe(&with_data_dir("read-data").unwrap()), "read granted");
+    match with_data_dir("write-data").unwrap_err().failure {
+        PluginFailure::Policy(_, msg) => assert!(msg.contains("denied"), "{msg}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn the_wall_clock_is_pinned_to_the_evaluation_time() {
+    let proposals = propose("clock", Limits::default()).unwrap();
+    assert_eq!(probe(&proposals), format!("{}/{}", NOW.0, NOW.0));
+}
+
+#[test]
+fn a_bad_config_fails_at_load_with_the_plugins_message() {
+    let err = runtime()
+        .load_file(Path::new(HOSTILE), spec("hostile", json!({ "mode": "bad-config" }), Limits::default()))
+        .err()
+        .expect("load fails");
+    assert_eq!(err.stage, Stage::Configure);
+    assert!(err.to_string().contains("refused on purpose"), "{err}");
+}
+
+#[test]
+fn one_image_failing_leaves_the_others_evaluated() {
+    let plugin = hostile("ok", Limits { time_ms: 30, ..Limits::default() });
+    let images = vec![
+        image("ami-0000000000000000a", &[]),
+        image("ami-0000000000000000b", &[("hostile-mode", "loop")]),
+        image("ami-0000000000000000c", &[("hostile-mode", "trap")]),
+        image("ami-0000000000000000d", &[]),
+    ];
+    let inv = inventory(images.clone());
+    let mut outcomes = Vec::new();
+    for img in images {
+        let mut session = plugin.session(Arc::clone(&inv), NOW).unwrap();
+        outcomes.push(session.propose(&wit::ImageEvent::from(&scheduled(img))).map(|p| probe(&p)));
+    }
+    assert_eq!(outcomes[0].as_deref(), Ok("ok"));
+    assert_eq!(outcomes[1].as_ref().unwrap_err().failure, PluginFailure::Timeout(30));
+    assert!(matches!(outcomes[2].as_ref().unwrap_err().failure, PluginFailure::Trap(_)));
+    assert_eq!(outcomes[3].as_deref(), Ok("ok"));
+}
+
+#[test]
+fn a_plugin_pinned_to_another_hash_is_refused() {
+    let mut spec = spec("hostile", json!({}), Limits::default());
+    spec.sha256 = Some("00".repeat(32));
+    let err = runtime().load_file(Path::new(HOSTILE), spec).err().expect("refused");
+    assert!(err.to_string().contains("but the policy pins"), "{err}");
+}
+
+#[test]
+fn a_file_that_is_not_wasm_is_refused() {
+    let err = runtime().load(b"#!/bin/sh\necho hi\n", spec("x", json!({}), Limits::default())).err().expect("refused");
+    assert!(err.to_string().contains("not a WebAssembly file"), "{err}");
+}
