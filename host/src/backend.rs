@@ -1,0 +1,60 @@
+//! The seam between the engine and EC2: inventory in, action outcomes out.
+//!
+//! Two implementations sit behind it: `sim` (a JSON state file) and `aws` (aws-sdk-ec2).
+//! The engine, planner and applier never know which one they talk to.
+
+use std::collections::BTreeSet;
+
+use crate::config::Scope;
+use crate::model::{Image, InventoryNeed, Location};
+use crate::plan::PlannedAction;
+
+/// Tag the host writes on every copy it makes: the source image id.
+pub const SOURCE_IMAGE_TAG: &str = "amiwarden:source-image-id";
+/// Tag the host writes on every copy it makes: the source region.
+pub const SOURCE_REGION_TAG: &str = "amiwarden:source-region";
+/// Tag the host writes on every copy it makes: the plan action that made it.
+pub const ACTION_TAG: &str = "amiwarden:action-id";
+
+/// The result of executing one planned action.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+pub enum Outcome {
+    /// The change was made; `detail` says what (for example the new image id of a copy).
+    Done { detail: String },
+    /// Nothing was done because it was not needed or no longer safe.
+    Skipped { reason: String },
+    /// The call failed.
+    Failed { error: String },
+}
+
+/// EC2 as the engine sees it.
+pub trait Backend: Sync {
+    /// A short description for messages, e.g. `sim:examples/sim/demo.json`.
+    fn name(&self) -> String;
+
+    /// Every image in scope with its snapshots, usage and (if needed) launch permissions.
+    /// Costs are left at zero; the engine prices images.
+    fn collect(&self, scope: &Scope, needs: &BTreeSet<InventoryNeed>) -> anyhow::Result<Vec<Image>>;
+
+    /// Re-reads one image, with usage and launch permissions, right before a
+    /// destructive call; `None` when it no longer exists.
+    fn refresh(&self, location: &Location, image_id: &str) -> anyhow::Result<Option<Image>>;
+
+    /// Whether a snapshot is used by any image other than `except_image`.
+    fn snapshot_in_use(&self, location: &Location, snapshot_id: &str, except_image: &str) -> anyhow::Result<bool>;
+
+    /// Executes one action. Must be idempotent for the same `action.id`: a copy with the
+    /// same id returns the earlier copy instead of making a second one.
+    fn execute(&self, action: &PlannedAction) -> Outcome;
+
+    /// Makes executed changes durable (the sim writes its state file); a no-op on AWS.
+    fn commit(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    /// API calls made so far, by operation name, for the end-of-run report.
+    fn call_counts(&self) -> Vec<(String, u64)> {
+        Vec::new()
+    }
+}

@@ -1,0 +1,257 @@
+//! The policy file (TOML): scope, guardrails, pricing overrides and plugins.
+//!
+//! Unknown fields are refused with their name and line, so a typo never silently
+//! weakens a guardrail.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{ActionKind, Principal};
+use crate::plugin::Limits;
+
+/// A whole policy file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    pub scope: Scope,
+    #[serde(default)]
+    pub guardrails: Guardrails,
+    #[serde(default)]
+    pub pricing: PricingOverrides,
+    #[serde(default)]
+    pub aws: AwsSettings,
+    #[serde(default, rename = "plugin")]
+    pub plugins: Vec<PluginEntry>,
+    /// The directory of the policy file; relative plugin paths resolve against it.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// Which accounts and regions a run looks at.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scope {
+    pub accounts: BTreeSet<String>,
+    pub regions: BTreeSet<String>,
+}
+
+/// The host's guardrails: no plugin can override them.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Guardrails {
+    /// Whether an image may be made public at all.
+    pub allow_public: bool,
+    /// Principals an image may be shared with (empty: accounts in scope only).
+    pub allowed_principals: BTreeSet<Principal>,
+    /// Never disable or deregister an image that instances or launch templates use.
+    pub protect_in_use: bool,
+    /// Also count an image launched within this many days as in use.
+    pub in_use_days: u32,
+    /// Regions images may be copied to (empty: the regions in scope).
+    pub copy_regions: BTreeSet<String>,
+    /// The most destructive actions (disable, deregister, snapshot delete) in one run.
+    pub max_destructive: usize,
+    /// The most destructive actions as a percentage of images in scope.
+    pub max_destructive_percent: f64,
+}
+
+impl Default for Guardrails {
+    fn default() -> Self {
+        Guardrails {
+            allow_public: false,
+            allowed_principals: BTreeSet::new(),
+            protect_in_use: true,
+            in_use_days: 0,
+            copy_regions: BTreeSet::new(),
+            max_destructive: 50,
+            max_destructive_percent: 20.0,
+        }
+    }
+}
+
+/// Prices per region that replace the built-in table, in USD.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PricingOverrides {
+    /// Standard-tier snapshot storage, per GiB-month.
+    #[serde(default)]
+    pub snapshot_gib_month: BTreeMap<String, f64>,
+    /// Archive-tier snapshot storage, per GiB-month.
+    #[serde(default)]
+    pub archive_gib_month: BTreeMap<String, f64>,
+    /// Inter-region transfer out of a region, per GiB.
+    #[serde(default)]
+    pub transfer_gib: BTreeMap<String, f64>,
+}
+
+/// Settings of the AWS backend.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsSettings {
+    /// A role to assume in each account, with `{account}` in place of the account id,
+    /// e.g. `arn:aws:iam::{account}:role/amiwarden`. Unset: use the ambient credentials.
+    pub role_arn_template: Option<String>,
+    /// Session name for AssumeRole.
+    pub session_name: Option<String>,
+}
+
+/// One plugin in the policy file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginEntry {
+    /// Its name in plans and logs; unique in the file.
+    pub name: String,
+    /// A path to a .wasm file (relative to the policy file) or `builtin:NAME`.
+    pub source: String,
+    /// The sha256 the file must have (required for files, optional for built-ins).
+    pub sha256: Option<String>,
+    /// The action kinds the plugin may propose; anything else is refused.
+    #[serde(default)]
+    pub grants: BTreeSet<ActionKind>,
+    /// Its configuration, handed to it as JSON.
+    #[serde(default)]
+    pub config: toml::Table,
+    /// A directory it may read, mounted read-only as `/data`.
+    pub data_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub limits: Limits,
+    /// Whether it runs (default true).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Policy {
+    /// Reads and checks a policy file.
+    pub fn load(path: &Path) -> anyhow::Result<Policy> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read policy file {}", path.display()))?;
+        let mut policy = Policy::parse(&text).with_context(|| format!("policy file {}", path.display()))?;
+        policy.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Ok(policy)
+    }
+
+    /// Parses and checks policy text.
+    pub fn parse(text: &str) -> anyhow::Result<Policy> {
+        let policy: Policy = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
+        policy.check()?;
+        Ok(policy)
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        if self.scope.accounts.is_empty() {
+            bail!("scope.accounts is empty: name at least one account");
+        }
+        if self.scope.regions.is_empty() {
+            bail!("scope.regions is empty: name at least one region");
+        }
+        for account in &self.scope.accounts {
+            if !crate::model::is_account_id(account) {
+                bail!("scope.accounts: `{account}` is not a 12-digit account id");
+            }
+        }
+        for region in self.scope.regions.iter().chain(&self.guardrails.copy_regions) {
+            if !crate::plugin::is_region_name(region) {
+                bail!("`{region}` is not a region name (like eu-west-1)");
+            }
+        }
+        let g = &self.guardrails;
+        if !(0.0..=100.0).contains(&g.max_destructive_percent) {
+            bail!("guardrails.max_destructive_percent must be between 0 and 100");
+        }
+        if g.allowed_principals.contains(&Principal::Public) && !g.allow_public {
+            bail!("guardrails.allowed_principals lists `public` but guardrails.allow_public is false");
+        }
+        let mut names = BTreeSet::new();
+        for p in &self.plugins {
+            if !names.insert(&p.name) {
+                bail!("plugin `{}` is listed twice", p.name);
+            }
+            if !p.source.starts_with("builtin:") && p.sha256.is_none() {
+                bail!("plugin `{}`: a plugin file must be pinned with sha256 (run `amiwarden inspect {}`)", p.name, p.source);
+            }
+            if let Some(sha) = &p.sha256
+                && (sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()))
+            {
+                bail!("plugin `{}`: sha256 must be 64 hex digits", p.name);
+            }
+            if p.limits.time_ms == 0 || p.limits.memory_mib == 0 || p.limits.batch == 0 {
+                bail!("plugin `{}`: limits must be positive", p.name);
+            }
+        }
+        Ok(())
+    }
+
+    /// The regions images may be copied to.
+    pub fn copy_regions(&self) -> &BTreeSet<String> {
+        if self.guardrails.copy_regions.is_empty() { &self.scope.regions } else { &self.guardrails.copy_regions }
+    }
+
+    /// Whether `principal` is on the share allow list.
+    pub fn share_allowed(&self, principal: &Principal) -> bool {
+        match principal {
+            Principal::Public => self.guardrails.allow_public,
+            Principal::Account(a) if self.guardrails.allowed_principals.is_empty() => self.scope.accounts.contains(a),
+            other => self.guardrails.allowed_principals.contains(other),
+        }
+    }
+
+    /// The resolved path of a plugin file.
+    pub fn plugin_path(&self, entry: &PluginEntry) -> PathBuf {
+        self.base_dir.join(&entry.source)
+    }
+}
+
+impl PluginEntry {
+    /// Its config as JSON text.
+    pub fn config_json(&self) -> String {
+        serde_json::to_string(&self.config).unwrap_or_else(|_| "{}".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[scope]
+accounts = ["111111111111"]
+regions = ["us-east-1"]
+"#;
+
+    #[test]
+    fn a_minimal_policy_gets_safe_defaults() {
+        let p = Policy::parse(MINIMAL).unwrap();
+        assert!(!p.guardrails.allow_public);
+        assert!(p.guardrails.protect_in_use);
+        assert_eq!(p.guardrails.max_destructive, 50);
+    }
+
+    #[test]
+    fn an_unknown_field_is_named_with_its_line() {
+        let text = format!("{MINIMAL}\n[guardrails]\nallow_publc = true\n");
+        let err = Policy::parse(&text).unwrap_err().to_string();
+        assert!(err.contains("allow_publc"), "{err}");
+        assert!(err.contains("line 7"), "{err}");
+    }
+
+    #[test]
+    fn a_plugin_file_without_a_pin_is_refused() {
+        let text = format!("{MINIMAL}\n[[plugin]]\nname = \"x\"\nsource = \"x.wasm\"\n");
+        let err = Policy::parse(&text).unwrap_err().to_string();
+        assert!(err.contains("pinned with sha256"), "{err}");
+    }
+
+    #[test]
+    fn accounts_in_scope_are_allowed_share_targets_by_default() {
+        let p = Policy::parse(MINIMAL).unwrap();
+        assert!(p.share_allowed(&Principal::Account("111111111111".into())));
+        assert!(!p.share_allowed(&Principal::Account("999999999999".into())));
+        assert!(!p.share_allowed(&Principal::Public));
+    }
+}

@@ -1,0 +1,146 @@
+//! Prices: EBS snapshot storage per GiB-month (standard and archive tiers) and
+//! inter-region transfer per GiB, with per-region overrides from the policy file.
+//!
+//! Money is integer micro-dollars (`Micros`). A snapshot is billed on its full size when
+//! EC2 reports it (`full_size_bytes`), else on its provisioned size: an upper bound.
+
+use std::collections::BTreeMap;
+
+use crate::config::PricingOverrides;
+use crate::model::{BlockDevice, Micros, StorageTier};
+
+/// The built-in table, USD: (region, standard $/GiB-month, transfer-out $/GiB).
+/// Archive storage is a quarter of standard in every region.
+const TABLE: &[(&str, f64, f64)] = &[
+    ("us-east-1", 0.05, 0.02),
+    ("us-east-2", 0.05, 0.02),
+    ("us-west-1", 0.055, 0.02),
+    ("us-west-2", 0.05, 0.02),
+    ("ca-central-1", 0.055, 0.02),
+    ("eu-west-1", 0.05, 0.02),
+    ("eu-west-2", 0.053, 0.02),
+    ("eu-west-3", 0.053, 0.02),
+    ("eu-central-1", 0.054, 0.02),
+    ("eu-north-1", 0.0475, 0.02),
+    ("ap-southeast-1", 0.05, 0.09),
+    ("ap-southeast-2", 0.055, 0.098),
+    ("ap-northeast-1", 0.05, 0.09),
+    ("ap-south-1", 0.05, 0.086),
+    ("sa-east-1", 0.068, 0.138),
+];
+
+/// Prices for the regions of one run.
+#[derive(Debug, Clone)]
+pub struct Pricing {
+    standard: BTreeMap<String, f64>,
+    archive: BTreeMap<String, f64>,
+    transfer: BTreeMap<String, f64>,
+}
+
+const DEFAULT_STANDARD: f64 = 0.05;
+const DEFAULT_TRANSFER: f64 = 0.02;
+
+fn micros(usd: f64) -> Micros {
+    (usd * 1_000_000.0).round() as Micros
+}
+
+/// Formats micro-dollars as `$12.34` (or `-$0.40`).
+pub fn dollars(m: Micros) -> String {
+    let sign = if m < 0 { "-" } else { "" };
+    let cents = (m.unsigned_abs() + 5_000) / 10_000;
+    format!("{sign}${}.{:02}", cents / 100, cents % 100)
+}
+
+impl Pricing {
+    /// The built-in table with the policy's overrides applied.
+    pub fn new(overrides: &PricingOverrides) -> Pricing {
+        let mut p = Pricing { standard: BTreeMap::new(), archive: BTreeMap::new(), transfer: BTreeMap::new() };
+        for (region, standard, transfer) in TABLE {
+            p.standard.insert(region.to_string(), *standard);
+            p.archive.insert(region.to_string(), standard / 4.0);
+            p.transfer.insert(region.to_string(), *transfer);
+        }
+        p.standard.extend(overrides.snapshot_gib_month.clone());
+        p.archive.extend(overrides.archive_gib_month.clone());
+        p.transfer.extend(overrides.transfer_gib.clone());
+        p
+    }
+
+    /// Storage price per GiB-month in `region` for `tier`.
+    pub fn storage(&self, region: &str, tier: StorageTier) -> f64 {
+        let standard = self.standard.get(region).copied().unwrap_or(DEFAULT_STANDARD);
+        match tier {
+            StorageTier::Standard => standard,
+            StorageTier::Archive => self.archive.get(region).copied().unwrap_or(standard / 4.0),
+        }
+    }
+
+    /// Transfer price per GiB out of `region`.
+    pub fn transfer(&self, region: &str) -> f64 {
+        self.transfer.get(region).copied().unwrap_or(DEFAULT_TRANSFER)
+    }
+
+    /// Monthly storage cost of one snapshot.
+    pub fn snapshot_monthly(&self, region: &str, device: &BlockDevice) -> Micros {
+        if device.snapshot_id.is_none() {
+            return 0;
+        }
+        micros(billable_gib(device) * self.storage(region, device.storage_tier))
+    }
+
+    /// Monthly cost of a copy of these devices in `target` (standard tier).
+    pub fn copy_monthly(&self, target: &str, devices: &[BlockDevice]) -> Micros {
+        devices.iter().filter(|d| d.snapshot_id.is_some()).map(|d| micros(billable_gib(d) * self.storage(target, StorageTier::Standard))).sum()
+    }
+
+    /// One-time transfer cost of copying these devices out of `source`.
+    pub fn copy_transfer(&self, source: &str, devices: &[BlockDevice]) -> Micros {
+        devices.iter().filter(|d| d.snapshot_id.is_some()).map(|d| micros(billable_gib(d) * self.transfer(source))).sum()
+    }
+}
+
+/// GiB billed for a snapshot: its full size if known, else the volume size.
+pub fn billable_gib(device: &BlockDevice) -> f64 {
+    match device.full_size_bytes {
+        Some(bytes) => bytes as f64 / (1u64 << 30) as f64,
+        None => f64::from(device.size_gib),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device(size_gib: u32, tier: StorageTier) -> BlockDevice {
+        BlockDevice {
+            device_name: "/dev/xvda".into(),
+            snapshot_id: Some("snap-1".into()),
+            size_gib,
+            full_size_bytes: None,
+            storage_tier: tier,
+        }
+    }
+
+    #[test]
+    fn snapshot_prices_follow_region_and_tier() {
+        let p = Pricing::new(&PricingOverrides::default());
+        assert_eq!(p.snapshot_monthly("us-east-1", &device(8, StorageTier::Standard)), 400_000);
+        assert_eq!(p.snapshot_monthly("us-east-1", &device(8, StorageTier::Archive)), 100_000);
+        assert_eq!(p.snapshot_monthly("ap-southeast-2", &device(100, StorageTier::Standard)), 5_500_000);
+    }
+
+    #[test]
+    fn overrides_replace_the_table() {
+        let mut o = PricingOverrides::default();
+        o.snapshot_gib_month.insert("us-east-1".into(), 0.1);
+        let p = Pricing::new(&o);
+        assert_eq!(p.snapshot_monthly("us-east-1", &device(10, StorageTier::Standard)), 1_000_000);
+    }
+
+    #[test]
+    fn dollars_are_rounded_to_cents() {
+        assert_eq!(dollars(1_234_567), "$1.23");
+        assert_eq!(dollars(-400_000), "-$0.40");
+        assert_eq!(dollars(0), "$0.00");
+    }
+}

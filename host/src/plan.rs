@@ -1,0 +1,177 @@
+//! The plan: an ordered, deterministic list of actions with their reasons and costs,
+//! and what was refused and why. Its JSON form is a stable, documented schema.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::model::{Action, CopyRequest, Image, Micros, Principal, Timestamp};
+use crate::plugin::PluginError;
+
+/// The version of the plan file schema.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One change the applier makes, in the form EC2 takes it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "op")]
+pub enum Op {
+    Tag { tags: BTreeMap<String, String> },
+    Untag { keys: BTreeSet<String> },
+    Unshare { principal: Principal },
+    Share { principal: Principal },
+    Copy { request: CopyRequest },
+    Deprecate { at: Timestamp },
+    Disable,
+    Deregister,
+    DeleteSnapshot { snapshot_id: String },
+}
+
+impl Op {
+    /// Where the op falls in the safe apply order: tags, shares, copies, deprecations,
+    /// disables, deregistrations, snapshot deletions.
+    pub fn phase(&self) -> u8 {
+        match self {
+            Op::Tag { .. } | Op::Untag { .. } => 0,
+            Op::Unshare { .. } => 1,
+            Op::Share { .. } => 2,
+            Op::Copy { .. } => 3,
+            Op::Deprecate { .. } => 4,
+            Op::Disable => 5,
+            Op::Deregister => 6,
+            Op::DeleteSnapshot { .. } => 7,
+        }
+    }
+
+    /// Whether it cannot simply be undone: disable, deregister, snapshot deletion.
+    pub fn is_destructive(&self) -> bool {
+        matches!(self, Op::Disable | Op::Deregister | Op::DeleteSnapshot { .. })
+    }
+
+    /// A short verb for tables.
+    pub fn verb(&self) -> String {
+        match self {
+            Op::Tag { tags } => format!("tag {}", tags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")),
+            Op::Untag { keys } => format!("untag {}", keys.iter().cloned().collect::<Vec<_>>().join(",")),
+            Op::Unshare { principal } => format!("unshare {principal}"),
+            Op::Share { principal } => format!("share {principal}"),
+            Op::Copy { request } => format!(
+                "copy to {}{}",
+                request.region,
+                if request.encrypted { " (encrypted)" } else { "" }
+            ),
+            Op::Deprecate { at } => format!("deprecate at {}", at.to_string().get(..10).unwrap_or_default()),
+            Op::Disable => "disable".into(),
+            Op::Deregister => "deregister".into(),
+            Op::DeleteSnapshot { snapshot_id } => format!("delete {snapshot_id}"),
+        }
+    }
+}
+
+/// One action of the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedAction {
+    /// Stable id: the same inputs give the same id; doubles as EC2's client token.
+    pub id: String,
+    pub account: String,
+    pub region: String,
+    pub image_id: String,
+    pub image_name: String,
+    #[serde(flatten)]
+    pub op: Op,
+    /// The plugins that proposed it.
+    pub plugins: BTreeSet<String>,
+    /// Their reasons, in plugin order.
+    pub reasons: Vec<String>,
+    /// Change in monthly cost (negative saves).
+    pub monthly_cost_delta: Micros,
+    /// One-time cost (copy transfer).
+    pub one_time_cost: Micros,
+}
+
+impl PlannedAction {
+    /// The stable id of an op on an image.
+    pub fn id_for(account: &str, region: &str, image_id: &str, op: &Op) -> String {
+        let canonical = serde_json::to_string(op).unwrap_or_default();
+        let digest = Sha256::digest(format!("{account}/{region}/{image_id}/{canonical}").as_bytes());
+        format!("act-{}", &hex::encode(digest)[..20])
+    }
+}
+
+/// Why a proposal did not make it into the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RefusalKind {
+    /// A plugin vetoed it in review.
+    Vetoed,
+    /// A host guardrail forbids it.
+    Guardrail,
+    /// The policy file does not grant the plugin this action kind.
+    NotGranted,
+    /// Another plugin retains the image.
+    Retained,
+    /// Plugins disagree and the host will not pick for them.
+    Conflict,
+    /// A plugin failed on the image, so destructive actions on it are blocked.
+    PluginFailed,
+}
+
+/// A proposal that was refused, with who proposed it and why.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Refusal {
+    pub image_id: String,
+    pub account: String,
+    pub region: String,
+    pub action: Action,
+    pub plugins: BTreeSet<String>,
+    pub kind: RefusalKind,
+    pub reason: String,
+}
+
+/// Totals of a plan.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    pub images_in_scope: usize,
+    pub images_touched: usize,
+    pub actions: usize,
+    pub destructive: usize,
+    pub refused: usize,
+    pub plugin_errors: usize,
+    pub monthly_cost_before: Micros,
+    pub monthly_cost_after: Micros,
+    pub one_time_cost: Micros,
+}
+
+/// The plan of one run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub schema_version: u32,
+    pub evaluation_time: Timestamp,
+    /// sha256 of the inventory the plan was computed from.
+    pub inventory_fingerprint: String,
+    pub actions: Vec<PlannedAction>,
+    pub refused: Vec<Refusal>,
+    pub errors: Vec<PluginError>,
+    pub totals: Totals,
+}
+
+/// The fingerprint of an inventory: sha256 of its canonical JSON.
+pub fn fingerprint(images: &[Image]) -> String {
+    let mut hasher = Sha256::new();
+    let mut sorted: Vec<&Image> = images.iter().collect();
+    sorted.sort_by(|a, b| (&a.account, &a.region, &a.id).cmp(&(&b.account, &b.region, &b.id)));
+    for image in sorted {
+        let mut canon = image.clone();
+        canon.monthly_cost = 0;
+        hasher.update(serde_json::to_vec(&canon).unwrap_or_default());
+        hasher.update(b"\n");
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// Sorts actions into the safe, deterministic apply order.
+pub fn sort_actions(actions: &mut [PlannedAction]) {
+    actions.sort_by(|a, b| {
+        (a.op.phase(), &a.account, &a.region, &a.image_id, &a.op).cmp(&(b.op.phase(), &b.account, &b.region, &b.image_id, &b.op))
+    });
+}
