@@ -130,7 +130,8 @@ fn yes() -> bool {
 impl Policy {
     /// Reads and checks a policy file.
     pub fn load(path: &Path) -> anyhow::Result<Policy> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read policy file {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read policy file {}", path.display()))?;
         let mut policy = Policy::parse(&text).with_context(|| format!("policy file {}", path.display()))?;
         policy.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Ok(policy)
@@ -173,7 +174,11 @@ impl Policy {
                 bail!("plugin `{}` is listed twice", p.name);
             }
             if !p.source.starts_with("builtin:") && p.sha256.is_none() {
-                bail!("plugin `{}`: a plugin file must be pinned with sha256 (run `amiwarden inspect {}`)", p.name, p.source);
+                bail!(
+                    "plugin `{}`: a plugin file must be pinned with sha256 (run `amiwarden inspect {}`)",
+                    p.name,
+                    p.source
+                );
             }
             if let Some(sha) = &p.sha256
                 && (sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()))

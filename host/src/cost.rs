@@ -29,6 +29,11 @@ const TABLE: &[(&str, f64, f64)] = &[
     ("sa-east-1", 0.068, 0.138),
 ];
 
+/// The regions the built-in price table knows.
+pub fn known_regions() -> impl Iterator<Item = &'static str> {
+    TABLE.iter().map(|(region, _, _)| *region)
+}
+
 /// Prices for the regions of one run.
 #[derive(Debug, Clone)]
 pub struct Pricing {
@@ -90,12 +95,20 @@ impl Pricing {
 
     /// Monthly cost of a copy of these devices in `target` (standard tier).
     pub fn copy_monthly(&self, target: &str, devices: &[BlockDevice]) -> Micros {
-        devices.iter().filter(|d| d.snapshot_id.is_some()).map(|d| micros(billable_gib(d) * self.storage(target, StorageTier::Standard))).sum()
+        devices
+            .iter()
+            .filter(|d| d.snapshot_id.is_some())
+            .map(|d| micros(billable_gib(d) * self.storage(target, StorageTier::Standard)))
+            .sum()
     }
 
     /// One-time transfer cost of copying these devices out of `source`.
     pub fn copy_transfer(&self, source: &str, devices: &[BlockDevice]) -> Micros {
-        devices.iter().filter(|d| d.snapshot_id.is_some()).map(|d| micros(billable_gib(d) * self.transfer(source))).sum()
+        devices
+            .iter()
+            .filter(|d| d.snapshot_id.is_some())
+            .map(|d| micros(billable_gib(d) * self.transfer(source)))
+            .sum()
     }
 }
 

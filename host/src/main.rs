@@ -1,1 +1,5 @@
-fn main() {}
+//! The `amiwarden` command.
+
+fn main() {
+    std::process::exit(amiwarden::cli::main());
+}

@@ -51,15 +51,15 @@ impl Op {
     /// A short verb for tables.
     pub fn verb(&self) -> String {
         match self {
-            Op::Tag { tags } => format!("tag {}", tags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")),
+            Op::Tag { tags } => {
+                format!("tag {}", tags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))
+            }
             Op::Untag { keys } => format!("untag {}", keys.iter().cloned().collect::<Vec<_>>().join(",")),
             Op::Unshare { principal } => format!("unshare {principal}"),
             Op::Share { principal } => format!("share {principal}"),
-            Op::Copy { request } => format!(
-                "copy to {}{}",
-                request.region,
-                if request.encrypted { " (encrypted)" } else { "" }
-            ),
+            Op::Copy { request } => {
+                format!("copy to {}{}", request.region, if request.encrypted { " (encrypted)" } else { "" })
+            }
             Op::Deprecate { at } => format!("deprecate at {}", at.to_string().get(..10).unwrap_or_default()),
             Op::Disable => "disable".into(),
             Op::Deregister => "deregister".into(),
@@ -92,10 +92,13 @@ pub struct PlannedAction {
 impl PlannedAction {
     /// The stable id of an op on an image.
     pub fn id_for(account: &str, region: &str, image_id: &str, op: &Op) -> String {
-        let canonical = serde_json::to_string(op).unwrap_or_default();
-        let digest = Sha256::digest(format!("{account}/{region}/{image_id}/{canonical}").as_bytes());
-        format!("act-{}", &hex::encode(digest)[..20])
+        stable_id("act", &format!("{account}/{region}/{image_id}/{}", serde_json::to_string(op).unwrap_or_default()))
     }
+}
+
+/// A short id derived from `seed`: the same seed always gives the same id.
+pub fn stable_id(prefix: &str, seed: &str) -> String {
+    format!("{prefix}-{}", &hex::encode(Sha256::digest(seed.as_bytes()))[..20])
 }
 
 /// Why a proposal did not make it into the plan.
@@ -149,6 +152,8 @@ pub struct Plan {
     pub evaluation_time: Timestamp,
     /// sha256 of the inventory the plan was computed from.
     pub inventory_fingerprint: String,
+    /// The inventory data the plan was computed with (apply collects the same).
+    pub inventory_needs: BTreeSet<crate::model::InventoryNeed>,
     pub actions: Vec<PlannedAction>,
     pub refused: Vec<Refusal>,
     pub errors: Vec<PluginError>,
@@ -172,6 +177,12 @@ pub fn fingerprint(images: &[Image]) -> String {
 /// Sorts actions into the safe, deterministic apply order.
 pub fn sort_actions(actions: &mut [PlannedAction]) {
     actions.sort_by(|a, b| {
-        (a.op.phase(), &a.account, &a.region, &a.image_id, &a.op).cmp(&(b.op.phase(), &b.account, &b.region, &b.image_id, &b.op))
+        (a.op.phase(), &a.account, &a.region, &a.image_id, &a.op).cmp(&(
+            b.op.phase(),
+            &b.account,
+            &b.region,
+            &b.image_id,
+            &b.op,
+        ))
     });
 }

@@ -201,11 +201,7 @@ impl From<wit::PluginInfo> for model::PluginInfo {
 pub const MAX_TEXT: usize = 4096;
 
 fn text(field: &str, s: String) -> Result<String, String> {
-    if s.len() > MAX_TEXT {
-        Err(format!("{field} is {} bytes, over the limit of {MAX_TEXT}", s.len()))
-    } else {
-        Ok(s)
-    }
+    if s.len() > MAX_TEXT { Err(format!("{field} is {} bytes, over the limit of {MAX_TEXT}", s.len())) } else { Ok(s) }
 }
 
 /// Whether `s` has the shape of an AWS region name (`eu-west-1`, `us-gov-east-1`).
@@ -246,7 +242,10 @@ pub fn proposal_from_wit(p: wit::Proposal) -> Result<model::Proposal, String> {
             let mut map = BTreeMap::new();
             for t in tags {
                 if t.key.is_empty() || t.key.len() > 128 || t.value.len() > 256 {
-                    return Err(format!("tag `{}` breaks EC2's limits (key 1-128, value 0-256 chars)", truncate(&t.key)));
+                    return Err(format!(
+                        "tag `{}` breaks EC2's limits (key 1-128, value 0-256 chars)",
+                        truncate(&t.key)
+                    ));
                 }
                 map.insert(t.key, t.value);
             }

@@ -146,7 +146,8 @@ impl Runtime {
 
     /// Loads a plugin from a file.
     pub fn load_file(&self, path: &Path, spec: PluginSpec) -> Result<Plugin, PluginError> {
-        let bytes = std::fs::read(path).map_err(|e| load_error(&spec, format!("cannot read {}: {e}", path.display())))?;
+        let bytes =
+            std::fs::read(path).map_err(|e| load_error(&spec, format!("cannot read {}: {e}", path.display())))?;
         self.load(&bytes, spec)
     }
 
@@ -158,7 +159,10 @@ impl Runtime {
         if let Some(pinned) = &spec.sha256
             && !pinned.eq_ignore_ascii_case(&sha256)
         {
-            return Err(load_error(&spec, format!("{} has sha256 {sha256}, but the policy pins {pinned}", spec.origin)));
+            return Err(load_error(
+                &spec,
+                format!("{} has sha256 {sha256}, but the policy pins {pinned}", spec.origin),
+            ));
         }
         if !bytes.starts_with(b"\0asm") {
             return Err(load_error(&spec, format!("{} is not a WebAssembly file", spec.origin)));
@@ -204,7 +208,12 @@ impl Runtime {
 }
 
 fn load_error(spec: &PluginSpec, message: String) -> PluginError {
-    PluginError { plugin: spec.name.clone(), stage: Stage::Load, image: None, failure: PluginFailure::Instantiate(message) }
+    PluginError {
+        plugin: spec.name.clone(),
+        stage: Stage::Load,
+        image: None,
+        failure: PluginFailure::Instantiate(message),
+    }
 }
 
 /// The WIT version of the `plugin` interface a component exports, if any.
@@ -249,7 +258,8 @@ impl Plugin {
     pub fn session(&self, inventory: Arc<Inventory>, now: Timestamp) -> Result<Session<'_>, PluginError> {
         let mut session = self.instantiate(inventory, now)?;
         let config = self.config.clone();
-        let result = session.call(Stage::Configure, None, |p, s| p.amiwarden_policy_plugin().call_configure(s, &config))?;
+        let result =
+            session.call(Stage::Configure, None, |p, s| p.amiwarden_policy_plugin().call_configure(s, &config))?;
         result.map_err(|e| {
             let (kind, message) = bindings::policy_error_message(e);
             PluginError {
@@ -311,10 +321,8 @@ impl Session<'_> {
             let proposal = bindings::proposal_from_wit(p)
                 .map_err(|m| self.fail(Stage::Propose, image, PluginFailure::Malformed(m)))?;
             if !self.plugin.info.actions.contains(&proposal.action.kind()) {
-                let msg = format!(
-                    "proposed a `{}` action, which its plugin-info does not declare",
-                    proposal.action.kind()
-                );
+                let msg =
+                    format!("proposed a `{}` action, which its plugin-info does not declare", proposal.action.kind());
                 return Err(self.fail(Stage::Propose, image, PluginFailure::Malformed(msg)));
             }
             out.push(proposal);
@@ -335,7 +343,9 @@ impl Session<'_> {
         }
         verdicts
             .into_iter()
-            .map(|v| bindings::verdict_from_wit(v).map_err(|m| self.fail(Stage::Review, None, PluginFailure::Malformed(m))))
+            .map(|v| {
+                bindings::verdict_from_wit(v).map_err(|m| self.fail(Stage::Review, None, PluginFailure::Malformed(m)))
+            })
             .collect()
     }
 }

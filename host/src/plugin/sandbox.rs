@@ -153,7 +153,10 @@ impl StoreState {
             plugin,
             inventory,
             now,
-            limiter: Limiter { memory_bytes: (limits.memory_mib as usize).saturating_mul(1 << 20), hit_memory_cap: false },
+            limiter: Limiter {
+                memory_bytes: (limits.memory_mib as usize).saturating_mul(1 << 20),
+                hit_memory_cap: false,
+            },
             wasi: wasi.build(),
             table: ResourceTable::new(),
             stdout,

@@ -39,10 +39,9 @@ pub use types::{SOURCE_IMAGE_TAG, SOURCE_REGION_TAG};
 
 pub use bindings::amiwarden::policy::host::{ImageQuery, LogLevel};
 pub use bindings::amiwarden::policy::types::{
-    Action, ActionKind, Architecture, BlockDevice, CopyRequest, Decision, EventKind, Image,
-    ImageEvent, ImageState, InventoryNeed, LedgerEntry, Micros, Platform, PluginInfo,
-    PolicyError, PricedAction, PricedPlan, Principal, Proposal, RootDeviceType, StorageTier, Tag,
-    Timestamp, Usage, Verdict,
+    Action, ActionKind, Architecture, BlockDevice, CopyRequest, Decision, EventKind, Image, ImageEvent, ImageState,
+    InventoryNeed, LedgerEntry, Micros, Platform, PluginInfo, PolicyError, PricedAction, PricedPlan, Principal,
+    Proposal, RootDeviceType, StorageTier, Tag, Timestamp, Usage, Verdict,
 };
 pub use host::{get_image, log, now, query_images, testing};
 
@@ -63,9 +62,7 @@ pub trait Policy: Default + 'static {
         match serde_json::from_str::<serde_json::Value>(config) {
             Ok(serde_json::Value::Object(map)) if map.is_empty() => Ok(()),
             Ok(serde_json::Value::Null) => Ok(()),
-            Ok(_) => Err(PolicyError::InvalidConfig(
-                "this plugin takes no configuration".into(),
-            )),
+            Ok(_) => Err(PolicyError::InvalidConfig("this plugin takes no configuration".into())),
             Err(err) => Err(PolicyError::InvalidConfig(format!("config is not JSON: {err}"))),
         }
     }
@@ -88,10 +85,9 @@ pub fn parse_config<T: serde::de::DeserializeOwned>(config: &str) -> Result<T, P
 /// Everything a plugin usually needs, in one import.
 pub mod prelude {
     pub use crate::{
-        Action, ActionKind, Decision, EventKind, Image, ImageEvent, ImageQuery, ImageState,
-        InventoryNeed, LogLevel, PluginInfo, Policy, PolicyError, PricedAction, PricedPlan,
-        Principal, Proposal, Tag, Timestamp, Verdict, DAY, export_policy, get_image, log, now,
-        parse_config, query_images,
+        Action, ActionKind, DAY, Decision, EventKind, Image, ImageEvent, ImageQuery, ImageState, InventoryNeed,
+        LogLevel, PluginInfo, Policy, PolicyError, PricedAction, PricedPlan, Principal, Proposal, Tag, Timestamp,
+        Verdict, export_policy, get_image, log, now, parse_config, query_images,
     };
 }
 

@@ -27,7 +27,11 @@ fn recurse(depth: u64, pad: [u8; 256]) -> u64 {
     recurse(depth + 1, local) + u64::from(local[255])
 }
 
-fn io_probe<T: std::fmt::Debug>(what: &str, image: &str, result: std::io::Result<T>) -> Result<Vec<Proposal>, PolicyError> {
+fn io_probe<T: std::fmt::Debug>(
+    what: &str,
+    image: &str,
+    result: std::io::Result<T>,
+) -> Result<Vec<Proposal>, PolicyError> {
     match result {
         Ok(value) => Ok(ok_tag(image, format!("LEAKED {what}: {value:?}").chars().take(200).collect())),
         Err(err) => Err(PolicyError::Failed(format!("{what} denied: {err}"))),
@@ -36,7 +40,12 @@ fn io_probe<T: std::fmt::Debug>(what: &str, image: &str, result: std::io::Result
 
 impl Policy for Hostile {
     fn info() -> PluginInfo {
-        PluginInfo::new("hostile", env!("CARGO_PKG_VERSION")).proposes([ActionKind::Tag, ActionKind::Retain, ActionKind::Share, ActionKind::Copy])
+        PluginInfo::new("hostile", env!("CARGO_PKG_VERSION")).proposes([
+            ActionKind::Tag,
+            ActionKind::Retain,
+            ActionKind::Share,
+            ActionKind::Copy,
+        ])
     }
 
     fn configure(&mut self, config: &str) -> Result<(), PolicyError> {
@@ -100,7 +109,9 @@ impl Policy for Hostile {
             "undeclared-kind" => Ok(vec![Proposal::new(image, Action::Deregister(true), "not declared")]),
             "policy-error" => Err(PolicyError::Failed("refuses this image on purpose".into())),
             "read-host-file" => io_probe("reading /etc/passwd", image, std::fs::read_to_string("/etc/passwd")),
-            "read-outside-data" => io_probe("reading /data/../etc/passwd", image, std::fs::read_to_string("/data/../etc/passwd")),
+            "read-outside-data" => {
+                io_probe("reading /data/../etc/passwd", image, std::fs::read_to_string("/data/../etc/passwd"))
+            }
             "read-data" => match std::fs::read_to_string("/data/allowed.txt") {
                 Ok(text) => Ok(ok_tag(image, format!("read {}", text.trim()))),
                 Err(err) => Err(PolicyError::Failed(format!("reading /data/allowed.txt failed: {err}"))),

@@ -1,0 +1,200 @@
+//! Apply: executes a plan in its safe order through a backend, re-reading each image
+//! before a destructive call, with a JSON-lines journal written before and after every
+//! call so an interrupted run resumes without losing or repeating an action.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::backend::{Backend, Outcome};
+use crate::config::Policy;
+use crate::inventory::Inventory;
+use crate::model::{Location, Timestamp};
+use crate::plan::{Op, Plan, PlannedAction};
+
+/// One line of the journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    /// The plan the action belongs to.
+    pub plan_id: String,
+    pub action_id: String,
+    /// `start` before the call; `done`, `skipped` or `failed` after it.
+    pub phase: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
+/// The id of a plan: sha256 of its actions.
+pub fn plan_id(plan: &Plan) -> String {
+    let bytes = serde_json::to_vec(&plan.actions).unwrap_or_default();
+    format!("plan-{}", &hex::encode(Sha256::digest(bytes))[..20])
+}
+
+/// An append-only journal file.
+pub struct Journal {
+    path: PathBuf,
+    file: std::fs::File,
+    finished: BTreeMap<String, String>,
+}
+
+impl Journal {
+    /// Opens (or creates) a journal and reads which actions of `plan_id` already finished.
+    pub fn open(path: &Path, plan_id: &str) -> anyhow::Result<Journal> {
+        let mut finished = BTreeMap::new();
+        if path.exists() {
+            let file = std::fs::File::open(path).with_context(|| format!("cannot read journal {}", path.display()))?;
+            for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+                let line = line?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                match serde_json::from_str::<JournalEntry>(&line) {
+                    Ok(e) if e.plan_id == plan_id && e.phase != "start" && e.phase != "failed" => {
+                        finished.insert(e.action_id, e.phase);
+                    }
+                    Ok(_) => {}
+                    // A torn last line from a crash mid-write: the action counts as unfinished.
+                    Err(err) => tracing::warn!("journal {} line {}: unreadable, ignored: {err}", path.display(), n + 1),
+                }
+            }
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("cannot open journal {}", path.display()))?;
+        Ok(Journal { path: path.to_path_buf(), file, finished })
+    }
+
+    /// Whether an action finished in an earlier run of the same plan.
+    pub fn finished(&self, action_id: &str) -> Option<&str> {
+        self.finished.get(action_id).map(String::as_str)
+    }
+
+    /// Whether the journal holds any finished action of this plan (a resumed run).
+    pub fn is_resume(&self) -> bool {
+        !self.finished.is_empty()
+    }
+
+    /// Appends one entry and syncs it to disk.
+    pub fn record(&mut self, entry: &JournalEntry) -> anyhow::Result<()> {
+        let mut line = serde_json::to_string(entry)?;
+        line.push('\n');
+        self.file
+            .write_all(line.as_bytes())
+            .with_context(|| format!("cannot write journal {}", self.path.display()))?;
+        self.file.sync_data().with_context(|| format!("cannot sync journal {}", self.path.display()))?;
+        Ok(())
+    }
+}
+
+/// What happened to each action.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Report {
+    pub done: Vec<(String, String)>,
+    pub skipped: Vec<(String, String)>,
+    pub failed: Vec<(String, String)>,
+    pub resumed: usize,
+}
+
+/// Why a destructive action must not run now, if so: the image changed since the plan.
+fn recheck(
+    policy: &Policy,
+    backend: &dyn Backend,
+    planned: &Inventory,
+    action: &PlannedAction,
+    now: Timestamp,
+) -> anyhow::Result<Option<String>> {
+    let location = Location { account: action.account.clone(), region: action.region.clone() };
+    if let Op::DeleteSnapshot { snapshot_id } = &action.op {
+        if backend.snapshot_in_use(&location, snapshot_id, &action.image_id)? {
+            return Ok(Some(format!("{snapshot_id} is used by another image")));
+        }
+        return Ok(None);
+    }
+    let Some(current) = backend.refresh(&location, &action.image_id)? else {
+        return Ok(Some(format!("{} no longer exists", action.image_id)));
+    };
+    if policy.guardrails.protect_in_use
+        && let Some(why) = crate::resolve::in_use_reason(&current, policy, now)
+    {
+        return Ok(Some(format!("image is now {why}")));
+    }
+    if let (Some(before), Some(after)) =
+        (planned.get(&action.image_id).and_then(|i| i.launch_permissions.as_ref()), current.launch_permissions.as_ref())
+    {
+        let new: BTreeSet<_> = after.difference(before).collect();
+        if !new.is_empty() {
+            let list: Vec<String> = new.iter().map(|p| p.to_string()).collect();
+            return Ok(Some(format!("image was shared with {} since the plan", list.join(", "))));
+        }
+    }
+    Ok(None)
+}
+
+/// Executes `plan` in order. Every call is journaled before and after; actions the
+/// journal shows finished are not repeated.
+pub fn apply(
+    policy: &Policy,
+    backend: &dyn Backend,
+    planned: &Inventory,
+    plan: &Plan,
+    journal: &mut Journal,
+    now: Timestamp,
+    progress: &dyn Fn(&PlannedAction, &Outcome),
+) -> anyhow::Result<Report> {
+    let id = plan_id(plan);
+    let mut report = Report::default();
+    let mut deregistered_failed: BTreeSet<&str> = BTreeSet::new();
+    for action in &plan.actions {
+        if journal.finished(&action.id).is_some() {
+            report.resumed += 1;
+            continue;
+        }
+        let outcome = if matches!(action.op, Op::DeleteSnapshot { .. })
+            && deregistered_failed.contains(action.image_id.as_str())
+        {
+            Outcome::Skipped { reason: format!("deregistering {} did not succeed", action.image_id) }
+        } else if action.op.is_destructive()
+            && let Some(why) = recheck(policy, backend, planned, action, now)?
+        {
+            Outcome::Skipped { reason: why }
+        } else {
+            journal.record(&JournalEntry {
+                plan_id: id.clone(),
+                action_id: action.id.clone(),
+                phase: "start".into(),
+                detail: String::new(),
+            })?;
+            let outcome = backend.execute(action);
+            backend.commit()?;
+            outcome
+        };
+        if matches!(action.op, Op::Deregister) && !matches!(outcome, Outcome::Done { .. }) {
+            deregistered_failed.insert(action.image_id.as_str());
+        }
+        let (phase, detail) = match &outcome {
+            Outcome::Done { detail } => ("done", detail.clone()),
+            Outcome::Skipped { reason } => ("skipped", reason.clone()),
+            Outcome::Failed { error } => ("failed", error.clone()),
+        };
+        journal.record(&JournalEntry {
+            plan_id: id.clone(),
+            action_id: action.id.clone(),
+            phase: phase.into(),
+            detail: detail.clone(),
+        })?;
+        progress(action, &outcome);
+        let entry = (action.id.clone(), detail);
+        match phase {
+            "done" => report.done.push(entry),
+            "skipped" => report.skipped.push(entry),
+            _ => report.failed.push(entry),
+        }
+    }
+    Ok(report)
+}

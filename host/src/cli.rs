@@ -1,0 +1,468 @@
+//! The command line: argument parsing and the commands, wiring everything together.
+
+use std::io::{IsTerminal, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::backend::Backend;
+use crate::config::Policy;
+use crate::model::Timestamp;
+use crate::plan::Plan;
+use crate::plugin::{ArtifactCache, Runtime};
+use crate::resolve::GuardrailStop;
+use crate::run::{InputError, Source};
+
+/// amiwarden: wasm policy plugins decide sharing, retention, replication and cost of your AMIs.
+#[derive(Debug, Parser)]
+#[command(name = "amiwarden", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Where compiled plugins are cached (default: ~/.cache/amiwarden).
+    #[arg(long, global = true)]
+    pub cache_dir: Option<PathBuf>,
+    /// Do not cache compiled plugins on disk.
+    #[arg(long, global = true)]
+    pub no_cache: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Preview what the policies would change (nothing is mutated).
+    Plan(PlanArgs),
+    /// Apply a plan: the one computed now, or a saved plan file.
+    Apply(ApplyArgs),
+    /// Run a plugin (or a whole policy) against test case directories.
+    Test(TestArgs),
+    /// Show a plugin's info, WIT version, sha256 and size.
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct BackendArgs {
+    /// Use the embedded simulated EC2 with this state file.
+    #[arg(long, value_name = "STATE.json", conflicts_with = "aws")]
+    pub sim: Option<PathBuf>,
+    /// Use real EC2 (or an emulator with --endpoint-url) through the standard credential chain.
+    #[arg(long)]
+    pub aws: bool,
+    /// AWS profile.
+    #[arg(long, requires = "aws")]
+    pub profile: Option<String>,
+    /// EC2 endpoint, e.g. an emulator on 127.0.0.1.
+    #[arg(long, requires = "aws")]
+    pub endpoint_url: Option<String>,
+    /// Regions to look at (default: the policy's scope).
+    #[arg(long, value_delimiter = ',')]
+    pub regions: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[arg(long, value_name = "P.toml")]
+    pub policy: PathBuf,
+    #[command(flatten)]
+    pub backend: BackendArgs,
+    /// An EventBridge event to evaluate (`-` for stdin) instead of a scheduled run.
+    #[arg(long, value_name = "E.json")]
+    pub event: Option<String>,
+    /// Evaluate as of this date (RFC 3339 or YYYY-MM-DD) to preview the future.
+    #[arg(long, value_name = "DATE")]
+    pub as_of: Option<String>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    /// Also write the plan as JSON to this file.
+    #[arg(long, value_name = "plan.json")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[arg(long, value_name = "P.toml")]
+    pub policy: PathBuf,
+    #[command(flatten)]
+    pub backend: BackendArgs,
+    /// Apply this saved plan (refused if the inventory changed since).
+    #[arg(long, value_name = "plan.json")]
+    pub plan: Option<PathBuf>,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+    /// The journal file (default: amiwarden-journal.jsonl in the current directory).
+    #[arg(long)]
+    pub journal: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Test a whole policy instead of one plugin.
+    #[arg(long, value_name = "P.toml", conflicts_with = "plugin")]
+    pub policy: Option<PathBuf>,
+    /// The plugin: a .wasm file or builtin:NAME.
+    pub plugin: Option<String>,
+    /// The directory of case directories.
+    pub cases: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// A .wasm file or builtin:NAME.
+    pub plugin: String,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+/// Runs the CLI; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("AMIWARDEN_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            exit_code(&err)
+        }
+    }
+}
+
+fn exit_code(err: &anyhow::Error) -> i32 {
+    for cause in err.chain() {
+        if cause.downcast_ref::<GuardrailStop>().is_some() {
+            return 3;
+        }
+        if cause.downcast_ref::<InputError>().is_some() || cause.downcast_ref::<crate::plugin::PluginError>().is_some()
+        {
+            return 2;
+        }
+    }
+    1
+}
+
+fn runtime(cli: &Cli) -> anyhow::Result<Runtime> {
+    let dir = if cli.no_cache { None } else { cli.cache_dir.clone().or_else(ArtifactCache::default_dir) };
+    Runtime::new(dir)
+}
+
+fn input<T>(r: anyhow::Result<T>) -> anyhow::Result<T> {
+    r.map_err(|e| InputError(format!("{e:#}")).into())
+}
+
+fn load_policy(path: &Path, regions: &[String]) -> anyhow::Result<Policy> {
+    let mut policy = input(Policy::load(path))?;
+    if !regions.is_empty() {
+        policy.scope.regions = regions.iter().cloned().collect();
+    }
+    Ok(policy)
+}
+
+fn backend(args: &BackendArgs, policy: &Policy, now: Timestamp) -> anyhow::Result<Box<dyn Backend>> {
+    match (&args.sim, args.aws) {
+        (Some(path), false) => Ok(Box::new(input(crate::sim::SimBackend::open(path, now))?)),
+        (None, true) => crate::aws_backend(policy, args.profile.clone(), args.endpoint_url.clone()),
+        _ => Err(InputError("choose a backend: --sim STATE.json or --aws".into()).into()),
+    }
+}
+
+fn now(as_of: Option<&str>) -> anyhow::Result<Timestamp> {
+    match as_of {
+        None => Ok(Timestamp::now()),
+        Some(text) => text.parse().map_err(|e: String| InputError(format!("--as-of: {e}")).into()),
+    }
+}
+
+fn source(event: Option<&str>) -> anyhow::Result<Source> {
+    match event {
+        None => Ok(Source::Scheduled),
+        Some("-") => {
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text).context("cannot read the event from stdin")?;
+            Ok(Source::Event { text, origin: "<stdin>".into() })
+        }
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| InputError(format!("cannot read event {path}: {e}")))?;
+            Ok(Source::Event { text, origin: path.to_string() })
+        }
+    }
+}
+
+fn progress_bar() -> impl Fn(u64, u64) + Sync {
+    let bar = indicatif::ProgressBar::hidden();
+    if std::io::stderr().is_terminal() {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} evaluating {pos}/{len} plugin calls {wide_bar} {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+    }
+    move |done, total| {
+        if total >= 2000 {
+            bar.set_length(total);
+            bar.set_position(done);
+            if done >= total {
+                bar.finish_and_clear();
+            }
+        }
+    }
+}
+
+fn compute(cli: &Cli, args: &PlanArgs) -> anyhow::Result<(crate::run::Outcome, Box<dyn Backend>)> {
+    let policy = load_policy(&args.policy, &args.backend.regions)?;
+    let now = now(args.as_of.as_deref())?;
+    let source = source(args.event.as_deref())?;
+    let runtime = runtime(cli)?;
+    let plugins = crate::engine::load_plugins(&runtime, &policy)?;
+    let backend = backend(&args.backend, &policy, now)?;
+    let outcome = crate::run::plan(&policy, &plugins, backend.as_ref(), &source, now, &progress_bar())?;
+    Ok((outcome, backend))
+}
+
+fn run(cli: Cli) -> anyhow::Result<i32> {
+    match &cli.command {
+        Command::Plan(args) => plan_command(&cli, args),
+        Command::Apply(args) => apply_command(&cli, args),
+        Command::Test(args) => test_command(&cli, args),
+        Command::Inspect(args) => inspect_command(&cli, args),
+    }
+}
+
+fn print_plan(plan: &Plan, format: Format) -> anyhow::Result<()> {
+    match format {
+        Format::Table => eprint!("{}", crate::render::plan(plan)),
+        Format::Json => println!("{}", serde_json::to_string_pretty(plan)?),
+    }
+    Ok(())
+}
+
+fn plan_command(cli: &Cli, args: &PlanArgs) -> anyhow::Result<i32> {
+    let (outcome, backend) = compute(cli, args)?;
+    for note in &outcome.notes {
+        eprintln!("note: {note}");
+    }
+    print_plan(&outcome.plan, args.format)?;
+    if let Some(out) = &args.out {
+        let text = serde_json::to_string_pretty(&outcome.plan)? + "\n";
+        std::fs::write(out, text).with_context(|| format!("cannot write {}", out.display()))?;
+        eprintln!("plan written to {}", out.display());
+    }
+    report_calls(backend.as_ref());
+    if let Some(stop) = outcome.stop {
+        return Err(stop.into());
+    }
+    Ok(0)
+}
+
+fn report_calls(backend: &dyn Backend) {
+    let calls = backend.call_counts();
+    if !calls.is_empty() {
+        let list: Vec<String> = calls.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        eprintln!("API calls: {}", list.join(", "));
+    }
+}
+
+fn apply_command(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<i32> {
+    let policy = load_policy(&args.policy, &args.backend.regions)?;
+    let now = Timestamp::now();
+    let backend = backend(&args.backend, &policy, now)?;
+    let (plan, inventory) = match &args.plan {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| InputError(format!("cannot read plan {}: {e}", path.display())))?;
+            let plan: Plan =
+                serde_json::from_str(&text).map_err(|e| InputError(format!("plan {}: {e}", path.display())))?;
+            if plan.schema_version != crate::plan::SCHEMA_VERSION {
+                return Err(InputError(format!(
+                    "plan {}: schema_version {} is not {}",
+                    path.display(),
+                    plan.schema_version,
+                    crate::plan::SCHEMA_VERSION
+                ))
+                .into());
+            }
+            let inventory = crate::run::collect(&policy, backend.as_ref(), &plan.inventory_needs)?;
+            let journal_path = journal_path(args);
+            let resuming = crate::apply::Journal::open(&journal_path, &crate::apply::plan_id(&plan))?.is_resume();
+            let fingerprint = crate::plan::fingerprint(inventory.images());
+            if fingerprint != plan.inventory_fingerprint && !resuming {
+                return Err(InputError(format!(
+                    "plan {} was computed on another inventory (fingerprint {}…, now {}…): the images changed since; run `amiwarden plan` again",
+                    path.display(),
+                    plan.inventory_fingerprint.get(..12).unwrap_or_default(),
+                    fingerprint.get(..12).unwrap_or_default()
+                ))
+                .into());
+            }
+            (plan, inventory)
+        }
+        None => {
+            let runtime = runtime(cli)?;
+            let plugins = crate::engine::load_plugins(&runtime, &policy)?;
+            let outcome =
+                crate::run::plan(&policy, &plugins, backend.as_ref(), &Source::Scheduled, now, &progress_bar())?;
+            if let Some(stop) = outcome.stop {
+                print_plan(&outcome.plan, Format::Table)?;
+                return Err(stop.into());
+            }
+            let inv = Arc::try_unwrap(outcome.inventory)
+                .unwrap_or_else(|shared| crate::inventory::Inventory::new(shared.images().to_vec()));
+            (outcome.plan, inv)
+        }
+    };
+    print_plan(&plan, Format::Table)?;
+    if plan.actions.is_empty() {
+        return Ok(0);
+    }
+    if !args.yes {
+        if !std::io::stdin().is_terminal() {
+            return Err(InputError("refusing to apply without confirmation: pass --yes".into()).into());
+        }
+        eprint!("Apply these {} action(s) to {}? [y/N] ", plan.actions.len(), backend.name());
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "yes" | "Y") {
+            eprintln!("nothing applied");
+            return Ok(0);
+        }
+    }
+    let mut journal = crate::apply::Journal::open(&journal_path(args), &crate::apply::plan_id(&plan))?;
+    let report =
+        crate::apply::apply(&policy, backend.as_ref(), &inventory, &plan, &mut journal, now, &|action, outcome| {
+            eprintln!("  {} {} {}: {:?}", action.id, action.image_id, action.op.verb(), outcome);
+        })?;
+    eprintln!(
+        "applied: {} done, {} skipped, {} failed, {} already done in an earlier run",
+        report.done.len(),
+        report.skipped.len(),
+        report.failed.len(),
+        report.resumed
+    );
+    report_calls(backend.as_ref());
+    Ok(if report.failed.is_empty() { 0 } else { 1 })
+}
+
+fn journal_path(args: &ApplyArgs) -> PathBuf {
+    args.journal.clone().unwrap_or_else(|| PathBuf::from("amiwarden-journal.jsonl"))
+}
+
+fn plugin_source(spec: &str) -> anyhow::Result<Vec<u8>> {
+    match spec.strip_prefix("builtin:") {
+        Some(name) => crate::builtin::get(name).map(<[u8]>::to_vec).ok_or_else(|| {
+            InputError(format!("no built-in plugin `{name}` (built-ins: {})", crate::builtin::NAMES.join(", "))).into()
+        }),
+        None => std::fs::read(spec).map_err(|e| InputError(format!("cannot read plugin {spec}: {e}")).into()),
+    }
+}
+
+fn test_command(cli: &Cli, args: &TestArgs) -> anyhow::Result<i32> {
+    let runtime = runtime(cli)?;
+    let (policy, bytes, cases_dir, origin);
+    match (&args.policy, &args.plugin, &args.cases) {
+        (Some(p), Some(dir), None) => {
+            policy = Some(load_policy(p, &[])?);
+            bytes = Vec::new();
+            cases_dir = PathBuf::from(dir);
+            origin = p.display().to_string();
+        }
+        (None, Some(plugin), Some(dir)) => {
+            policy = None;
+            bytes = plugin_source(plugin)?;
+            cases_dir = dir.clone();
+            origin = plugin.clone();
+        }
+        _ => {
+            return Err(InputError(
+                "usage: amiwarden test PLUGIN.wasm CASES_DIR | amiwarden test --policy P.toml CASES_DIR".into(),
+            )
+            .into());
+        }
+    }
+    let subject = match &policy {
+        Some(p) => crate::cases::Subject::Policy(p),
+        None => crate::cases::Subject::Plugin { bytes: &bytes, origin: origin.clone() },
+    };
+    let dirs = input(crate::cases::case_dirs(&cases_dir))?;
+    let (mut passed, mut failed) = (0, 0);
+    for dir in dirs {
+        let result = crate::cases::run_case(&runtime, &subject, &dir)
+            .map_err(|e| InputError(format!("case {}: {e:#}", dir.display())))?;
+        if result.differences.is_empty() {
+            passed += 1;
+            eprintln!("ok   {}", result.name);
+        } else {
+            failed += 1;
+            eprintln!("FAIL {} — {}", result.name, result.description);
+            for d in &result.differences {
+                eprintln!("       {d}");
+            }
+        }
+    }
+    eprintln!("{origin}: {passed} passed, {failed} failed");
+    Ok(if failed == 0 { 0 } else { 1 })
+}
+
+fn inspect_command(cli: &Cli, args: &InspectArgs) -> anyhow::Result<i32> {
+    let bytes = plugin_source(&args.plugin)?;
+    let runtime = runtime(cli)?;
+    let spec = crate::plugin::PluginSpec {
+        name: args.plugin.clone(),
+        origin: args.plugin.clone(),
+        sha256: None,
+        limits: Default::default(),
+        data_dir: None,
+        config: "{}".into(),
+    };
+    let plugin = match runtime.load(&bytes, spec) {
+        Ok(p) => p,
+        // A plugin that needs configuration still describes itself.
+        Err(e) if e.stage == crate::plugin::Stage::Configure => {
+            return Err(InputError(format!("{e} (inspect configures it with `{{}}`)")).into());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let info = serde_json::json!({
+        "name": plugin.info.name,
+        "version": plugin.info.version,
+        "wit": format!("amiwarden:policy@{}", crate::plugin::WIT_VERSION),
+        "actions": plugin.info.actions,
+        "needs": plugin.info.needs,
+        "sha256": plugin.sha256,
+        "size_bytes": plugin.size,
+    });
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&info)?),
+        Format::Table => {
+            let mut t = comfy_table::Table::new();
+            t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+            if let serde_json::Value::Object(map) = &info {
+                for (k, v) in map {
+                    let text = match v {
+                        serde_json::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    t.add_row(vec![k.clone(), text]);
+                }
+            }
+            println!("{t}");
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,86 @@
+//! Human output: the plan as tables grouped by account and region, with totals.
+
+use std::collections::BTreeMap;
+
+use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
+
+use crate::cost::dollars;
+use crate::plan::Plan;
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic).set_width(160);
+    t.set_header(header.iter().copied());
+    t
+}
+
+fn short(s: &str, n: usize) -> String {
+    if s.chars().count() <= n { s.to_string() } else { format!("{}…", s.chars().take(n).collect::<String>()) }
+}
+
+/// The plan as text: actions per account and region, refusals, plugin errors, totals.
+pub fn plan(plan: &Plan) -> String {
+    let mut out = String::new();
+    let mut groups: BTreeMap<(&str, &str), Vec<&crate::plan::PlannedAction>> = BTreeMap::new();
+    for a in &plan.actions {
+        groups.entry((&a.account, &a.region)).or_default().push(a);
+    }
+    if groups.is_empty() {
+        out.push_str("No changes: the images already follow the policy.\n");
+    }
+    for ((account, region), actions) in groups {
+        let mut t = table(&["action", "image", "name", "why", "who", "Δ $/month"]);
+        for a in actions {
+            let delta = if a.one_time_cost != 0 {
+                format!("{} (+{} once)", dollars(a.monthly_cost_delta), dollars(a.one_time_cost))
+            } else {
+                dollars(a.monthly_cost_delta)
+            };
+            let why: Vec<String> =
+                a.reasons.iter().map(|r| short(r.split_once(": ").map_or(r.as_str(), |(_, r)| r), 70)).collect();
+            t.add_row(vec![
+                a.op.verb(),
+                a.image_id.clone(),
+                short(&a.image_name, 28),
+                why.join("\n"),
+                a.plugins.iter().cloned().collect::<Vec<_>>().join(", "),
+                delta,
+            ]);
+        }
+        out.push_str(&format!("\n{account} / {region}\n{t}\n"));
+    }
+    if !plan.refused.is_empty() {
+        let mut t = table(&["refused", "image", "kind", "reason", "who"]);
+        for r in &plan.refused {
+            t.add_row(vec![
+                short(&serde_json::to_string(&r.action).unwrap_or_default().replace('"', ""), 40),
+                r.image_id.clone(),
+                serde_json::to_string(&r.kind).unwrap_or_default().replace('"', ""),
+                short(&r.reason, 90),
+                r.plugins.iter().cloned().collect::<Vec<_>>().join(", "),
+            ]);
+        }
+        out.push_str(&format!("\nRefused or vetoed\n{t}\n"));
+    }
+    if !plan.errors.is_empty() {
+        out.push_str("\nPlugin errors (destructive actions on these images are blocked)\n");
+        for e in &plan.errors {
+            out.push_str(&format!("  - {e}\n"));
+        }
+    }
+    let t = &plan.totals;
+    out.push_str(&format!(
+        "\n{} action(s) on {} of {} image(s), {} destructive; {} refused; {} plugin error(s)\nmonthly snapshot cost {} → {} ({}), one-time {}\n",
+        t.actions,
+        t.images_touched,
+        t.images_in_scope,
+        t.destructive,
+        t.refused,
+        t.plugin_errors,
+        dollars(t.monthly_cost_before),
+        dollars(t.monthly_cost_after),
+        dollars(t.monthly_cost_after - t.monthly_cost_before),
+        dollars(t.one_time_cost),
+    ));
+    out
+}

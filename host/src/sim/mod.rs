@@ -1,0 +1,304 @@
+//! The embedded simulated EC2: a JSON state file behind the same seam as AWS.
+//!
+//! It follows EC2's semantics where the engine can observe them: a copy gets a new id
+//! and records its source; a deregistered image is gone but its snapshots stay; a
+//! snapshot still used by an image cannot be deleted; DisableImage drops every share;
+//! image block public access refuses public shares.
+
+mod state;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use sha2::{Digest, Sha256};
+
+pub use state::{
+    SimAccount, SimBlockDevice, SimImage, SimInstance, SimLaunchTemplate, SimRegion, SimSnapshot, SimState,
+};
+
+use crate::backend::{ACTION_TAG, Backend, Outcome, SOURCE_IMAGE_TAG, SOURCE_REGION_TAG};
+use crate::config::Scope;
+use crate::model::{BlockDevice, Image, ImageState, InventoryNeed, Location, Principal, Timestamp, Usage};
+use crate::plan::{Op, PlannedAction};
+
+/// The simulated EC2.
+pub struct SimBackend {
+    path: Option<PathBuf>,
+    state: Mutex<SimState>,
+    now: Timestamp,
+    calls: Mutex<BTreeMap<String, u64>>,
+}
+
+impl SimBackend {
+    /// Opens a state file; `now` stamps the creation time of copies.
+    pub fn open(path: &Path, now: Timestamp) -> anyhow::Result<SimBackend> {
+        let state = SimState::load(path)?;
+        Ok(SimBackend { path: Some(path.to_path_buf()), state: Mutex::new(state), now, calls: Mutex::default() })
+    }
+
+    /// A backend over a state held in memory only.
+    pub fn in_memory(state: SimState, now: Timestamp) -> SimBackend {
+        SimBackend { path: None, state: Mutex::new(state), now, calls: Mutex::default() }
+    }
+
+    /// A copy of the current state.
+    pub fn state(&self) -> SimState {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SimState> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn count(&self, call: &str) {
+        let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+        *calls.entry(call.to_string()).or_default() += 1;
+    }
+}
+
+fn derived_id(prefix: &str, seed: &str) -> String {
+    let digest = hex::encode(Sha256::digest(seed.as_bytes()));
+    format!("{prefix}-{}", &digest[..17])
+}
+
+/// The domain view of a simulated image.
+fn to_image(account: &str, region_name: &str, region: &SimRegion, image: &SimImage, with_permissions: bool) -> Image {
+    let snapshot = |id: &str| region.snapshots.iter().find(|s| s.id == id);
+    let block_devices = image
+        .block_devices
+        .iter()
+        .map(|d| {
+            let snap = d.snapshot_id.as_deref().and_then(snapshot);
+            BlockDevice {
+                device_name: d.device_name.clone(),
+                snapshot_id: d.snapshot_id.clone(),
+                size_gib: snap.map(|s| s.size_gib).unwrap_or(d.size_gib),
+                full_size_bytes: snap.and_then(|s| s.full_size_bytes),
+                storage_tier: snap.map(|s| s.storage_tier).unwrap_or_default(),
+            }
+        })
+        .collect();
+    let instances =
+        region.instances.iter().filter(|i| i.image_id == image.id && i.state != "terminated").count() as u32;
+    let launch_templates =
+        region.launch_templates.iter().filter(|t| t.image_ids.contains(&image.id)).map(|t| t.id.clone()).collect();
+    Image {
+        id: image.id.clone(),
+        account: account.to_string(),
+        region: region_name.to_string(),
+        name: image.name.clone(),
+        description: image.description.clone(),
+        creation_time: image.creation_time,
+        state: image.state,
+        architecture: image.architecture,
+        platform: image.platform,
+        root_device_type: image.root_device_type,
+        launch_permissions: with_permissions.then(|| image.launch_permissions.clone()),
+        tags: image.tags.clone(),
+        block_devices,
+        deprecation_time: image.deprecation_time,
+        source_image_id: image.source_image_id.clone().or_else(|| image.tags.get(SOURCE_IMAGE_TAG).cloned()),
+        source_region: image.source_region.clone().or_else(|| image.tags.get(SOURCE_REGION_TAG).cloned()),
+        usage: Usage { instances, launch_templates, last_launched: image.last_launched_time },
+        monthly_cost: 0,
+    }
+}
+
+impl Backend for SimBackend {
+    fn name(&self) -> String {
+        match &self.path {
+            Some(p) => format!("sim:{}", p.display()),
+            None => "sim:(memory)".into(),
+        }
+    }
+
+    fn collect(&self, scope: &Scope, needs: &BTreeSet<InventoryNeed>) -> anyhow::Result<Vec<Image>> {
+        let state = self.lock();
+        let with_permissions = needs.contains(&InventoryNeed::LaunchPermissions);
+        let mut images = Vec::new();
+        for (account, acc) in state.accounts.iter().filter(|(a, _)| scope.accounts.contains(*a)) {
+            for (region_name, region) in acc.regions.iter().filter(|(r, _)| scope.regions.contains(*r)) {
+                self.count("DescribeImages");
+                for image in &region.images {
+                    images.push(to_image(account, region_name, region, image, with_permissions));
+                }
+            }
+        }
+        Ok(images)
+    }
+
+    fn refresh(&self, location: &Location, image_id: &str) -> anyhow::Result<Option<Image>> {
+        self.count("DescribeImages");
+        let state = self.lock();
+        let Some(region) = state.accounts.get(&location.account).and_then(|a| a.regions.get(&location.region)) else {
+            return Ok(None);
+        };
+        Ok(region
+            .images
+            .iter()
+            .find(|i| i.id == image_id)
+            .map(|i| to_image(&location.account, &location.region, region, i, true)))
+    }
+
+    fn snapshot_in_use(&self, location: &Location, snapshot_id: &str, except_image: &str) -> anyhow::Result<bool> {
+        let state = self.lock();
+        let region = state.accounts.get(&location.account).and_then(|a| a.regions.get(&location.region));
+        Ok(region.is_some_and(|r| {
+            r.images.iter().any(|i| {
+                i.id != except_image && i.block_devices.iter().any(|d| d.snapshot_id.as_deref() == Some(snapshot_id))
+            })
+        }))
+    }
+
+    fn execute(&self, action: &PlannedAction) -> Outcome {
+        let mut state = self.lock();
+        let call = match &action.op {
+            Op::Tag { .. } => "CreateTags",
+            Op::Untag { .. } => "DeleteTags",
+            Op::Share { .. } | Op::Unshare { .. } => "ModifyImageAttribute",
+            Op::Copy { .. } => "CopyImage",
+            Op::Deprecate { .. } => "EnableImageDeprecation",
+            Op::Disable => "DisableImage",
+            Op::Deregister => "DeregisterImage",
+            Op::DeleteSnapshot { .. } => "DeleteSnapshot",
+        };
+        self.count(call);
+        execute(&mut state, action, self.now)
+    }
+
+    fn commit(&self) -> anyhow::Result<()> {
+        match &self.path {
+            Some(path) => self.lock().save(path),
+            None => Ok(()),
+        }
+    }
+
+    fn call_counts(&self) -> Vec<(String, u64)> {
+        self.calls.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+}
+
+fn execute(state: &mut SimState, action: &PlannedAction, now: Timestamp) -> Outcome {
+    let Some(region) = state.accounts.get_mut(&action.account).and_then(|a| a.regions.get_mut(&action.region)) else {
+        return Outcome::Failed { error: format!("no such account/region {}/{}", action.account, action.region) };
+    };
+    if let Op::DeleteSnapshot { snapshot_id } = &action.op {
+        if let Some(user) =
+            region.images.iter().find(|i| i.block_devices.iter().any(|d| d.snapshot_id.as_ref() == Some(snapshot_id)))
+        {
+            return Outcome::Failed { error: format!("InvalidSnapshot.InUse: {snapshot_id} is used by {}", user.id) };
+        }
+        let before = region.snapshots.len();
+        region.snapshots.retain(|s| &s.id != snapshot_id);
+        return if region.snapshots.len() < before {
+            Outcome::Done { detail: format!("deleted {snapshot_id}") }
+        } else {
+            Outcome::Skipped { reason: format!("{snapshot_id} no longer exists") }
+        };
+    }
+    let block_public = region.block_public_access;
+    let Some(pos) = region.images.iter().position(|i| i.id == action.image_id) else {
+        return Outcome::Skipped { reason: format!("{} no longer exists", action.image_id) };
+    };
+    let image = &mut region.images[pos];
+    match &action.op {
+        Op::Tag { tags } => {
+            image.tags.extend(tags.clone());
+            Outcome::Done { detail: format!("tagged {}", action.image_id) }
+        }
+        Op::Untag { keys } => {
+            image.tags.retain(|k, _| !keys.contains(k));
+            Outcome::Done { detail: format!("untagged {}", action.image_id) }
+        }
+        Op::Share { principal } => {
+            if *principal == Principal::Public && block_public {
+                return Outcome::Failed { error: "image block public access is on in this region".into() };
+            }
+            image.launch_permissions.insert(principal.clone());
+            Outcome::Done { detail: format!("shared with {principal}") }
+        }
+        Op::Unshare { principal } => {
+            image.launch_permissions.remove(principal);
+            Outcome::Done { detail: format!("unshared from {principal}") }
+        }
+        Op::Deprecate { at } => {
+            image.deprecation_time = Some(*at);
+            Outcome::Done { detail: format!("deprecates at {at}") }
+        }
+        Op::Disable => {
+            image.state = ImageState::Disabled;
+            image.launch_permissions.clear();
+            Outcome::Done { detail: "disabled".into() }
+        }
+        Op::Deregister => {
+            region.images.remove(pos);
+            Outcome::Done { detail: format!("deregistered {}", action.image_id) }
+        }
+        Op::Copy { request } => {
+            let source = image.clone();
+            let source_snapshots = region.snapshots.clone();
+            copy(state, action, &source, &source_snapshots, request, now)
+        }
+        Op::DeleteSnapshot { .. } => Outcome::Skipped { reason: "handled above".into() },
+    }
+}
+
+fn copy(
+    state: &mut SimState,
+    action: &PlannedAction,
+    source: &SimImage,
+    source_snapshots: &[SimSnapshot],
+    request: &crate::model::CopyRequest,
+    now: Timestamp,
+) -> Outcome {
+    let Some(account) = state.accounts.get_mut(&action.account) else {
+        return Outcome::Failed { error: format!("no such account {}", action.account) };
+    };
+    let target = account.regions.entry(request.region.clone()).or_default();
+    if let Some(existing) = target.images.iter().find(|i| i.tags.get(ACTION_TAG) == Some(&action.id)) {
+        return Outcome::Done { detail: format!("copy {} exists already (same client token)", existing.id) };
+    }
+    let new_id = derived_id("ami", &action.id);
+    let mut devices = Vec::new();
+    for dev in &source.block_devices {
+        let mut dev = dev.clone();
+        if let Some(snap_id) = &dev.snapshot_id {
+            let new_snap = derived_id("snap", &format!("{}/{}", action.id, dev.device_name));
+            let original = source_snapshots.iter().find(|s| &s.id == snap_id);
+            target.snapshots.push(SimSnapshot {
+                id: new_snap.clone(),
+                size_gib: original.map(|s| s.size_gib).unwrap_or(dev.size_gib),
+                full_size_bytes: original.and_then(|s| s.full_size_bytes),
+                storage_tier: Default::default(),
+                encrypted: request.encrypted || original.is_some_and(|s| s.encrypted),
+                kms_key_id: request.kms_key_id.clone(),
+                tags: BTreeMap::new(),
+            });
+            dev.snapshot_id = Some(new_snap);
+        }
+        devices.push(dev);
+    }
+    let mut tags = if request.copy_tags { source.tags.clone() } else { BTreeMap::new() };
+    tags.insert(SOURCE_IMAGE_TAG.into(), source.id.clone());
+    tags.insert(SOURCE_REGION_TAG.into(), action.region.clone());
+    tags.insert(ACTION_TAG.into(), action.id.clone());
+    target.images.push(SimImage {
+        id: new_id.clone(),
+        name: request.name.clone().unwrap_or_else(|| source.name.clone()),
+        description: source.description.clone(),
+        creation_time: now,
+        state: ImageState::Available,
+        architecture: source.architecture,
+        platform: source.platform,
+        root_device_type: source.root_device_type,
+        launch_permissions: BTreeSet::new(),
+        tags,
+        block_devices: devices,
+        deprecation_time: None,
+        source_image_id: Some(source.id.clone()),
+        source_region: Some(action.region.clone()),
+        last_launched_time: None,
+    });
+    Outcome::Done { detail: format!("copied to {new_id} in {}", request.region) }
+}

@@ -1,0 +1,203 @@
+//! The simulated EC2's state file: accounts → regions → images, snapshots, instances and
+//! launch templates, as documented in examples/sim/README.md.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Architecture, ImageState, Platform, Principal, RootDeviceType, StorageTier, Timestamp};
+
+/// The version of the state file format.
+pub const STATE_VERSION: u32 = 1;
+
+/// The whole simulated EC2.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimState {
+    pub version: u32,
+    pub accounts: BTreeMap<String, SimAccount>,
+}
+
+/// One account.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimAccount {
+    pub regions: BTreeMap<String, SimRegion>,
+}
+
+/// One region of one account.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimRegion {
+    pub images: Vec<SimImage>,
+    pub snapshots: Vec<SimSnapshot>,
+    pub instances: Vec<SimInstance>,
+    pub launch_templates: Vec<SimLaunchTemplate>,
+    /// EC2's image block public access setting: when true, images cannot be made public.
+    pub block_public_access: bool,
+}
+
+fn available() -> ImageState {
+    ImageState::Available
+}
+
+fn x86_64() -> Architecture {
+    Architecture::X86_64
+}
+
+/// One registered image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimImage {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub creation_time: Timestamp,
+    #[serde(default = "available")]
+    pub state: ImageState,
+    #[serde(default = "x86_64")]
+    pub architecture: Architecture,
+    #[serde(default)]
+    pub platform: Platform,
+    #[serde(default)]
+    pub root_device_type: RootDeviceType,
+    #[serde(default)]
+    pub launch_permissions: BTreeSet<Principal>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default)]
+    pub block_devices: Vec<SimBlockDevice>,
+    #[serde(default)]
+    pub deprecation_time: Option<Timestamp>,
+    #[serde(default)]
+    pub source_image_id: Option<String>,
+    #[serde(default)]
+    pub source_region: Option<String>,
+    #[serde(default)]
+    pub last_launched_time: Option<Timestamp>,
+}
+
+/// A block device mapping of an image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimBlockDevice {
+    pub device_name: String,
+    #[serde(default)]
+    pub snapshot_id: Option<String>,
+    pub size_gib: u32,
+}
+
+/// An EBS snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimSnapshot {
+    pub id: String,
+    pub size_gib: u32,
+    #[serde(default)]
+    pub full_size_bytes: Option<u64>,
+    #[serde(default)]
+    pub storage_tier: StorageTier,
+    #[serde(default)]
+    pub encrypted: bool,
+    #[serde(default)]
+    pub kms_key_id: Option<String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+fn running() -> String {
+    "running".into()
+}
+
+/// An instance (it keeps its image in use while not terminated).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimInstance {
+    pub id: String,
+    pub image_id: String,
+    #[serde(default = "running")]
+    pub state: String,
+}
+
+/// A launch template with the image ids its versions reference.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimLaunchTemplate {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub image_ids: Vec<String>,
+}
+
+impl SimState {
+    /// Parses state text, checking ids and references; `origin` names the file in errors.
+    pub fn parse(text: &str, origin: &str) -> anyhow::Result<SimState> {
+        let state: SimState = serde_json::from_str(text).map_err(|e| anyhow::anyhow!("sim state {origin}: {e}"))?;
+        state.check().with_context(|| format!("sim state {origin}"))?;
+        Ok(state)
+    }
+
+    /// Reads a state file.
+    pub fn load(path: &Path) -> anyhow::Result<SimState> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read sim state {}", path.display()))?;
+        SimState::parse(&text, &path.display().to_string())
+    }
+
+    /// Writes the state atomically: a temp file in the same directory, then rename.
+    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let mut text = serde_json::to_string_pretty(self)?;
+        text.push('\n');
+        let tmp = dir.join(format!(
+            ".{}.tmp{}",
+            path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            std::process::id()
+        ));
+        std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
+        Ok(())
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        if self.version != STATE_VERSION {
+            anyhow::bail!("field `version` is {}, but this amiwarden reads version {STATE_VERSION}", self.version);
+        }
+        for (account, acc) in &self.accounts {
+            if !crate::model::is_account_id(account) {
+                anyhow::bail!("accounts: `{account}` is not a 12-digit account id");
+            }
+            for (region, reg) in &acc.regions {
+                if !crate::plugin::is_region_name(region) {
+                    anyhow::bail!("accounts.{account}.regions: `{region}` is not a region name");
+                }
+                let mut ids = BTreeSet::new();
+                for image in &reg.images {
+                    if !crate::model::is_image_id(&image.id) {
+                        anyhow::bail!("accounts.{account}.regions.{region}.images: `{}` is not an AMI id", image.id);
+                    }
+                    if !ids.insert(&image.id) {
+                        anyhow::bail!("accounts.{account}.regions.{region}.images: `{}` appears twice", image.id);
+                    }
+                }
+                let snaps: BTreeSet<&str> = reg.snapshots.iter().map(|s| s.id.as_str()).collect();
+                for image in &reg.images {
+                    for dev in &image.block_devices {
+                        if let Some(snap) = &dev.snapshot_id
+                            && !snaps.contains(snap.as_str())
+                        {
+                            anyhow::bail!(
+                                "accounts.{account}.regions.{region}: image {} uses snapshot {snap}, which is not in `snapshots`",
+                                image.id
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,168 @@
+//! Replication: copies selected images from the source regions to every target region
+//! once, never copies a copy, and retires the replicas of a source that is gone (unless a
+//! replica is still in use in its region).
+
+mod config;
+
+use amiwarden_sdk::prelude::*;
+use amiwarden_sdk::{CopyRequest, ImageState, SOURCE_IMAGE_TAG};
+use config::Config;
+
+/// The replication policy.
+#[derive(Default)]
+pub struct Replication {
+    config: Option<Config>,
+}
+
+impl Policy for Replication {
+    fn info() -> PluginInfo {
+        PluginInfo::new("replication", env!("CARGO_PKG_VERSION"))
+            .proposes([ActionKind::Copy, ActionKind::Deregister, ActionKind::DeleteSnapshots, ActionKind::Retain])
+            .needs([InventoryNeed::Usage])
+    }
+
+    fn configure(&mut self, config: &str) -> Result<(), PolicyError> {
+        self.config = Some(Config::parse(config)?);
+        Ok(())
+    }
+
+    fn propose(&self, event: &ImageEvent) -> Result<Vec<Proposal>, PolicyError> {
+        let config = self.config.as_ref().ok_or_else(|| PolicyError::Failed("replication is not configured".into()))?;
+        let image = &event.image;
+        let now = event.evaluation_time;
+        if let Some(source) = image.copied_from() {
+            if matches!(event.kind, EventKind::Deregistered) {
+                return Ok(Vec::new());
+            }
+            return retire_orphan(config, image, source, now);
+        }
+        if matches!(event.kind, EventKind::Deregistered) {
+            if !config.source_regions.contains(&image.region) {
+                return Ok(Vec::new());
+            }
+            let replicas = replicas_of(&image.account, &image.id)?;
+            let gone = format!("{} in {}, which was deregistered", image.id, image.region);
+            return Ok(replicas.iter().filter_map(|r| retire(config, r, &gone, now)).collect());
+        }
+        copy(config, image, now)
+    }
+}
+
+/// Copies of `image` to the target regions that have no replica of it yet.
+fn copy(config: &Config, image: &Image, now: Timestamp) -> Result<Vec<Proposal>, PolicyError> {
+    if !config.source_regions.contains(&image.region)
+        || image.state != ImageState::Available
+        || image.deprecation_time.is_some_and(|d| d <= now)
+        || !config.select.selects(image)
+    {
+        return Ok(Vec::new());
+    }
+    let replicas = replicas_of(&image.account, &image.id)?;
+    let mut proposals = Vec::new();
+    for (region, target) in config.targets.iter().filter(|(region, _)| **region != image.region) {
+        let here: Vec<&Image> = replicas.iter().filter(|r| r.region == *region).collect();
+        if !here.is_empty() {
+            if here.iter().all(|r| r.state == ImageState::Failed) {
+                let ids: Vec<&str> = here.iter().map(|r| r.id.as_str()).collect();
+                log(
+                    LogLevel::Warn,
+                    &format!(
+                        "copy of {} to {region} failed ({}); deregister the failed copy to have it copied again",
+                        image.id,
+                        ids.join(", ")
+                    ),
+                );
+            }
+            continue;
+        }
+        let request = CopyRequest {
+            region: region.clone(),
+            encrypted: target.encrypted,
+            kms_key_id: target.kms_key_id.clone(),
+            copy_tags: config.copy_tags,
+            name: Some(config.name.render(image, region)),
+        };
+        let reason = format!("selected by {}; no replica in {region} yet", config.select.label);
+        proposals.push(Proposal::new(&image.id, Action::CopyToRegion(request), reason));
+    }
+    Ok(proposals)
+}
+
+/// Retires `replica` if its source is gone for sure: the source's region is a source
+/// region, it was inventoried in this run, and the source is not in it.
+fn retire_orphan(config: &Config, replica: &Image, source: &str, now: Timestamp) -> Result<Vec<Proposal>, PolicyError> {
+    let Some(source_region) = replica.copied_from_region() else {
+        return Ok(Vec::new());
+    };
+    if !config.source_regions.iter().any(|r| r == source_region)
+        || get_image(source).is_some_and(|s| s.state != ImageState::Deregistered)
+    {
+        return Ok(Vec::new());
+    }
+    let query = ImageQuery {
+        account: Some(replica.account.clone()),
+        region: Some(source_region.to_string()),
+        tag_key: None,
+        tag_value: None,
+        name_prefix: None,
+        source_image_id: None,
+    };
+    let inventoried = query_images(&query)
+        .map_err(|err| PolicyError::Failed(format!("listing {}/{source_region}: {err}", replica.account)))?;
+    if inventoried.is_empty() {
+        let message = format!(
+            "{}: its source {source} is not in scope, but no image of {} in {source_region} is either; \
+             not treating the source as gone",
+            replica.id, replica.account
+        );
+        log(LogLevel::Info, &message);
+        return Ok(Vec::new());
+    }
+    let gone = format!("{source} in {source_region}, which no longer exists");
+    Ok(retire(config, replica, &gone, now).into_iter().collect())
+}
+
+/// Deregisters a replica of a gone source in a target region, or retains it while in use.
+fn retire(config: &Config, replica: &Image, gone: &str, now: Timestamp) -> Option<Proposal> {
+    if !config.targets.contains_key(&replica.region) || replica.state == ImageState::Deregistered {
+        return None;
+    }
+    Some(match replica.in_use_reason(now, config.in_use_window) {
+        Some(in_use) => {
+            let reason = format!("{in_use} in {}; it is a replica of {gone}", replica.region);
+            Proposal::new(&replica.id, Action::Retain, reason)
+        }
+        None => {
+            let snapshots = if config.delete_snapshots { " with its snapshots" } else { "" };
+            let reason = format!("replica of {gone}: deregister{snapshots}");
+            Proposal::new(&replica.id, Action::Deregister(config.delete_snapshots), reason)
+        }
+    })
+}
+
+/// Every replica of `source` in the account, recognised by EC2's source id or by the
+/// host's source tag, sorted by region, creation time and id.
+fn replicas_of(account: &str, source: &str) -> Result<Vec<Image>, PolicyError> {
+    let base = ImageQuery {
+        account: Some(account.into()),
+        region: None,
+        tag_key: None,
+        tag_value: None,
+        name_prefix: None,
+        source_image_id: None,
+    };
+    let by_id = ImageQuery { source_image_id: Some(source.into()), ..base.clone() };
+    let by_tag = ImageQuery { tag_key: Some(SOURCE_IMAGE_TAG.into()), tag_value: Some(source.into()), ..base };
+    let failed = |err: String| PolicyError::Failed(format!("looking up replicas of {source}: {err}"));
+    let mut replicas = query_images(&by_id).map_err(failed)?;
+    replicas.extend(query_images(&by_tag).map_err(failed)?);
+    replicas.retain(|r| r.id != source && r.state != ImageState::Deregistered);
+    replicas.sort_by(|a, b| (&a.region, a.creation_time, &a.id).cmp(&(&b.region, b.creation_time, &b.id)));
+    replicas.dedup_by(|a, b| a.id == b.id);
+    Ok(replicas)
+}
+
+export_policy!(Replication);
+
+#[cfg(test)]
+mod tests;
