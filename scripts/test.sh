@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# The test command from the README: every unit test, the end-to-end suite (which builds
+# the plugins to wasm32-wasip2 from source) and every stock plugin's cases.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo test --workspace --locked
