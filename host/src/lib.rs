@@ -1,5 +1,6 @@
 //! amiwarden: a WebAssembly plugin-driven policy engine for Amazon Machine Images.
 
+pub mod aws;
 pub mod backend;
 pub mod config;
 pub mod cost;
