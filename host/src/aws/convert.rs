@@ -172,7 +172,7 @@ mod tests {
             )
             .block_device_mappings(ec2::BlockDeviceMapping::builder().device_name("/dev/sdb").virtual_name("ephemeral0").build())
             .build();
-        let image = image(&loc(), &img).unwrap();
+        let image = image(&loc(), &img).expect("a valid image");
         assert_eq!(image.id, "ami-0123456789abcdef0");
         assert_eq!(image.region, "eu-west-1");
         assert_eq!(image.creation_time.to_string(), "2026-11-01T10:00:00Z");
@@ -196,7 +196,7 @@ mod tests {
             .source_image_region("us-west-2")
             .tags(tag(SOURCE_IMAGE_TAG, "ami-bbbbbbbb"))
             .build();
-        let image = image(&loc(), &img).unwrap();
+        let image = image(&loc(), &img).expect("a valid image");
         assert_eq!(image.source_image_id.as_deref(), Some("ami-aaaaaaaa"));
         assert_eq!(image.source_region.as_deref(), Some("us-west-2"));
         assert_eq!(image.account, "123456789012", "the location's account when EC2 omits the owner");
