@@ -111,15 +111,39 @@ fn done(outcome: Outcome) -> String {
 
 /// Registers an image (moto makes its snapshot) and tags it; returns (image, snapshot).
 async fn seed_image(ec2: &aws_sdk_ec2::Client, name: &str) -> (String, String) {
-    let image = ec2.register_image().name(name).root_device_name("/dev/xvda").send().await.expect("register").image_id().expect("id").to_string();
-    ec2.create_tags().resources(&image).tags(Tag::builder().key("family").value("golden").build()).send().await.expect("tag");
+    let image = ec2
+        .register_image()
+        .name(name)
+        .root_device_name("/dev/xvda")
+        .send()
+        .await
+        .expect("register")
+        .image_id()
+        .expect("id")
+        .to_string();
+    ec2.create_tags()
+        .resources(&image)
+        .tags(Tag::builder().key("family").value("golden").build())
+        .send()
+        .await
+        .expect("tag");
     let described = ec2.describe_images().image_ids(&image).send().await.expect("describe");
-    let snapshot = described.images()[0].block_device_mappings()[0].ebs().and_then(|e| e.snapshot_id()).expect("snapshot").to_string();
+    let snapshot = described.images()[0].block_device_mappings()[0]
+        .ebs()
+        .and_then(|e| e.snapshot_id())
+        .expect("snapshot")
+        .to_string();
     (image, snapshot)
 }
 
 async fn launch_permissions(ec2: &aws_sdk_ec2::Client, image: &str) -> Vec<String> {
-    let out = ec2.describe_image_attribute().image_id(image).attribute(ImageAttributeName::LaunchPermission).send().await.expect("attribute");
+    let out = ec2
+        .describe_image_attribute()
+        .image_id(image)
+        .attribute(ImageAttributeName::LaunchPermission)
+        .send()
+        .await
+        .expect("attribute");
     out.launch_permissions()
         .iter()
         .map(|p| p.user_id().map(str::to_string).unwrap_or_else(|| format!("{:?}", p.group())))
@@ -159,7 +183,12 @@ fn the_aws_backend_collects_and_applies_against_moto() {
         let (c, snap_c) = seed_image(&east, "golden-c").await;
         east.run_instances().image_id(&a).min_count(1).max_count(1).send().await.expect("run");
         let data = aws_sdk_ec2::types::RequestLaunchTemplateData::builder().image_id(&b).build();
-        east.create_launch_template().launch_template_name("web").launch_template_data(data).send().await.expect("template");
+        east.create_launch_template()
+            .launch_template_name("web")
+            .launch_template_data(data)
+            .send()
+            .await
+            .expect("template");
         (a, b, c, snap_a, snap_c)
     });
 
@@ -185,8 +214,15 @@ fn the_aws_backend_collects_and_applies_against_moto() {
     assert_eq!(counts.get("DescribeImages"), Some(&2), "one page per region");
     assert_eq!(counts.get("DescribeImageAttribute"), Some(&3), "one per image");
 
+    // Preflight with DryRun changes nothing.
+    let share_friend = action(&a, "golden-a", Op::Share { principal: Principal::Account(FRIEND.into()) });
+    let verdicts = backend.preflight(&[share_friend.clone(), action(&c, "golden-c", Op::Deregister)]);
+    eprintln!("preflight on moto: {verdicts:?}");
+    assert!(verdicts.iter().all(|(_, v)| v.is_ok()), "{verdicts:?}");
+    assert!(rt.block_on(launch_permissions(&east, &a)).is_empty(), "a dry run shares nothing");
+
     // Share and unshare.
-    done(backend.execute(&action(&a, "golden-a", Op::Share { principal: Principal::Account(FRIEND.into()) })));
+    done(backend.execute(&share_friend));
     done(backend.execute(&action(&a, "golden-a", Op::Share { principal: Principal::Public })));
     done(backend.execute(&action(&a, "golden-a", Op::Unshare { principal: Principal::Public })));
     assert_eq!(rt.block_on(launch_permissions(&east, &a)), [FRIEND]);
@@ -194,13 +230,34 @@ fn the_aws_backend_collects_and_applies_against_moto() {
     assert_eq!(refreshed.launch_permissions, Some([Principal::Account(FRIEND.into())].into()));
 
     // Tag and untag.
-    done(backend.execute(&action(&b, "golden-b", Op::Tag { tags: [("owner".to_string(), "platform".to_string())].into() })));
+    done(backend.execute(&action(
+        &b,
+        "golden-b",
+        Op::Tag { tags: [("owner".to_string(), "platform".to_string())].into() },
+    )));
     done(backend.execute(&action(&b, "golden-b", Op::Untag { keys: ["family".to_string()].into() })));
-    let b_tags = rt.block_on(async { east.describe_images().image_ids(&b).send().await.expect("describe").images()[0].tags().to_vec() });
-    assert_eq!(b_tags.iter().map(|t| (t.key().unwrap_or(""), t.value().unwrap_or(""))).collect::<Vec<_>>(), [("owner", "platform")]);
+    let b_tags = rt.block_on(async {
+        east.describe_images().image_ids(&b).send().await.expect("describe").images()[0].tags().to_vec()
+    });
+    assert_eq!(
+        b_tags.iter().map(|t| (t.key().unwrap_or(""), t.value().unwrap_or(""))).collect::<Vec<_>>(),
+        [("owner", "platform")]
+    );
 
     // Copy to another region, twice: the second run finds the first copy.
-    let copy = action(&a, "golden-a", Op::Copy { request: CopyRequest { region: WEST.into(), encrypted: false, kms_key_id: None, copy_tags: true, name: None } });
+    let copy = action(
+        &a,
+        "golden-a",
+        Op::Copy {
+            request: CopyRequest {
+                region: WEST.into(),
+                encrypted: false,
+                kms_key_id: None,
+                copy_tags: true,
+                name: None,
+            },
+        },
+    );
     let first = done(backend.execute(&copy));
     let second = done(backend.execute(&copy));
     assert!(second.contains("already exists"), "{second}");
@@ -208,12 +265,15 @@ fn the_aws_backend_collects_and_applies_against_moto() {
     assert_eq!(copies.len(), 1, "{first}");
     let copy_id = copies[0].image_id().expect("id").to_string();
     assert!(first.contains(&copy_id), "{first}");
-    let tag = |k: &str| copies[0].tags().iter().find(|t| t.key() == Some(k)).and_then(|t| t.value()).map(str::to_string);
+    let tag =
+        |k: &str| copies[0].tags().iter().find(|t| t.key() == Some(k)).and_then(|t| t.value()).map(str::to_string);
     assert_eq!(tag(SOURCE_IMAGE_TAG).as_deref(), Some(a.as_str()));
     assert_eq!(tag(SOURCE_REGION_TAG).as_deref(), Some(EAST));
     assert_eq!(tag(ACTION_TAG).as_deref(), Some(copy.id.as_str()));
     assert_eq!(tag("family").as_deref(), Some("golden"), "copy_tags copies the source's tags");
-    let west_images = backend.collect(&Scope { regions: [WEST.to_string()].into(), ..scope.clone() }, &BTreeSet::new()).expect("collect");
+    let west_images = backend
+        .collect(&Scope { regions: [WEST.to_string()].into(), ..scope.clone() }, &BTreeSet::new())
+        .expect("collect");
     assert_eq!(west_images[0].source_image_id.as_deref(), Some(a.as_str()), "the copy is recognised by its tags");
 
     // Deprecation: moto lacks it.
@@ -232,12 +292,19 @@ fn the_aws_backend_collects_and_applies_against_moto() {
     done(backend.execute(&action(&c, "golden-c", Op::Deregister)));
     assert!(backend.refresh(&east_loc, &c).expect("refresh").is_none());
     assert!(!backend.snapshot_in_use(&east_loc, &snap_c, &c).expect("in use"));
-    assert_eq!(done(backend.execute(&action(&c, "golden-c", Op::DeleteSnapshot { snapshot_id: snap_c.clone() }))), format!("deleted {snap_c}"));
+    assert_eq!(
+        done(backend.execute(&action(&c, "golden-c", Op::DeleteSnapshot { snapshot_id: snap_c.clone() }))),
+        format!("deleted {snap_c}")
+    );
     assert!(matches!(backend.execute(&action(&c, "golden-c", Op::Deregister)), Outcome::Skipped { .. }));
-    assert!(matches!(backend.execute(&action(&c, "golden-c", Op::DeleteSnapshot { snapshot_id: snap_c.clone() })), Outcome::Skipped { .. }));
+    assert!(matches!(
+        backend.execute(&action(&c, "golden-c", Op::DeleteSnapshot { snapshot_id: snap_c.clone() })),
+        Outcome::Skipped { .. }
+    ));
 
     let (left, snapshot_gone) = rt.block_on(async {
-        let left: Vec<String> = images_in(&east).await.iter().filter_map(|i| i.image_id().map(str::to_string)).collect();
+        let left: Vec<String> =
+            images_in(&east).await.iter().filter_map(|i| i.image_id().map(str::to_string)).collect();
         let gone = east.describe_snapshots().snapshot_ids(&snap_c).send().await.is_err();
         (left, gone)
     });

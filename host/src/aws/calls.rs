@@ -61,7 +61,13 @@ pub struct Ec2 {
 
 impl Ec2 {
     /// Binds `client` to `location`, sharing the backend's buckets, counters and gaps.
-    pub fn new(client: aws_sdk_ec2::Client, location: Location, pacer: Arc<Pacer>, counts: Arc<CallCounts>, gaps: Arc<Gaps>) -> Ec2 {
+    pub fn new(
+        client: aws_sdk_ec2::Client,
+        location: Location,
+        pacer: Arc<Pacer>,
+        counts: Arc<CallCounts>,
+        gaps: Arc<Gaps>,
+    ) -> Ec2 {
         Ec2 { client, location, gaps, pacer, counts }
     }
 

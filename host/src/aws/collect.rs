@@ -21,7 +21,9 @@ const PERMISSION_CONCURRENCY: usize = 16;
 
 /// Every image the account owns in the location, completed with what `needs` asks for.
 pub async fn location(ec2: Ec2, needs: BTreeSet<InventoryNeed>) -> anyhow::Result<Vec<Image>> {
-    let described = describe_images(&ec2, None, Vec::new()).await.with_context(|| format!("describe images in {}", ec2.location))?;
+    let described = describe_images(&ec2, None, Vec::new())
+        .await
+        .with_context(|| format!("describe images in {}", ec2.location))?;
     let mut images = Vec::new();
     for raw in &described {
         match convert::image(&ec2.location, raw) {
@@ -73,7 +75,9 @@ pub async fn complete(ec2: &Ec2, images: &mut [Image], needs: &BTreeSet<Inventor
         images.iter().flat_map(|i| i.snapshot_ids()).map(str::to_string).collect::<BTreeSet<_>>().into_iter().collect();
     let want_permissions = needs.contains(&InventoryNeed::LaunchPermissions);
     let (snapshots, references, permissions) = tokio::try_join!(
-        async { snapshots(ec2, &snapshot_ids).await.with_context(|| format!("describe snapshots in {}", ec2.location)) },
+        async {
+            snapshots(ec2, &snapshot_ids).await.with_context(|| format!("describe snapshots in {}", ec2.location))
+        },
         usage::references(ec2, &ids),
         async {
             if want_permissions {
@@ -112,7 +116,9 @@ pub async fn snapshots(ec2: &Ec2, ids: &[String]) -> Result<BTreeMap<String, Sna
                 for id in batch {
                     match ec2.call("DescribeSnapshots", ec2.client.describe_snapshots().snapshot_ids(id).send()).await {
                         Ok(out) => record(&mut found, out.snapshots()),
-                        Err(e) if e.is_not_found() => tracing::warn!(location = %ec2.location, "snapshot {id} is gone: {e}"),
+                        Err(e) if e.is_not_found() => {
+                            tracing::warn!(location = %ec2.location, "snapshot {id} is gone: {e}")
+                        }
                         Err(e) => return Err(e),
                     }
                 }
@@ -140,7 +146,8 @@ pub async fn launch_permissions(ec2: &Ec2, ids: &[String]) -> Result<BTreeMap<St
         let (ec2, id, limit) = (ec2.clone(), id.clone(), limit.clone());
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await;
-            let request = ec2.client.describe_image_attribute().image_id(&id).attribute(ImageAttributeName::LaunchPermission);
+            let request =
+                ec2.client.describe_image_attribute().image_id(&id).attribute(ImageAttributeName::LaunchPermission);
             let out = ec2.call("DescribeImageAttribute", request.send()).await;
             (id, out)
         });

@@ -46,7 +46,8 @@ impl Connection {
         if let Some(n) = options.max_attempts {
             retry = retry.with_max_attempts(n.max(1));
         }
-        let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(Region::new(home_region)).retry_config(retry);
+        let mut loader =
+            aws_config::defaults(BehaviorVersion::latest()).region(Region::new(home_region)).retry_config(retry);
         if let Some(profile) = &options.profile {
             loader = loader.profile_name(profile);
         }
@@ -66,7 +67,8 @@ impl Connection {
             let session = settings.session_name.clone().unwrap_or_else(|| SESSION_NAME.to_string());
             for account in &scope.accounts {
                 let role = template.replace("{account}", account);
-                let provider = AssumeRoleProvider::builder(role).session_name(&session).configure(&connection.base).build().await;
+                let provider =
+                    AssumeRoleProvider::builder(role).session_name(&session).configure(&connection.base).build().await;
                 connection.assumed.insert(account.clone(), SharedCredentialsProvider::new(provider));
             }
         } else {

@@ -6,7 +6,8 @@ use aws_sdk_ec2::types as ec2;
 
 use crate::backend::{SOURCE_IMAGE_TAG, SOURCE_REGION_TAG};
 use crate::model::{
-    Architecture, BlockDevice, Image, ImageState, Location, Platform, Principal, RootDeviceType, StorageTier, Timestamp, Usage,
+    Architecture, BlockDevice, Image, ImageState, Location, Platform, Principal, RootDeviceType, StorageTier,
+    Timestamp, Usage,
 };
 
 /// What DescribeSnapshots tells about one snapshot.
@@ -80,7 +81,11 @@ pub fn image(location: &Location, img: &ec2::Image) -> Result<Image, String> {
         creation_time,
         state,
         architecture,
-        platform: if img.platform() == Some(&ec2::PlatformValues::Windows) { Platform::Windows } else { Platform::Linux },
+        platform: if img.platform() == Some(&ec2::PlatformValues::Windows) {
+            Platform::Windows
+        } else {
+            Platform::Linux
+        },
         root_device_type: match img.root_device_type() {
             Some(ec2::DeviceType::InstanceStore) => RootDeviceType::InstanceStore,
             _ => RootDeviceType::Ebs,
@@ -170,7 +175,9 @@ mod tests {
                     .ebs(ec2::EbsBlockDevice::builder().snapshot_id("snap-1").volume_size(8).build())
                     .build(),
             )
-            .block_device_mappings(ec2::BlockDeviceMapping::builder().device_name("/dev/sdb").virtual_name("ephemeral0").build())
+            .block_device_mappings(
+                ec2::BlockDeviceMapping::builder().device_name("/dev/sdb").virtual_name("ephemeral0").build(),
+            )
             .build();
         let image = image(&loc(), &img).expect("a valid image");
         assert_eq!(image.id, "ami-0123456789abcdef0");
@@ -178,7 +185,10 @@ mod tests {
         assert_eq!(image.creation_time.to_string(), "2026-11-01T10:00:00Z");
         assert_eq!(image.deprecation_time.map(|t| t.to_string()).as_deref(), Some("2027-01-01T00:00:00Z"));
         assert_eq!(image.usage.last_launched.map(|t| t.to_string()).as_deref(), Some("2026-11-20T08:00:00Z"));
-        assert_eq!((image.state, image.architecture, image.platform), (ImageState::Available, Architecture::Arm64, Platform::Windows));
+        assert_eq!(
+            (image.state, image.architecture, image.platform),
+            (ImageState::Available, Architecture::Arm64, Platform::Windows)
+        );
         assert_eq!(image.tags.get("team").map(String::as_str), Some("platform"));
         assert_eq!(image.block_devices.len(), 1, "an instance-store mapping has no snapshot");
         assert_eq!(image.block_devices[0].snapshot_id.as_deref(), Some("snap-1"));
@@ -231,6 +241,9 @@ mod tests {
             storage_tier: StorageTier::Standard,
         };
         apply_snapshot(&mut device, &SnapshotInfo::from(&snap));
-        assert_eq!((device.size_gib, device.full_size_bytes, device.storage_tier), (30, Some(1_234_567), StorageTier::Archive));
+        assert_eq!(
+            (device.size_gib, device.full_size_bytes, device.storage_tier),
+            (30, Some(1_234_567), StorageTier::Archive)
+        );
     }
 }

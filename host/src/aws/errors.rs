@@ -34,7 +34,8 @@ pub struct ApiError {
     pub message: String,
 }
 
-const THROTTLING_CODES: &[&str] = &["RequestLimitExceeded", "Throttling", "ThrottlingException", "EC2ThrottledException"];
+const THROTTLING_CODES: &[&str] =
+    &["RequestLimitExceeded", "Throttling", "ThrottlingException", "EC2ThrottledException"];
 const NOT_FOUND_CODES: &[&str] = &[
     "InvalidAMIID.NotFound",
     "InvalidAMIID.Unavailable",
@@ -55,7 +56,8 @@ impl ApiError {
             .message()
             .map(str::to_string)
             .unwrap_or_else(|| aws_sdk_ec2::error::DisplayErrorContext(err).to_string());
-        let kind = classify(code.as_deref(), status, matches!(err, SdkError::TimeoutError(_) | SdkError::DispatchFailure(_)));
+        let kind =
+            classify(code.as_deref(), status, matches!(err, SdkError::TimeoutError(_) | SdkError::DispatchFailure(_)));
         ApiError { operation, kind, code, message }
     }
 
@@ -83,7 +85,9 @@ pub fn classify(code: Option<&str>, status: Option<u16>, no_answer: bool) -> Err
         Some(c) if NOT_FOUND_CODES.contains(&c) => ErrorKind::NotFound,
         Some("InvalidSnapshot.InUse") => ErrorKind::InUse,
         Some("DryRunOperation") => ErrorKind::DryRunAllowed,
-        Some("UnauthorizedOperation" | "AuthFailure" | "AccessDenied" | "AccessDeniedException") => ErrorKind::Unauthorized,
+        Some("UnauthorizedOperation" | "AuthFailure" | "AccessDenied" | "AccessDeniedException") => {
+            ErrorKind::Unauthorized
+        }
         Some("InvalidAction" | "UnsupportedOperation" | "NotImplemented") => ErrorKind::NotImplemented,
         None if status == Some(500) => ErrorKind::NotImplemented,
         _ if no_answer || status.is_some_and(|s| s >= 500) => ErrorKind::Transient,

@@ -30,14 +30,22 @@ pub async fn run(ec2: &Ec2, destination: Option<&Ec2>, action: &PlannedAction) -
         Op::Unshare { principal } => modify_permission(ec2, image, principal, false).await,
         Op::Copy { request } => match destination {
             Some(dest) => copy(ec2, dest, action, request).await,
-            None => return Outcome::Failed { error: format!("no client for the copy's destination region {}", request.region) },
+            None => {
+                return Outcome::Failed {
+                    error: format!("no client for the copy's destination region {}", request.region),
+                };
+            }
         },
         Op::Deprecate { at } => {
             let request = ec2.client.enable_image_deprecation().image_id(image).deprecate_at(DateTime::from_secs(at.0));
-            ec2.call("EnableImageDeprecation", request.send()).await.map(|_| done(format!("{image} deprecated at {at}")))
+            ec2.call("EnableImageDeprecation", request.send())
+                .await
+                .map(|_| done(format!("{image} deprecated at {at}")))
         }
         Op::Disable => gone_is_skipped(
-            ec2.call("DisableImage", ec2.client.disable_image().image_id(image).send()).await.map(|_| done(format!("disabled {image}"))),
+            ec2.call("DisableImage", ec2.client.disable_image().image_id(image).send())
+                .await
+                .map(|_| done(format!("disabled {image}"))),
             image,
         ),
         Op::Deregister => gone_is_skipped(
@@ -76,7 +84,11 @@ async fn modify_permission(ec2: &Ec2, image: &str, principal: &Principal, add: b
     };
     let request = ec2.client.modify_image_attribute().image_id(image).launch_permission(change.build());
     ec2.call("ModifyImageAttribute", request.send()).await?;
-    Ok(done(if add { format!("shared {image} with {principal}") } else { format!("unshared {image} from {principal}") }))
+    Ok(done(if add {
+        format!("shared {image} with {principal}")
+    } else {
+        format!("unshared {image} from {principal}")
+    }))
 }
 
 /// CopyImage in the destination region, made idempotent twice: the action id is the
@@ -125,7 +137,9 @@ async fn copy(source: &Ec2, dest: &Ec2, action: &PlannedAction, request: &CopyRe
     let tagging = dest.client.create_tags().resources(&new_id).set_tags(Some(tag_list(&tags)));
     if let Err(e) = dest.call("CreateTags", tagging.send()).await {
         // Running the action again reuses the client token, gets the same copy and tags it.
-        return Ok(Outcome::Failed { error: format!("copied {} to {new_id} in {} but could not tag it: {e}", action.image_id, request.region) });
+        return Ok(Outcome::Failed {
+            error: format!("copied {} to {new_id} in {} but could not tag it: {e}", action.image_id, request.region),
+        });
     }
     Ok(done(format!("copied {} to {} as {new_id}", action.image_id, request.region)))
 }
@@ -138,7 +152,9 @@ async fn delete_snapshot(ec2: &Ec2, snapshot_id: &str) -> Result<Outcome, ApiErr
     match ec2.call("DeleteSnapshot", ec2.client.delete_snapshot().snapshot_id(snapshot_id).send()).await {
         Ok(_) => Ok(done(format!("deleted {snapshot_id}"))),
         Err(e) if e.is_not_found() => Ok(Outcome::Skipped { reason: format!("{snapshot_id} no longer exists") }),
-        Err(e) if e.kind == ErrorKind::InUse => Ok(Outcome::Skipped { reason: format!("{snapshot_id} is in use: {e}") }),
+        Err(e) if e.kind == ErrorKind::InUse => {
+            Ok(Outcome::Skipped { reason: format!("{snapshot_id} is in use: {e}") })
+        }
         Err(e) => Err(e),
     }
 }
@@ -153,7 +169,9 @@ pub async fn snapshot_users(ec2: &Ec2, snapshot_id: &str) -> Result<Vec<String>,
             Ok(images) => return Ok(users_of(&images, snapshot_id)),
             Err(e) if e.kind == ErrorKind::NotImplemented => {
                 if Gaps::learn(&ec2.gaps.no_snapshot_filter) {
-                    tracing::warn!("{e}; the block-device-mapping.snapshot-id filter is missing, scanning every image instead");
+                    tracing::warn!(
+                        "{e}; the block-device-mapping.snapshot-id filter is missing, scanning every image instead"
+                    );
                 }
             }
             Err(e) => return Err(e),
@@ -166,7 +184,9 @@ fn users_of(images: &[aws_sdk_ec2::types::Image], snapshot_id: &str) -> Vec<Stri
     images
         .iter()
         .filter(|i| i.state() != Some(&aws_sdk_ec2::types::ImageState::Deregistered))
-        .filter(|i| i.block_device_mappings().iter().any(|m| m.ebs().and_then(|e| e.snapshot_id()) == Some(snapshot_id)))
+        .filter(|i| {
+            i.block_device_mappings().iter().any(|m| m.ebs().and_then(|e| e.snapshot_id()) == Some(snapshot_id))
+        })
         .filter_map(|i| i.image_id().map(str::to_string))
         .collect()
 }

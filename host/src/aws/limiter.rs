@@ -63,7 +63,9 @@ impl BucketClass {
             "DeregisterImage" => BucketClass::DeregisterImage,
             "DeleteSnapshot" => BucketClass::DeleteSnapshot,
             "CreateTags" | "DeleteTags" => BucketClass::Tags,
-            op if op.starts_with("Describe") || op.starts_with("Get") || op.starts_with("List") => BucketClass::NonMutating,
+            op if op.starts_with("Describe") || op.starts_with("Get") || op.starts_with("List") => {
+                BucketClass::NonMutating
+            }
             _ => BucketClass::Mutating,
         }
     }
@@ -74,7 +76,9 @@ impl BucketClass {
             BucketClass::NonMutating => (100.0, 20.0),
             BucketClass::Mutating => (50.0, 5.0),
             BucketClass::CopyImage => (100.0, 1.0),
-            BucketClass::ModifyImageAttribute | BucketClass::DeregisterImage | BucketClass::DeleteSnapshot => (100.0, 5.0),
+            BucketClass::ModifyImageAttribute | BucketClass::DeregisterImage | BucketClass::DeleteSnapshot => {
+                (100.0, 5.0)
+            }
             BucketClass::Tags => (100.0, 10.0),
         }
     }

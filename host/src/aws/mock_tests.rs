@@ -87,7 +87,12 @@ fn ec2_image(id: &str, snapshots: &[&str]) -> ec2::Image {
 }
 
 fn snapshot(id: &str, gib: i32, tier: ec2::StorageTier) -> ec2::Snapshot {
-    ec2::Snapshot::builder().snapshot_id(id).volume_size(gib).storage_tier(tier).full_snapshot_size_in_bytes(1 << 30).build()
+    ec2::Snapshot::builder()
+        .snapshot_id(id)
+        .volume_size(gib)
+        .storage_tier(tier)
+        .full_snapshot_size_in_bytes(1 << 30)
+        .build()
 }
 
 fn action(region: &str, image: &str, op: Op) -> PlannedAction {
@@ -110,24 +115,31 @@ fn collect_pages_through_images_and_falls_back_where_the_endpoint_lacks_calls() 
     let page1 = mock!(Client::describe_images).match_requests(|r| r.next_token().is_none()).then_output(|| {
         DescribeImagesOutput::builder().images(ec2_image("ami-0000000a", &["snap-a"])).next_token("page-2").build()
     });
-    let page2 = mock!(Client::describe_images)
-        .match_requests(|r| r.next_token() == Some("page-2"))
-        .then_output(|| DescribeImagesOutput::builder().images(ec2_image("ami-0000000b", &["snap-b", "snap-gone"])).build());
+    let page2 = mock!(Client::describe_images).match_requests(|r| r.next_token() == Some("page-2")).then_output(|| {
+        DescribeImagesOutput::builder().images(ec2_image("ami-0000000b", &["snap-b", "snap-gone"])).build()
+    });
     // One deleted snapshot fails the whole batch; the batch is then asked one by one.
-    let batch = mock!(Client::describe_snapshots)
-        .match_requests(|r| r.snapshot_ids().len() > 1)
-        .then_error(|| DescribeSnapshotsError::generic(ErrorMetadata::builder().code("InvalidSnapshot.NotFound").build()));
-    let snap_a = mock!(Client::describe_snapshots)
-        .match_requests(|r| r.snapshot_ids() == ["snap-a"])
-        .then_output(|| DescribeSnapshotsOutput::builder().snapshots(snapshot("snap-a", 8, ec2::StorageTier::Standard)).build());
-    let snap_b = mock!(Client::describe_snapshots)
-        .match_requests(|r| r.snapshot_ids() == ["snap-b"])
-        .then_output(|| DescribeSnapshotsOutput::builder().snapshots(snapshot("snap-b", 8, ec2::StorageTier::Archive)).build());
-    let snap_gone = mock!(Client::describe_snapshots)
-        .match_requests(|r| r.snapshot_ids() == ["snap-gone"])
-        .then_error(|| DescribeSnapshotsError::generic(ErrorMetadata::builder().code("InvalidSnapshot.NotFound").build()));
+    let batch = mock!(Client::describe_snapshots).match_requests(|r| r.snapshot_ids().len() > 1).then_error(|| {
+        DescribeSnapshotsError::generic(ErrorMetadata::builder().code("InvalidSnapshot.NotFound").build())
+    });
+    let snap_a =
+        mock!(Client::describe_snapshots).match_requests(|r| r.snapshot_ids() == ["snap-a"]).then_output(|| {
+            DescribeSnapshotsOutput::builder().snapshots(snapshot("snap-a", 8, ec2::StorageTier::Standard)).build()
+        });
+    let snap_b =
+        mock!(Client::describe_snapshots).match_requests(|r| r.snapshot_ids() == ["snap-b"]).then_output(|| {
+            DescribeSnapshotsOutput::builder().snapshots(snapshot("snap-b", 8, ec2::StorageTier::Archive)).build()
+        });
+    let snap_gone =
+        mock!(Client::describe_snapshots).match_requests(|r| r.snapshot_ids() == ["snap-gone"]).then_error(|| {
+            DescribeSnapshotsError::generic(ErrorMetadata::builder().code("InvalidSnapshot.NotFound").build())
+        });
     // As moto answers DescribeImageReferences: HTTP 500 with an HTML body.
-    let references = mock!(Client::describe_image_references).sequence().http_status(500, Some(MOTO_500.into())).repeatedly().build();
+    let references = mock!(Client::describe_image_references)
+        .sequence()
+        .http_status(500, Some(MOTO_500.into()))
+        .repeatedly()
+        .build();
     let instances = mock!(Client::describe_instances).then_output(|| {
         let instance = |id: &str| ec2::Instance::builder().instance_id(id).image_id("ami-0000000a").build();
         DescribeInstancesOutput::builder()
@@ -135,24 +147,43 @@ fn collect_pages_through_images_and_falls_back_where_the_endpoint_lacks_calls() 
             .build()
     });
     let templates = mock!(Client::describe_launch_templates).then_output(|| {
-        DescribeLaunchTemplatesOutput::builder().launch_templates(ec2::LaunchTemplate::builder().launch_template_id("lt-1").build()).build()
-    });
-    let versions = mock!(Client::describe_launch_template_versions).match_requests(|r| r.launch_template_id() == Some("lt-1")).then_output(|| {
-        let data = ec2::ResponseLaunchTemplateData::builder().image_id("ami-0000000b").build();
-        DescribeLaunchTemplateVersionsOutput::builder()
-            .launch_template_versions(ec2::LaunchTemplateVersion::builder().launch_template_data(data).build())
+        DescribeLaunchTemplatesOutput::builder()
+            .launch_templates(ec2::LaunchTemplate::builder().launch_template_id("lt-1").build())
             .build()
     });
-    let perms_a = mock!(Client::describe_image_attribute).match_requests(|r| r.image_id() == Some("ami-0000000a")).then_output(|| {
-        DescribeImageAttributeOutput::builder()
-            .launch_permissions(ec2::LaunchPermission::builder().group(ec2::PermissionGroup::All).build())
-            .launch_permissions(ec2::LaunchPermission::builder().user_id("210987654321").build())
-            .build()
-    });
+    let versions = mock!(Client::describe_launch_template_versions)
+        .match_requests(|r| r.launch_template_id() == Some("lt-1"))
+        .then_output(|| {
+            let data = ec2::ResponseLaunchTemplateData::builder().image_id("ami-0000000b").build();
+            DescribeLaunchTemplateVersionsOutput::builder()
+                .launch_template_versions(ec2::LaunchTemplateVersion::builder().launch_template_data(data).build())
+                .build()
+        });
+    let perms_a = mock!(Client::describe_image_attribute)
+        .match_requests(|r| r.image_id() == Some("ami-0000000a"))
+        .then_output(|| {
+            DescribeImageAttributeOutput::builder()
+                .launch_permissions(ec2::LaunchPermission::builder().group(ec2::PermissionGroup::All).build())
+                .launch_permissions(ec2::LaunchPermission::builder().user_id("210987654321").build())
+                .build()
+        });
     let perms_b = mock!(Client::describe_image_attribute)
         .match_requests(|r| r.image_id() == Some("ami-0000000b"))
         .then_output(|| DescribeImageAttributeOutput::builder().build());
-    let rules = [&page1, &page2, &batch, &snap_a, &snap_b, &snap_gone, &references, &instances, &templates, &versions, &perms_a, &perms_b];
+    let rules = [
+        &page1,
+        &page2,
+        &batch,
+        &snap_a,
+        &snap_b,
+        &snap_gone,
+        &references,
+        &instances,
+        &templates,
+        &versions,
+        &perms_a,
+        &perms_b,
+    ];
     let backend = backend("us-east-1", RuleMode::MatchAny, &rules);
 
     let needs = [InventoryNeed::LaunchPermissions].into_iter().collect();
@@ -188,8 +219,9 @@ fn collect_pages_through_images_and_falls_back_where_the_endpoint_lacks_calls() 
 fn launch_permissions_are_fetched_only_when_a_plugin_needs_them() {
     let images = mock!(Client::describe_images)
         .then_output(|| DescribeImagesOutput::builder().images(ec2_image("ami-0000000a", &["snap-a"])).build());
-    let snaps = mock!(Client::describe_snapshots)
-        .then_output(|| DescribeSnapshotsOutput::builder().snapshots(snapshot("snap-a", 8, ec2::StorageTier::Standard)).build());
+    let snaps = mock!(Client::describe_snapshots).then_output(|| {
+        DescribeSnapshotsOutput::builder().snapshots(snapshot("snap-a", 8, ec2::StorageTier::Standard)).build()
+    });
     // Where the endpoint has DescribeImageReferences, it is the only usage call.
     let references = mock!(Client::describe_image_references).then_output(|| {
         DescribeImageReferencesOutput::builder()
@@ -202,7 +234,8 @@ fn launch_permissions_are_fetched_only_when_a_plugin_needs_them() {
             )
             .build()
     });
-    let attribute = mock!(Client::describe_image_attribute).then_output(|| DescribeImageAttributeOutput::builder().build());
+    let attribute =
+        mock!(Client::describe_image_attribute).then_output(|| DescribeImageAttributeOutput::builder().build());
     let backend = backend("us-east-1", RuleMode::MatchAny, &[&images, &snaps, &references, &attribute]);
 
     let found = backend.collect(&scope("us-east-1"), &BTreeSet::new()).expect("collect");
@@ -215,8 +248,17 @@ fn launch_permissions_are_fetched_only_when_a_plugin_needs_them() {
 
 #[test]
 fn a_throttled_call_is_retried_by_the_sdk_until_it_succeeds() {
-    let throttled = || CreateTagsError::generic(ErrorMetadata::builder().code("RequestLimitExceeded").message("Request limit exceeded.").build());
-    let tags = mock!(Client::create_tags).sequence().error(throttled).times(2).output(|| CreateTagsOutput::builder().build()).build();
+    let throttled = || {
+        CreateTagsError::generic(
+            ErrorMetadata::builder().code("RequestLimitExceeded").message("Request limit exceeded.").build(),
+        )
+    };
+    let tags = mock!(Client::create_tags)
+        .sequence()
+        .error(throttled)
+        .times(2)
+        .output(|| CreateTagsOutput::builder().build())
+        .build();
     let backend = backend("us-east-1", RuleMode::Sequential, &[&tags]);
     let tag = Op::Tag { tags: [("team".to_string(), "platform".to_string())].into() };
 
@@ -231,11 +273,15 @@ fn a_throttled_call_is_retried_by_the_sdk_until_it_succeeds() {
 fn sharing_adds_and_unsharing_removes_the_launch_permission() {
     let add = mock!(Client::modify_image_attribute)
         .match_requests(|r| {
-            r.launch_permission().is_some_and(|m| m.add().len() == 1 && m.add()[0].organization_arn().is_some() && m.remove().is_empty())
+            r.launch_permission()
+                .is_some_and(|m| m.add().len() == 1 && m.add()[0].organization_arn().is_some() && m.remove().is_empty())
         })
         .then_output(|| aws_sdk_ec2::operation::modify_image_attribute::ModifyImageAttributeOutput::builder().build());
     let remove = mock!(Client::modify_image_attribute)
-        .match_requests(|r| r.launch_permission().is_some_and(|m| m.remove().first().and_then(|p| p.group()) == Some(&ec2::PermissionGroup::All)))
+        .match_requests(|r| {
+            r.launch_permission()
+                .is_some_and(|m| m.remove().first().and_then(|p| p.group()) == Some(&ec2::PermissionGroup::All))
+        })
         .then_output(|| aws_sdk_ec2::operation::modify_image_attribute::ModifyImageAttributeOutput::builder().build());
     let backend = backend("us-east-1", RuleMode::Sequential, &[&add, &remove]);
     let org = Principal::Organization("arn:aws:organizations::123456789012:organization/o-abc123".into());
@@ -248,7 +294,13 @@ fn sharing_adds_and_unsharing_removes_the_launch_permission() {
 }
 
 fn copy_action() -> PlannedAction {
-    let request = CopyRequest { region: "eu-west-1".into(), encrypted: true, kms_key_id: Some("alias/golden".into()), copy_tags: false, name: None };
+    let request = CopyRequest {
+        region: "eu-west-1".into(),
+        encrypted: true,
+        kms_key_id: Some("alias/golden".into()),
+        copy_tags: false,
+        name: None,
+    };
     action("us-east-1", "ami-0000000a", Op::Copy { request })
 }
 
@@ -301,13 +353,17 @@ fn a_copy_already_made_by_the_same_action_is_returned_instead_of_copied_again() 
 
     let outcome = backend.execute(&copy_action());
 
-    assert!(matches!(&outcome, Outcome::Done { detail } if detail.contains("already exists") && detail.contains("ami-0000000c")), "{outcome:?}");
+    assert!(
+        matches!(&outcome, Outcome::Done { detail } if detail.contains("already exists") && detail.contains("ami-0000000c")),
+        "{outcome:?}"
+    );
     assert_eq!(copy.num_calls(), 0);
 }
 
 #[test]
 fn deprecation_on_an_endpoint_without_it_fails_with_a_clear_message() {
-    let deprecate = mock!(Client::enable_image_deprecation).sequence().http_status(500, Some(MOTO_500.into())).repeatedly().build();
+    let deprecate =
+        mock!(Client::enable_image_deprecation).sequence().http_status(500, Some(MOTO_500.into())).repeatedly().build();
     let backend = backend("us-east-1", RuleMode::MatchAny, &[&deprecate]);
     let at: Timestamp = "2027-01-01".parse().expect("a date");
 
@@ -324,7 +380,8 @@ fn a_snapshot_still_used_by_another_image_is_not_deleted() {
     let delete = mock!(Client::delete_snapshot).then_output(|| DeleteSnapshotOutput::builder().build());
     let backend = backend("us-east-1", RuleMode::MatchAny, &[&users, &delete]);
 
-    let outcome = backend.execute(&action("us-east-1", "ami-0000000a", Op::DeleteSnapshot { snapshot_id: "snap-a".into() }));
+    let outcome =
+        backend.execute(&action("us-east-1", "ami-0000000a", Op::DeleteSnapshot { snapshot_id: "snap-a".into() }));
 
     assert_eq!(outcome, Outcome::Skipped { reason: "snap-a is still used by ami-0000000b".into() });
     assert_eq!(delete.num_calls(), 0);
@@ -343,14 +400,49 @@ fn without_the_snapshot_filter_the_images_are_scanned_before_deleting() {
     let all = mock!(Client::describe_images)
         .match_requests(|r| r.filters().is_empty())
         .then_output(|| DescribeImagesOutput::builder().images(ec2_image("ami-0000000b", &["snap-b"])).build());
-    let delete = mock!(Client::delete_snapshot).match_requests(|r| r.snapshot_id() == Some("snap-a")).then_output(|| DeleteSnapshotOutput::builder().build());
+    let delete = mock!(Client::delete_snapshot)
+        .match_requests(|r| r.snapshot_id() == Some("snap-a"))
+        .then_output(|| DeleteSnapshotOutput::builder().build());
     let backend = backend("us-east-1", RuleMode::MatchAny, &[&filtered, &all, &delete]);
 
-    let first = backend.execute(&action("us-east-1", "ami-0000000a", Op::DeleteSnapshot { snapshot_id: "snap-a".into() }));
-    let second = backend.execute(&action("us-east-1", "ami-0000000a", Op::DeleteSnapshot { snapshot_id: "snap-a".into() }));
+    let first =
+        backend.execute(&action("us-east-1", "ami-0000000a", Op::DeleteSnapshot { snapshot_id: "snap-a".into() }));
+    let second =
+        backend.execute(&action("us-east-1", "ami-0000000a", Op::DeleteSnapshot { snapshot_id: "snap-a".into() }));
 
     assert_eq!(first, Outcome::Done { detail: "deleted snap-a".into() });
     assert_eq!(second, first);
     assert_eq!(filtered.num_calls(), 3, "the filter is tried once (3 SDK attempts), then remembered as missing");
     assert_eq!(counts(&backend).get("DescribeImages"), Some(&3));
+}
+
+#[test]
+fn preflight_reports_allowed_and_denied_calls_without_changing_anything() {
+    use aws_sdk_ec2::operation::deregister_image::DeregisterImageError;
+    use aws_sdk_ec2::operation::modify_image_attribute::ModifyImageAttributeError;
+    let allowed = mock!(Client::deregister_image).match_requests(|r| r.dry_run() == Some(true)).then_error(|| {
+        DeregisterImageError::generic(
+            ErrorMetadata::builder().code("DryRunOperation").message("Request would have succeeded").build(),
+        )
+    });
+    let denied = mock!(Client::modify_image_attribute).match_requests(|r| r.dry_run() == Some(true)).then_error(|| {
+        ModifyImageAttributeError::generic(
+            ErrorMetadata::builder()
+                .code("UnauthorizedOperation")
+                .message("You are not authorized to perform this operation.")
+                .build(),
+        )
+    });
+    let backend = backend("us-east-1", RuleMode::MatchAny, &[&allowed, &denied]);
+    let actions = [
+        action("us-east-1", "ami-0000000a", Op::Deregister),
+        action("us-east-1", "ami-0000000a", Op::Share { principal: Principal::Account("210987654321".into()) }),
+    ];
+
+    let verdicts = backend.preflight(&actions);
+
+    assert_eq!(verdicts[0], (actions[0].id.clone(), Ok(())));
+    let (id, Err(reason)) = &verdicts[1] else { panic!("expected a denial: {verdicts:?}") };
+    assert_eq!(id, &actions[1].id);
+    assert!(reason.contains("UnauthorizedOperation"), "{reason}");
 }

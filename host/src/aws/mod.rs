@@ -13,6 +13,7 @@ mod convert;
 mod errors;
 mod execute;
 mod limiter;
+mod preflight;
 mod usage;
 
 #[cfg(test)]
@@ -66,7 +67,12 @@ impl AwsBackend {
         Ok(AwsBackend::assemble(runtime, Some(connection), label, Arc::new(SystemClock::default())))
     }
 
-    fn assemble(runtime: tokio::runtime::Runtime, connection: Option<Connection>, label: String, clock: Arc<dyn Clock>) -> AwsBackend {
+    fn assemble(
+        runtime: tokio::runtime::Runtime,
+        connection: Option<Connection>,
+        label: String,
+        clock: Arc<dyn Clock>,
+    ) -> AwsBackend {
         AwsBackend {
             runtime,
             connection,
@@ -81,15 +87,55 @@ impl AwsBackend {
     /// A backend over given clients (mock clients in unit tests).
     #[cfg(test)]
     fn with_clients(clients: Vec<(Location, aws_sdk_ec2::Client)>) -> AwsBackend {
-        let backend = AwsBackend::assemble(runtime().expect("a tokio runtime"), None, "aws:mock".into(), Arc::new(SystemClock::default()));
+        let backend = AwsBackend::assemble(
+            runtime().expect("a tokio runtime"),
+            None,
+            "aws:mock".into(),
+            Arc::new(SystemClock::default()),
+        );
         {
             let mut map = backend.clients.lock().expect("fresh mutex");
             for (location, client) in clients {
-                let ec2 = Ec2::new(client, location.clone(), backend.pacer.clone(), backend.counts.clone(), backend.gaps.clone());
+                let ec2 = Ec2::new(
+                    client,
+                    location.clone(),
+                    backend.pacer.clone(),
+                    backend.counts.clone(),
+                    backend.gaps.clone(),
+                );
                 map.insert(location, ec2);
             }
         }
         backend
+    }
+
+    /// Checks with EC2's DryRun flag that the credentials may make each action's call;
+    /// nothing is changed. Returns (action id, allowed or the reason), in plan order.
+    pub fn preflight(&self, actions: &[PlannedAction]) -> Vec<(String, Result<(), String>)> {
+        actions
+            .iter()
+            .map(|action| {
+                let verdict = match self.clients_for(action) {
+                    Ok((ec2, destination)) => {
+                        self.runtime.block_on(preflight::check(&ec2, destination.as_ref(), action))
+                    }
+                    Err(e) => Err(format!("{e:#}")),
+                };
+                (action.id.clone(), verdict)
+            })
+            .collect()
+    }
+
+    /// The client of an action's location and, for a copy, of its destination.
+    fn clients_for(&self, action: &PlannedAction) -> anyhow::Result<(Ec2, Option<Ec2>)> {
+        let ec2 = self.ec2(&Location { account: action.account.clone(), region: action.region.clone() })?;
+        let destination = match &action.op {
+            Op::Copy { request } => {
+                Some(self.ec2(&Location { account: action.account.clone(), region: request.region.clone() })?)
+            }
+            _ => None,
+        };
+        Ok((ec2, destination))
     }
 
     /// The client of one location, made on first use.
@@ -99,7 +145,13 @@ impl AwsBackend {
             return Ok(ec2.clone());
         }
         let connection = self.connection.as_ref().with_context(|| format!("no EC2 client for {location}"))?;
-        let ec2 = Ec2::new(connection.client(location)?, location.clone(), self.pacer.clone(), self.counts.clone(), self.gaps.clone());
+        let ec2 = Ec2::new(
+            connection.client(location)?,
+            location.clone(),
+            self.pacer.clone(),
+            self.counts.clone(),
+            self.gaps.clone(),
+        );
         clients.insert(location.clone(), ec2.clone());
         Ok(ec2)
     }
@@ -172,19 +224,9 @@ impl Backend for AwsBackend {
     }
 
     fn execute(&self, action: &PlannedAction) -> Outcome {
-        let location = Location { account: action.account.clone(), region: action.region.clone() };
-        let ec2 = match self.ec2(&location) {
-            Ok(ec2) => ec2,
+        let (ec2, destination) = match self.clients_for(action) {
+            Ok(clients) => clients,
             Err(e) => return Outcome::Failed { error: format!("{e:#}") },
-        };
-        let destination = match &action.op {
-            Op::Copy { request } => {
-                match self.ec2(&Location { account: action.account.clone(), region: request.region.clone() }) {
-                    Ok(dest) => Some(dest),
-                    Err(e) => return Outcome::Failed { error: format!("{e:#}") },
-                }
-            }
-            _ => None,
         };
         self.runtime.block_on(execute::run(&ec2, destination.as_ref(), action))
     }

@@ -44,7 +44,9 @@ pub async fn references(ec2: &Ec2, image_ids: &[String]) -> anyhow::Result<BTree
     }
     let wanted: BTreeSet<&str> = image_ids.iter().map(String::as_str).collect();
     let mut found = instances(ec2, image_ids).await.with_context(|| format!("instances in {}", ec2.location))?;
-    for (template, image) in launch_template_images(ec2).await.with_context(|| format!("launch templates in {}", ec2.location))? {
+    for (template, image) in
+        launch_template_images(ec2).await.with_context(|| format!("launch templates in {}", ec2.location))?
+    {
         if wanted.contains(image.as_str()) {
             found.entry(image).or_default().launch_templates.insert(template);
         }
@@ -90,14 +92,19 @@ async fn image_references(ec2: &Ec2, image_ids: &[String]) -> Result<BTreeMap<St
 /// Live instances per image, from DescribeInstances filtered by image id.
 async fn instances(ec2: &Ec2, image_ids: &[String]) -> Result<BTreeMap<String, References>, ApiError> {
     let mut found: BTreeMap<String, References> = BTreeMap::new();
-    let states = Filter::builder().name("instance-state-name").set_values(Some(LIVE_STATES.map(String::from).to_vec())).build();
+    let states =
+        Filter::builder().name("instance-state-name").set_values(Some(LIVE_STATES.map(String::from).to_vec())).build();
     for batch in image_ids.chunks(INSTANCE_FILTER_BATCH) {
         let images = Filter::builder().name("image-id").set_values(Some(batch.to_vec())).build();
         let mut token: Option<String> = None;
         let mut seen = BTreeSet::new();
         loop {
-            let request =
-                ec2.client.describe_instances().filters(images.clone()).filters(states.clone()).set_next_token(token.take());
+            let request = ec2
+                .client
+                .describe_instances()
+                .filters(images.clone())
+                .filters(states.clone())
+                .set_next_token(token.take());
             let page = ec2.call("DescribeInstances", request.send()).await?;
             for instance in page.reservations().iter().flat_map(|r| r.instances()) {
                 if let Some(image) = instance.image_id() {
@@ -119,7 +126,9 @@ async fn launch_template_images(ec2: &Ec2) -> Result<BTreeSet<(String, String)>,
     let mut token: Option<String> = None;
     let mut seen = BTreeSet::new();
     loop {
-        let page = ec2.call("DescribeLaunchTemplates", ec2.client.describe_launch_templates().set_next_token(token.take()).send()).await?;
+        let page = ec2
+            .call("DescribeLaunchTemplates", ec2.client.describe_launch_templates().set_next_token(token.take()).send())
+            .await?;
         templates.extend(page.launch_templates().iter().filter_map(|t| t.launch_template_id().map(str::to_string)));
         match page.next_token() {
             Some(next) if !next.is_empty() && seen.insert(next.to_string()) => token = Some(next.to_string()),
@@ -130,8 +139,12 @@ async fn launch_template_images(ec2: &Ec2) -> Result<BTreeSet<(String, String)>,
     for template in templates {
         let ec2 = ec2.clone();
         tasks.spawn(async move {
-            let request =
-                ec2.client.describe_launch_template_versions().launch_template_id(&template).versions("$Latest").versions("$Default");
+            let request = ec2
+                .client
+                .describe_launch_template_versions()
+                .launch_template_id(&template)
+                .versions("$Latest")
+                .versions("$Default");
             let out = ec2.call("DescribeLaunchTemplateVersions", request.send()).await;
             (template, out)
         });
