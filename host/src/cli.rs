@@ -61,6 +61,9 @@ pub struct BackendArgs {
     /// EC2 endpoint, e.g. an emulator on 127.0.0.1.
     #[arg(long, requires = "aws")]
     pub endpoint_url: Option<String>,
+    /// SDK attempts per call (default 3; 1 against an emulator that lacks some APIs).
+    #[arg(long, requires = "aws")]
+    pub max_attempts: Option<u32>,
     /// Regions to look at (default: the policy's scope).
     #[arg(long, value_delimiter = ',')]
     pub regions: Vec<String>,
@@ -177,7 +180,14 @@ fn load_policy(path: &Path, regions: &[String]) -> anyhow::Result<Policy> {
 fn backend(args: &BackendArgs, policy: &Policy, now: Timestamp) -> anyhow::Result<Box<dyn Backend>> {
     match (&args.sim, args.aws) {
         (Some(path), false) => Ok(Box::new(input(crate::sim::SimBackend::open(path, now))?)),
-        (None, true) => crate::aws_backend(policy, args.profile.clone(), args.endpoint_url.clone()),
+        (None, true) => {
+            let options = crate::aws::AwsOptions {
+                profile: args.profile.clone(),
+                endpoint_url: args.endpoint_url.clone(),
+                max_attempts: args.max_attempts,
+            };
+            Ok(Box::new(crate::aws::AwsBackend::connect(&policy.scope, &policy.aws, options)?))
+        }
         _ => Err(InputError("choose a backend: --sim STATE.json or --aws".into()).into()),
     }
 }

@@ -1,0 +1,89 @@
+//! One EC2 client for one location, with every call paced by the token buckets and counted by operation name.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_ec2::config::http::HttpResponse;
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+
+use super::errors::ApiError;
+use super::limiter::Pacer;
+use crate::model::Location;
+
+/// API calls made, by operation name.
+#[derive(Debug, Default)]
+pub struct CallCounts(Mutex<BTreeMap<&'static str, u64>>);
+
+impl CallCounts {
+    fn add(&self, operation: &'static str) {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).entry(operation).or_default() += 1;
+    }
+
+    /// The counts, sorted by operation name.
+    pub fn snapshot(&self) -> Vec<(String, u64)> {
+        let counts = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        counts.iter().map(|(op, n)| (op.to_string(), *n)).collect()
+    }
+}
+
+/// What this endpoint turned out not to implement, learned once and warned about once.
+#[derive(Debug, Default)]
+pub struct Gaps {
+    /// DescribeImageReferences failed: usage comes from instances and launch templates.
+    pub no_image_references: AtomicBool,
+    /// The `block-device-mapping.snapshot-id` filter failed: scan the images instead.
+    pub no_snapshot_filter: AtomicBool,
+}
+
+impl Gaps {
+    /// Records a gap; true the first time (the caller then warns).
+    pub fn learn(flag: &AtomicBool) -> bool {
+        !flag.swap(true, Ordering::SeqCst)
+    }
+
+    /// Whether a gap is known.
+    pub fn known(flag: &AtomicBool) -> bool {
+        flag.load(Ordering::SeqCst)
+    }
+}
+
+/// An EC2 client bound to one account and region.
+#[derive(Debug, Clone)]
+pub struct Ec2 {
+    pub client: aws_sdk_ec2::Client,
+    pub location: Location,
+    pub gaps: Arc<Gaps>,
+    pacer: Arc<Pacer>,
+    counts: Arc<CallCounts>,
+}
+
+impl Ec2 {
+    /// Binds `client` to `location`, sharing the backend's buckets, counters and gaps.
+    pub fn new(
+        client: aws_sdk_ec2::Client,
+        location: Location,
+        pacer: Arc<Pacer>,
+        counts: Arc<CallCounts>,
+        gaps: Arc<Gaps>,
+    ) -> Ec2 {
+        Ec2 { client, location, gaps, pacer, counts }
+    }
+
+    /// Makes one call: waits for a token of the operation's bucket, counts it, sends it
+    /// (the request future does nothing until awaited), and classifies a failure.
+    pub async fn call<T, E, F>(&self, operation: &'static str, request: F) -> Result<T, ApiError>
+    where
+        F: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        self.pacer.acquire(&self.location, operation).await;
+        self.counts.add(operation);
+        request.await.map_err(|e| {
+            let err = ApiError::from_sdk(operation, &e);
+            tracing::debug!(location = %self.location, "{err}");
+            err
+        })
+    }
+}

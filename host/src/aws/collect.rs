@@ -1,0 +1,168 @@
+//! The inventory of one location: images, their snapshots, usage and (when asked) launch permissions, in few calls.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use anyhow::Context;
+use aws_sdk_ec2::types::{Filter, ImageAttributeName};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use super::calls::Ec2;
+use super::convert::{self, SnapshotInfo};
+use super::errors::ApiError;
+use super::usage;
+use crate::model::{Image, ImageState, InventoryNeed, Principal};
+
+/// Snapshot ids per DescribeSnapshots call.
+const SNAPSHOT_BATCH: usize = 200;
+/// DescribeImageAttribute calls in flight per location (the token bucket paces them).
+const PERMISSION_CONCURRENCY: usize = 16;
+
+/// Every image the account owns in the location, completed with what `needs` asks for.
+pub async fn location(ec2: Ec2, needs: BTreeSet<InventoryNeed>) -> anyhow::Result<Vec<Image>> {
+    let described = describe_images(&ec2, None, Vec::new())
+        .await
+        .with_context(|| format!("describe images in {}", ec2.location))?;
+    let mut images = Vec::new();
+    for raw in &described {
+        match convert::image(&ec2.location, raw) {
+            Ok(image) if image.state != ImageState::Deregistered => images.push(image),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(location = %ec2.location, "skipping an image: {e}"),
+        }
+    }
+    complete(&ec2, &mut images, &needs).await?;
+    Ok(images)
+}
+
+/// DescribeImages (Owners=self, deprecated and disabled included), every page.
+/// With `ids`, only those images; `filters` narrow the search further.
+pub async fn describe_images(
+    ec2: &Ec2,
+    ids: Option<Vec<String>>,
+    filters: Vec<Filter>,
+) -> Result<Vec<aws_sdk_ec2::types::Image>, ApiError> {
+    let mut images = Vec::new();
+    let mut token: Option<String> = None;
+    let mut seen = BTreeSet::new();
+    loop {
+        let request = ec2
+            .client
+            .describe_images()
+            .owners("self")
+            .include_deprecated(true)
+            .include_disabled(true)
+            .set_image_ids(ids.clone())
+            .set_filters(if filters.is_empty() { None } else { Some(filters.clone()) })
+            .set_next_token(token.take());
+        let page = ec2.call("DescribeImages", request.send()).await?;
+        images.extend(page.images().iter().cloned());
+        // A repeated token would loop forever; an emulator that ignores paging sends none.
+        match page.next_token() {
+            Some(next) if !next.is_empty() && seen.insert(next.to_string()) => token = Some(next.to_string()),
+            _ => break,
+        }
+    }
+    Ok(images)
+}
+
+/// Fills snapshots, usage and (if needed) launch permissions of `images`, fetching the
+/// three concurrently.
+pub async fn complete(ec2: &Ec2, images: &mut [Image], needs: &BTreeSet<InventoryNeed>) -> anyhow::Result<()> {
+    let ids: Vec<String> = images.iter().map(|i| i.id.clone()).collect();
+    let snapshot_ids: Vec<String> =
+        images.iter().flat_map(|i| i.snapshot_ids()).map(str::to_string).collect::<BTreeSet<_>>().into_iter().collect();
+    let want_permissions = needs.contains(&InventoryNeed::LaunchPermissions);
+    let (snapshots, references, permissions) = tokio::try_join!(
+        async {
+            snapshots(ec2, &snapshot_ids).await.with_context(|| format!("describe snapshots in {}", ec2.location))
+        },
+        usage::references(ec2, &ids),
+        async {
+            if want_permissions {
+                launch_permissions(ec2, &ids).await.with_context(|| format!("launch permissions in {}", ec2.location))
+            } else {
+                Ok(BTreeMap::new())
+            }
+        },
+    )?;
+    for image in images.iter_mut() {
+        for device in &mut image.block_devices {
+            if let Some(info) = device.snapshot_id.as_ref().and_then(|s| snapshots.get(s)) {
+                convert::apply_snapshot(device, info);
+            }
+        }
+        if let Some(r) = references.get(&image.id) {
+            image.usage.instances = r.instances;
+            image.usage.launch_templates = r.launch_templates.iter().cloned().collect();
+        }
+        if want_permissions {
+            image.launch_permissions = permissions.get(&image.id).cloned();
+        }
+    }
+    Ok(())
+}
+
+/// DescribeSnapshots by id, in batches. EC2 fails a whole batch when one snapshot is
+/// gone; that batch is then asked one snapshot at a time and the missing ones skipped.
+pub async fn snapshots(ec2: &Ec2, ids: &[String]) -> Result<BTreeMap<String, SnapshotInfo>, ApiError> {
+    let mut found = BTreeMap::new();
+    for batch in ids.chunks(SNAPSHOT_BATCH) {
+        let request = ec2.client.describe_snapshots().set_snapshot_ids(Some(batch.to_vec()));
+        match ec2.call("DescribeSnapshots", request.send()).await {
+            Ok(out) => record(&mut found, out.snapshots()),
+            Err(e) if e.is_not_found() => {
+                for id in batch {
+                    match ec2.call("DescribeSnapshots", ec2.client.describe_snapshots().snapshot_ids(id).send()).await {
+                        Ok(out) => record(&mut found, out.snapshots()),
+                        Err(e) if e.is_not_found() => {
+                            tracing::warn!(location = %ec2.location, "snapshot {id} is gone: {e}")
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(found)
+}
+
+fn record(found: &mut BTreeMap<String, SnapshotInfo>, snapshots: &[aws_sdk_ec2::types::Snapshot]) {
+    for s in snapshots {
+        if let Some(id) = s.snapshot_id() {
+            found.insert(id.to_string(), SnapshotInfo::from(s));
+        }
+    }
+}
+
+/// DescribeImageAttribute(launchPermission), one call per image, concurrently under
+/// the rate limiter. An image deregistered meanwhile is left out.
+pub async fn launch_permissions(ec2: &Ec2, ids: &[String]) -> Result<BTreeMap<String, BTreeSet<Principal>>, ApiError> {
+    let limit = Arc::new(Semaphore::new(PERMISSION_CONCURRENCY));
+    let mut tasks = JoinSet::new();
+    for id in ids {
+        let (ec2, id, limit) = (ec2.clone(), id.clone(), limit.clone());
+        tasks.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            let request =
+                ec2.client.describe_image_attribute().image_id(&id).attribute(ImageAttributeName::LaunchPermission);
+            let out = ec2.call("DescribeImageAttribute", request.send()).await;
+            (id, out)
+        });
+    }
+    let mut found = BTreeMap::new();
+    while let Some(joined) = tasks.join_next().await {
+        let Ok((id, out)) = joined else { continue };
+        match out {
+            Ok(out) => {
+                let principals = out.launch_permissions().iter().filter_map(convert::principal).collect();
+                found.insert(id, principals);
+            }
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(found)
+}

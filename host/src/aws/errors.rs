@@ -1,0 +1,135 @@
+//! EC2 errors classified by error code into the few kinds the backend branches on.
+
+use aws_sdk_ec2::config::http::HttpResponse;
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+
+/// What kind of failure an EC2 call had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// `RequestLimitExceeded` and friends: retryable (the SDK already retried).
+    Throttled,
+    /// The image, snapshot or template does not exist (any more).
+    NotFound,
+    /// The snapshot is still used by an image.
+    InUse,
+    /// HTTP 500 without an error code: the endpoint (an emulator) lacks the operation.
+    NotImplemented,
+    /// DryRun: the caller would have been allowed.
+    DryRunAllowed,
+    /// The caller is not allowed (IAM).
+    Unauthorized,
+    /// A 5xx with an error code, a timeout or a connection failure.
+    Transient,
+    /// Anything else: a bad request, a limit, ...
+    Other,
+}
+
+/// A failed EC2 call, with the operation name and the code EC2 gave.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}", self.describe())]
+pub struct ApiError {
+    pub operation: &'static str,
+    pub kind: ErrorKind,
+    pub code: Option<String>,
+    pub message: String,
+}
+
+const THROTTLING_CODES: &[&str] =
+    &["RequestLimitExceeded", "Throttling", "ThrottlingException", "EC2ThrottledException"];
+const NOT_FOUND_CODES: &[&str] = &[
+    "InvalidAMIID.NotFound",
+    "InvalidAMIID.Unavailable",
+    "InvalidSnapshot.NotFound",
+    "InvalidLaunchTemplateId.NotFound",
+    "InvalidLaunchTemplateName.NotFoundException",
+];
+
+impl ApiError {
+    /// Classifies an SDK error by its EC2 error code, then by HTTP status.
+    pub fn from_sdk<E>(operation: &'static str, err: &SdkError<E, HttpResponse>) -> ApiError
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        let code = err.code().map(str::to_string);
+        let status = err.raw_response().map(|r| r.status().as_u16());
+        let message = err
+            .message()
+            .map(str::to_string)
+            .unwrap_or_else(|| aws_sdk_ec2::error::DisplayErrorContext(err).to_string());
+        let kind =
+            classify(code.as_deref(), status, matches!(err, SdkError::TimeoutError(_) | SdkError::DispatchFailure(_)));
+        ApiError { operation, kind, code, message }
+    }
+
+    /// Whether the thing acted on is gone.
+    pub fn is_not_found(&self) -> bool {
+        self.kind == ErrorKind::NotFound
+    }
+
+    fn describe(&self) -> String {
+        match (self.kind, &self.code) {
+            (ErrorKind::NotImplemented, _) => format!(
+                "{} is not implemented by this EC2 endpoint (HTTP 500 without an error code; the moto emulator lacks it)",
+                self.operation
+            ),
+            (_, Some(code)) => format!("{} failed: {code}: {}", self.operation, self.message),
+            (_, None) => format!("{} failed: {}", self.operation, self.message),
+        }
+    }
+}
+
+/// The kind of an error from its code, HTTP status and whether it never got an answer.
+pub fn classify(code: Option<&str>, status: Option<u16>, no_answer: bool) -> ErrorKind {
+    match code {
+        Some(c) if THROTTLING_CODES.contains(&c) => ErrorKind::Throttled,
+        Some(c) if NOT_FOUND_CODES.contains(&c) => ErrorKind::NotFound,
+        Some("InvalidSnapshot.InUse") => ErrorKind::InUse,
+        Some("DryRunOperation") => ErrorKind::DryRunAllowed,
+        Some("UnauthorizedOperation" | "AuthFailure" | "AccessDenied" | "AccessDeniedException") => {
+            ErrorKind::Unauthorized
+        }
+        Some("InvalidAction" | "UnsupportedOperation" | "NotImplemented") => ErrorKind::NotImplemented,
+        None if status == Some(500) => ErrorKind::NotImplemented,
+        _ if no_answer || status.is_some_and(|s| s >= 500) => ErrorKind::Transient,
+        _ => ErrorKind::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_classified_by_ec2_error_code_first() {
+        let cases = [
+            (Some("RequestLimitExceeded"), Some(503), ErrorKind::Throttled),
+            (Some("Throttling"), Some(400), ErrorKind::Throttled),
+            (Some("InvalidAMIID.NotFound"), Some(400), ErrorKind::NotFound),
+            (Some("InvalidSnapshot.NotFound"), Some(400), ErrorKind::NotFound),
+            (Some("InvalidSnapshot.InUse"), Some(400), ErrorKind::InUse),
+            (Some("DryRunOperation"), Some(412), ErrorKind::DryRunAllowed),
+            (Some("UnauthorizedOperation"), Some(403), ErrorKind::Unauthorized),
+            (Some("InternalError"), Some(500), ErrorKind::Transient),
+            (None, Some(500), ErrorKind::NotImplemented),
+            (None, Some(503), ErrorKind::Transient),
+            (Some("InvalidParameterValue"), Some(400), ErrorKind::Other),
+        ];
+        for (code, status, want) in cases {
+            assert_eq!(classify(code, status, false), want, "{code:?} {status:?}");
+        }
+        assert_eq!(classify(None, None, true), ErrorKind::Transient, "a timeout is transient");
+    }
+
+    #[test]
+    fn a_missing_operation_says_the_endpoint_lacks_it() {
+        let err = ApiError {
+            operation: "EnableImageDeprecation",
+            kind: ErrorKind::NotImplemented,
+            code: None,
+            message: "<html>".into(),
+        };
+        let text = err.to_string();
+        assert!(text.contains("EnableImageDeprecation is not implemented"), "{text}");
+        assert!(text.contains("moto"), "{text}");
+    }
+}

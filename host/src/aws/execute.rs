@@ -1,0 +1,192 @@
+//! The applier's EC2 calls: one planned action becomes one (or a few) EC2 calls and an outcome.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_ec2::primitives::DateTime;
+use aws_sdk_ec2::types::{Filter, LaunchPermissionModifications, Tag};
+
+use super::calls::{Ec2, Gaps};
+use super::collect::describe_images;
+use super::convert;
+use super::errors::{ApiError, ErrorKind};
+use crate::backend::{ACTION_TAG, Outcome, SOURCE_IMAGE_TAG, SOURCE_REGION_TAG};
+use crate::model::{CopyRequest, Principal};
+use crate::plan::{Op, PlannedAction};
+
+/// Executes `action` with `ec2` (its location) and, for a copy, `destination`.
+pub async fn run(ec2: &Ec2, destination: Option<&Ec2>, action: &PlannedAction) -> Outcome {
+    let image = action.image_id.as_str();
+    let result = match &action.op {
+        Op::Tag { tags } => {
+            let request = ec2.client.create_tags().resources(image).set_tags(Some(tag_list(tags)));
+            ec2.call("CreateTags", request.send()).await.map(|_| done(format!("tagged {image}")))
+        }
+        Op::Untag { keys } => {
+            let tags = keys.iter().map(|k| Tag::builder().key(k).build()).collect();
+            let request = ec2.client.delete_tags().resources(image).set_tags(Some(tags));
+            ec2.call("DeleteTags", request.send()).await.map(|_| done(format!("untagged {image}")))
+        }
+        Op::Share { principal } => modify_permission(ec2, image, principal, true).await,
+        Op::Unshare { principal } => modify_permission(ec2, image, principal, false).await,
+        Op::Copy { request } => match destination {
+            Some(dest) => copy(ec2, dest, action, request).await,
+            None => {
+                return Outcome::Failed {
+                    error: format!("no client for the copy's destination region {}", request.region),
+                };
+            }
+        },
+        Op::Deprecate { at } => {
+            let request = ec2.client.enable_image_deprecation().image_id(image).deprecate_at(DateTime::from_secs(at.0));
+            ec2.call("EnableImageDeprecation", request.send())
+                .await
+                .map(|_| done(format!("{image} deprecated at {at}")))
+        }
+        Op::Disable => gone_is_skipped(
+            ec2.call("DisableImage", ec2.client.disable_image().image_id(image).send())
+                .await
+                .map(|_| done(format!("disabled {image}"))),
+            image,
+        ),
+        Op::Deregister => gone_is_skipped(
+            ec2.call("DeregisterImage", ec2.client.deregister_image().image_id(image).send())
+                .await
+                .map(|_| done(format!("deregistered {image}"))),
+            image,
+        ),
+        Op::DeleteSnapshot { snapshot_id } => delete_snapshot(ec2, snapshot_id).await,
+    };
+    result.unwrap_or_else(|e| Outcome::Failed { error: format!("{} in {}: {e}", action.id, ec2.location) })
+}
+
+fn done(detail: String) -> Outcome {
+    Outcome::Done { detail }
+}
+
+/// A deregister or disable of an image that is already gone needs nothing.
+fn gone_is_skipped(result: Result<Outcome, ApiError>, image: &str) -> Result<Outcome, ApiError> {
+    match result {
+        Err(e) if e.is_not_found() => Ok(Outcome::Skipped { reason: format!("{image} no longer exists") }),
+        other => other,
+    }
+}
+
+fn tag_list(tags: &BTreeMap<String, String>) -> Vec<Tag> {
+    tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
+}
+
+async fn modify_permission(ec2: &Ec2, image: &str, principal: &Principal, add: bool) -> Result<Outcome, ApiError> {
+    let permission = convert::launch_permission(principal);
+    let change = if add {
+        LaunchPermissionModifications::builder().add(permission)
+    } else {
+        LaunchPermissionModifications::builder().remove(permission)
+    };
+    let request = ec2.client.modify_image_attribute().image_id(image).launch_permission(change.build());
+    ec2.call("ModifyImageAttribute", request.send()).await?;
+    Ok(done(if add {
+        format!("shared {image} with {principal}")
+    } else {
+        format!("unshared {image} from {principal}")
+    }))
+}
+
+/// CopyImage in the destination region, made idempotent twice: the action id is the
+/// client token, and an image already tagged with the action id is returned instead
+/// (an emulator may ignore client tokens). The copy is then tagged with its source and
+/// action, since an emulator records neither, and with the source's tags when asked
+/// (an emulator ignores CopyImageTags).
+async fn copy(source: &Ec2, dest: &Ec2, action: &PlannedAction, request: &CopyRequest) -> Result<Outcome, ApiError> {
+    let mine = Filter::builder().name(format!("tag:{ACTION_TAG}")).values(&action.id).build();
+    if let Some(existing) = describe_images(dest, None, vec![mine]).await?.iter().find_map(|i| i.image_id()) {
+        return Ok(done(format!("copy of {} already exists in {}: {existing}", action.image_id, request.region)));
+    }
+    let mut tags = BTreeMap::new();
+    if request.copy_tags {
+        for found in describe_images(source, Some(vec![action.image_id.clone()]), Vec::new()).await? {
+            for tag in found.tags() {
+                if let (Some(k), Some(v)) = (tag.key(), tag.value())
+                    && !k.starts_with("aws:")
+                {
+                    tags.insert(k.to_string(), v.to_string());
+                }
+            }
+        }
+    }
+    tags.insert(SOURCE_IMAGE_TAG.to_string(), action.image_id.clone());
+    tags.insert(SOURCE_REGION_TAG.to_string(), action.region.clone());
+    tags.insert(ACTION_TAG.to_string(), action.id.clone());
+
+    let name = request.name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| {
+        if action.image_name.is_empty() { action.image_id.clone() } else { action.image_name.clone() }
+    });
+    let call = dest
+        .client
+        .copy_image()
+        .source_image_id(&action.image_id)
+        .source_region(&action.region)
+        .name(name)
+        .encrypted(request.encrypted)
+        .set_kms_key_id(request.kms_key_id.clone())
+        .copy_image_tags(request.copy_tags)
+        .client_token(&action.id);
+    let out = dest.call("CopyImage", call.send()).await?;
+    let Some(new_id) = out.image_id().map(str::to_string) else {
+        return Ok(Outcome::Failed { error: format!("CopyImage of {} returned no image id", action.image_id) });
+    };
+    let tagging = dest.client.create_tags().resources(&new_id).set_tags(Some(tag_list(&tags)));
+    if let Err(e) = dest.call("CreateTags", tagging.send()).await {
+        // Running the action again reuses the client token, gets the same copy and tags it.
+        return Ok(Outcome::Failed {
+            error: format!("copied {} to {new_id} in {} but could not tag it: {e}", action.image_id, request.region),
+        });
+    }
+    Ok(done(format!("copied {} to {} as {new_id}", action.image_id, request.region)))
+}
+
+async fn delete_snapshot(ec2: &Ec2, snapshot_id: &str) -> Result<Outcome, ApiError> {
+    let users = snapshot_users(ec2, snapshot_id).await?;
+    if !users.is_empty() {
+        return Ok(Outcome::Skipped { reason: format!("{snapshot_id} is still used by {}", users.join(", ")) });
+    }
+    match ec2.call("DeleteSnapshot", ec2.client.delete_snapshot().snapshot_id(snapshot_id).send()).await {
+        Ok(_) => Ok(done(format!("deleted {snapshot_id}"))),
+        Err(e) if e.is_not_found() => Ok(Outcome::Skipped { reason: format!("{snapshot_id} no longer exists") }),
+        Err(e) if e.kind == ErrorKind::InUse => {
+            Ok(Outcome::Skipped { reason: format!("{snapshot_id} is in use: {e}") })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The images (owned, in this location, not deregistered) whose block devices use
+/// `snapshot_id`: by the `block-device-mapping.snapshot-id` filter, or by scanning every
+/// image where the endpoint lacks that filter.
+pub async fn snapshot_users(ec2: &Ec2, snapshot_id: &str) -> Result<Vec<String>, ApiError> {
+    if !Gaps::known(&ec2.gaps.no_snapshot_filter) {
+        let filter = Filter::builder().name("block-device-mapping.snapshot-id").values(snapshot_id).build();
+        match describe_images(ec2, None, vec![filter]).await {
+            Ok(images) => return Ok(users_of(&images, snapshot_id)),
+            Err(e) if e.kind == ErrorKind::NotImplemented => {
+                if Gaps::learn(&ec2.gaps.no_snapshot_filter) {
+                    tracing::warn!(
+                        "{e}; the block-device-mapping.snapshot-id filter is missing, scanning every image instead"
+                    );
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(users_of(&describe_images(ec2, None, Vec::new()).await?, snapshot_id))
+}
+
+fn users_of(images: &[aws_sdk_ec2::types::Image], snapshot_id: &str) -> Vec<String> {
+    images
+        .iter()
+        .filter(|i| i.state() != Some(&aws_sdk_ec2::types::ImageState::Deregistered))
+        .filter(|i| {
+            i.block_device_mappings().iter().any(|m| m.ebs().and_then(|e| e.snapshot_id()) == Some(snapshot_id))
+        })
+        .filter_map(|i| i.image_id().map(str::to_string))
+        .collect()
+}

@@ -1,0 +1,448 @@
+//! The SDK edge tested with aws-smithy-mocks: pagination, fallbacks, retries and the applier's calls.
+//!
+//! The clients are built like `mock_client!` builds them, minus `with_test_defaults_v2`:
+//! that needs aws-sdk-ec2's `test-util` feature, which would compile a second copy of
+//! the 1.4 GB aws-sdk-ec2 crate for tests only. The interceptor and HTTP client are the
+//! same ones `mock_client!` uses.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use aws_sdk_ec2::Client;
+use aws_sdk_ec2::config::retry::RetryConfig;
+use aws_sdk_ec2::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_ec2::error::ErrorMetadata;
+use aws_sdk_ec2::operation::copy_image::CopyImageOutput;
+use aws_sdk_ec2::operation::create_tags::{CreateTagsError, CreateTagsOutput};
+use aws_sdk_ec2::operation::delete_snapshot::DeleteSnapshotOutput;
+use aws_sdk_ec2::operation::describe_image_attribute::DescribeImageAttributeOutput;
+use aws_sdk_ec2::operation::describe_image_references::DescribeImageReferencesOutput;
+use aws_sdk_ec2::operation::describe_images::DescribeImagesOutput;
+use aws_sdk_ec2::operation::describe_instances::DescribeInstancesOutput;
+use aws_sdk_ec2::operation::describe_launch_template_versions::DescribeLaunchTemplateVersionsOutput;
+use aws_sdk_ec2::operation::describe_launch_templates::DescribeLaunchTemplatesOutput;
+use aws_sdk_ec2::operation::describe_snapshots::{DescribeSnapshotsError, DescribeSnapshotsOutput};
+use aws_sdk_ec2::types as ec2;
+use aws_smithy_mocks::{MockResponseInterceptor, Rule, RuleMode, create_mock_http_client, mock};
+
+use super::AwsBackend;
+use crate::backend::{ACTION_TAG, Backend, Outcome, SOURCE_IMAGE_TAG, SOURCE_REGION_TAG};
+use crate::config::Scope;
+use crate::model::{CopyRequest, InventoryNeed, Location, Principal, StorageTier, Timestamp};
+use crate::plan::{Op, PlannedAction};
+
+const ACCOUNT: &str = "123456789012";
+const MOTO_500: &str = "<!doctype html><html><title>500 Internal Server Error</title></html>";
+
+fn mock_ec2(region: &str, mode: RuleMode, rules: &[&Rule]) -> Client {
+    let mut interceptor = MockResponseInterceptor::new().rule_mode(mode);
+    for rule in rules {
+        interceptor = interceptor.with_rule(rule);
+    }
+    let config = aws_sdk_ec2::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(region.to_string()))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "mock"))
+        .retry_config(RetryConfig::standard().with_max_attempts(3).with_initial_backoff(Duration::from_millis(1)))
+        .http_client(create_mock_http_client())
+        .interceptor(interceptor)
+        .build();
+    Client::from_conf(config)
+}
+
+fn location(region: &str) -> Location {
+    Location { account: ACCOUNT.into(), region: region.into() }
+}
+
+fn backend(region: &str, mode: RuleMode, rules: &[&Rule]) -> AwsBackend {
+    AwsBackend::with_clients(vec![(location(region), mock_ec2(region, mode, rules))])
+}
+
+fn scope(region: &str) -> Scope {
+    Scope { accounts: [ACCOUNT.to_string()].into(), regions: [region.to_string()].into() }
+}
+
+fn counts(backend: &AwsBackend) -> BTreeMap<String, u64> {
+    backend.call_counts().into_iter().collect()
+}
+
+fn ec2_image(id: &str, snapshots: &[&str]) -> ec2::Image {
+    let mut b = ec2::Image::builder()
+        .image_id(id)
+        .owner_id(ACCOUNT)
+        .name(format!("golden-{id}"))
+        .creation_date("2026-11-01T00:00:00.000Z")
+        .state(ec2::ImageState::Available)
+        .architecture(ec2::ArchitectureValues::X8664)
+        .root_device_type(ec2::DeviceType::Ebs);
+    for (i, snap) in snapshots.iter().enumerate() {
+        b = b.block_device_mappings(
+            ec2::BlockDeviceMapping::builder()
+                .device_name(format!("/dev/sd{}", (b'a' + i as u8) as char))
+                .ebs(ec2::EbsBlockDevice::builder().snapshot_id(*snap).volume_size(8).build())
+                .build(),
+        );
+    }
+    b.build()
+}
+
+fn snapshot(id: &str, gib: i32, tier: ec2::StorageTier) -> ec2::Snapshot {
+    ec2::Snapshot::builder()
+        .snapshot_id(id)
+        .volume_size(gib)
+        .storage_tier(tier)
+        .full_snapshot_size_in_bytes(1 << 30)
+        .build()
+}
+
+fn action(region: &str, image: &str, op: Op) -> PlannedAction {
+    PlannedAction {
+        id: PlannedAction::id_for(ACCOUNT, region, image, &op),
+        account: ACCOUNT.into(),
+        region: region.into(),
+        image_id: image.into(),
+        image_name: format!("golden-{image}"),
+        op,
+        plugins: BTreeSet::new(),
+        reasons: Vec::new(),
+        monthly_cost_delta: 0,
+        one_time_cost: 0,
+    }
+}
+
+#[test]
+fn collect_pages_through_images_and_falls_back_where_the_endpoint_lacks_calls() {
+    let page1 = mock!(Client::describe_images).match_requests(|r| r.next_token().is_none()).then_output(|| {
+        DescribeImagesOutput::builder().images(ec2_image("ami-0000000a", &["snap-a"])).next_token("page-2").build()
+    });
+    let page2 = mock!(Client::describe_images).match_requests(|r| r.next_token() == Some("page-2")).then_output(|| {
+        DescribeImagesOutput::builder().images(ec2_image("ami-0000000b", &["snap-b", "snap-gone"])).build()
+    });
+    // One deleted snapshot fails the whole batch; the batch is then asked one by one.
+    let batch = mock!(Client::describe_snapshots).match_requests(|r| r.snapshot_ids().len() > 1).then_error(|| {
+        DescribeSnapshotsError::generic(ErrorMetadata::builder().code("InvalidSnapshot.NotFound").build())
+    });
+    let snap_a =
+        mock!(Client::describe_snapshots).match_requests(|r| r.snapshot_ids() == ["snap-a"]).then_output(|| {
+            DescribeSnapshotsOutput::builder().snapshots(snapshot("snap-a", 8, ec2::StorageTier::Standard)).build()
+        });
+    let snap_b =
+        mock!(Client::describe_snapshots).match_requests(|r| r.snapshot_ids() == ["snap-b"]).then_output(|| {
+            DescribeSnapshotsOutput::builder().snapshots(snapshot("snap-b", 8, ec2::StorageTier::Archive)).build()
+        });
+    let snap_gone =
+        mock!(Client::describe_snapshots).match_requests(|r| r.snapshot_ids() == ["snap-gone"]).then_error(|| {
+            DescribeSnapshotsError::generic(ErrorMetadata::builder().code("InvalidSnapshot.NotFound").build())
+        });
+    // As moto answers DescribeImageReferences: HTTP 500 with an HTML body.
+    let references = mock!(Client::describe_image_references)
+        .sequence()
+        .http_status(500, Some(MOTO_500.into()))
+        .repeatedly()
+        .build();
+    let instances = mock!(Client::describe_instances).then_output(|| {
+        let instance = |id: &str| ec2::Instance::builder().instance_id(id).image_id("ami-0000000a").build();
+        DescribeInstancesOutput::builder()
+            .reservations(ec2::Reservation::builder().instances(instance("i-1")).instances(instance("i-2")).build())
+            .build()
+    });
+    let templates = mock!(Client::describe_launch_templates).then_output(|| {
+        DescribeLaunchTemplatesOutput::builder()
+            .launch_templates(ec2::LaunchTemplate::builder().launch_template_id("lt-1").build())
+            .build()
+    });
+    let versions = mock!(Client::describe_launch_template_versions)
+        .match_requests(|r| r.launch_template_id() == Some("lt-1"))
+        .then_output(|| {
+            let data = ec2::ResponseLaunchTemplateData::builder().image_id("ami-0000000b").build();
+            DescribeLaunchTemplateVersionsOutput::builder()
+                .launch_template_versions(ec2::LaunchTemplateVersion::builder().launch_template_data(data).build())
+                .build()
+        });
+    let perms_a = mock!(Client::describe_image_attribute)
+        .match_requests(|r| r.image_id() == Some("ami-0000000a"))
+        .then_output(|| {
+            DescribeImageAttributeOutput::builder()
+                .launch_permissions(ec2::LaunchPermission::builder().group(ec2::PermissionGroup::All).build())
+                .launch_permissions(ec2::LaunchPermission::builder().user_id("210987654321").build())
+                .build()
+        });
+    let perms_b = mock!(Client::describe_image_attribute)
+        .match_requests(|r| r.image_id() == Some("ami-0000000b"))
+        .then_output(|| DescribeImageAttributeOutput::builder().build());
+    let rules = [
+        &page1,
+        &page2,
+        &batch,
+        &snap_a,
+        &snap_b,
+        &snap_gone,
+        &references,
+        &instances,
+        &templates,
+        &versions,
+        &perms_a,
+        &perms_b,
+    ];
+    let backend = backend("us-east-1", RuleMode::MatchAny, &rules);
+
+    let needs = [InventoryNeed::LaunchPermissions].into_iter().collect();
+    let images = backend.collect(&scope("us-east-1"), &needs).expect("collect");
+
+    assert_eq!(images.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), ["ami-0000000a", "ami-0000000b"]);
+    let (a, b) = (&images[0], &images[1]);
+    assert_eq!(a.usage.instances, 2);
+    assert_eq!(b.usage.launch_templates, ["lt-1"]);
+    assert!(a.is_public());
+    assert_eq!(a.launch_permissions.as_ref().map(BTreeSet::len), Some(2));
+    assert_eq!(b.launch_permissions, Some(BTreeSet::new()));
+    assert_eq!(b.block_devices[0].storage_tier, StorageTier::Archive);
+    assert_eq!(b.block_devices[1].full_size_bytes, None, "a deleted snapshot keeps what the image says");
+    assert_eq!(a.block_devices[0].full_size_bytes, Some(1 << 30));
+    let want: BTreeMap<String, u64> = [
+        ("DescribeImageAttribute", 2),
+        ("DescribeImageReferences", 1),
+        ("DescribeImages", 2),
+        ("DescribeInstances", 1),
+        ("DescribeLaunchTemplateVersions", 1),
+        ("DescribeLaunchTemplates", 1),
+        ("DescribeSnapshots", 4),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    assert_eq!(counts(&backend), want);
+    assert_eq!(references.num_calls(), 3, "the SDK retried the 500 (max attempts 3 here), then we fell back");
+}
+
+#[test]
+fn launch_permissions_are_fetched_only_when_a_plugin_needs_them() {
+    let images = mock!(Client::describe_images)
+        .then_output(|| DescribeImagesOutput::builder().images(ec2_image("ami-0000000a", &["snap-a"])).build());
+    let snaps = mock!(Client::describe_snapshots).then_output(|| {
+        DescribeSnapshotsOutput::builder().snapshots(snapshot("snap-a", 8, ec2::StorageTier::Standard)).build()
+    });
+    // Where the endpoint has DescribeImageReferences, it is the only usage call.
+    let references = mock!(Client::describe_image_references).then_output(|| {
+        DescribeImageReferencesOutput::builder()
+            .image_references(
+                ec2::ImageReference::builder()
+                    .image_id("ami-0000000a")
+                    .resource_type(ec2::ImageReferenceResourceType::Ec2LaunchTemplate)
+                    .arn("arn:aws:ec2:us-east-1:123456789012:launch-template/lt-9")
+                    .build(),
+            )
+            .build()
+    });
+    let attribute =
+        mock!(Client::describe_image_attribute).then_output(|| DescribeImageAttributeOutput::builder().build());
+    let backend = backend("us-east-1", RuleMode::MatchAny, &[&images, &snaps, &references, &attribute]);
+
+    let found = backend.collect(&scope("us-east-1"), &BTreeSet::new()).expect("collect");
+
+    assert_eq!(found[0].launch_permissions, None);
+    assert_eq!(found[0].usage.launch_templates, ["lt-9"]);
+    assert_eq!(attribute.num_calls(), 0);
+    assert!(!counts(&backend).contains_key("DescribeInstances"));
+}
+
+#[test]
+fn a_throttled_call_is_retried_by_the_sdk_until_it_succeeds() {
+    let throttled = || {
+        CreateTagsError::generic(
+            ErrorMetadata::builder().code("RequestLimitExceeded").message("Request limit exceeded.").build(),
+        )
+    };
+    let tags = mock!(Client::create_tags)
+        .sequence()
+        .error(throttled)
+        .times(2)
+        .output(|| CreateTagsOutput::builder().build())
+        .build();
+    let backend = backend("us-east-1", RuleMode::Sequential, &[&tags]);
+    let tag = Op::Tag { tags: [("team".to_string(), "platform".to_string())].into() };
+
+    let outcome = backend.execute(&action("us-east-1", "ami-0000000a", tag));
+
+    assert!(matches!(outcome, Outcome::Done { .. }), "{outcome:?}");
+    assert_eq!(tags.num_calls(), 3, "two throttled attempts, then success");
+    assert_eq!(counts(&backend).get("CreateTags"), Some(&1), "one logical call");
+}
+
+#[test]
+fn sharing_adds_and_unsharing_removes_the_launch_permission() {
+    let add = mock!(Client::modify_image_attribute)
+        .match_requests(|r| {
+            r.launch_permission()
+                .is_some_and(|m| m.add().len() == 1 && m.add()[0].organization_arn().is_some() && m.remove().is_empty())
+        })
+        .then_output(|| aws_sdk_ec2::operation::modify_image_attribute::ModifyImageAttributeOutput::builder().build());
+    let remove = mock!(Client::modify_image_attribute)
+        .match_requests(|r| {
+            r.launch_permission()
+                .is_some_and(|m| m.remove().first().and_then(|p| p.group()) == Some(&ec2::PermissionGroup::All))
+        })
+        .then_output(|| aws_sdk_ec2::operation::modify_image_attribute::ModifyImageAttributeOutput::builder().build());
+    let backend = backend("us-east-1", RuleMode::Sequential, &[&add, &remove]);
+    let org = Principal::Organization("arn:aws:organizations::123456789012:organization/o-abc123".into());
+
+    let shared = backend.execute(&action("us-east-1", "ami-0000000a", Op::Share { principal: org }));
+    let unshared = backend.execute(&action("us-east-1", "ami-0000000a", Op::Unshare { principal: Principal::Public }));
+
+    assert!(matches!(&shared, Outcome::Done { detail } if detail.contains("o-abc123")), "{shared:?}");
+    assert!(matches!(&unshared, Outcome::Done { detail } if detail.contains("public")), "{unshared:?}");
+}
+
+fn copy_action() -> PlannedAction {
+    let request = CopyRequest {
+        region: "eu-west-1".into(),
+        encrypted: true,
+        kms_key_id: Some("alias/golden".into()),
+        copy_tags: false,
+        name: None,
+    };
+    action("us-east-1", "ami-0000000a", Op::Copy { request })
+}
+
+#[test]
+fn a_copy_is_made_in_the_destination_region_and_tagged_with_its_source() {
+    let act = copy_action();
+    let token = act.id.clone();
+    let none_yet = mock!(Client::describe_images)
+        .match_requests(|r| r.filters().iter().any(|f| f.name() == Some(&*format!("tag:{ACTION_TAG}"))))
+        .then_output(|| DescribeImagesOutput::builder().build());
+    let copy = mock!(Client::copy_image)
+        .match_requests(move |r| {
+            r.source_region() == Some("us-east-1")
+                && r.source_image_id() == Some("ami-0000000a")
+                && r.client_token() == Some(token.as_str())
+                && r.encrypted() == Some(true)
+                && r.kms_key_id() == Some("alias/golden")
+                && r.name() == Some("golden-ami-0000000a")
+        })
+        .then_output(|| CopyImageOutput::builder().image_id("ami-0000000c").build());
+    let id = act.id.clone();
+    let tag = mock!(Client::create_tags)
+        .match_requests(move |r| {
+            let tags: BTreeMap<&str, &str> = r.tags().iter().filter_map(|t| Some((t.key()?, t.value()?))).collect();
+            r.resources() == ["ami-0000000c"]
+                && tags.get(SOURCE_IMAGE_TAG) == Some(&"ami-0000000a")
+                && tags.get(SOURCE_REGION_TAG) == Some(&"us-east-1")
+                && tags.get(ACTION_TAG) == Some(&id.as_str())
+        })
+        .then_output(|| CreateTagsOutput::builder().build());
+    let source = mock_ec2("us-east-1", RuleMode::Sequential, &[]);
+    let dest = mock_ec2("eu-west-1", RuleMode::Sequential, &[&none_yet, &copy, &tag]);
+    let backend = AwsBackend::with_clients(vec![(location("us-east-1"), source), (location("eu-west-1"), dest)]);
+
+    let outcome = backend.execute(&act);
+
+    assert_eq!(outcome, Outcome::Done { detail: "copied ami-0000000a to eu-west-1 as ami-0000000c".into() });
+}
+
+#[test]
+fn a_copy_already_made_by_the_same_action_is_returned_instead_of_copied_again() {
+    let earlier = mock!(Client::describe_images)
+        .then_output(|| DescribeImagesOutput::builder().images(ec2_image("ami-0000000c", &["snap-c"])).build());
+    let copy = mock!(Client::copy_image).then_output(|| CopyImageOutput::builder().image_id("ami-0000000d").build());
+    let dest = mock_ec2("eu-west-1", RuleMode::MatchAny, &[&earlier, &copy]);
+    let backend = AwsBackend::with_clients(vec![
+        (location("us-east-1"), mock_ec2("us-east-1", RuleMode::Sequential, &[])),
+        (location("eu-west-1"), dest),
+    ]);
+
+    let outcome = backend.execute(&copy_action());
+
+    assert!(
+        matches!(&outcome, Outcome::Done { detail } if detail.contains("already exists") && detail.contains("ami-0000000c")),
+        "{outcome:?}"
+    );
+    assert_eq!(copy.num_calls(), 0);
+}
+
+#[test]
+fn deprecation_on_an_endpoint_without_it_fails_with_a_clear_message() {
+    let deprecate =
+        mock!(Client::enable_image_deprecation).sequence().http_status(500, Some(MOTO_500.into())).repeatedly().build();
+    let backend = backend("us-east-1", RuleMode::MatchAny, &[&deprecate]);
+    let at: Timestamp = "2027-01-01".parse().expect("a date");
+
+    let outcome = backend.execute(&action("us-east-1", "ami-0000000a", Op::Deprecate { at }));
+
+    let Outcome::Failed { error } = outcome else { panic!("expected a failure, got {outcome:?}") };
+    assert!(error.contains("EnableImageDeprecation is not implemented by this EC2 endpoint"), "{error}");
+}
+
+#[test]
+fn a_snapshot_still_used_by_another_image_is_not_deleted() {
+    let users = mock!(Client::describe_images)
+        .then_output(|| DescribeImagesOutput::builder().images(ec2_image("ami-0000000b", &["snap-a"])).build());
+    let delete = mock!(Client::delete_snapshot).then_output(|| DeleteSnapshotOutput::builder().build());
+    let backend = backend("us-east-1", RuleMode::MatchAny, &[&users, &delete]);
+
+    let outcome =
+        backend.execute(&action("us-east-1", "ami-0000000a", Op::DeleteSnapshot { snapshot_id: "snap-a".into() }));
+
+    assert_eq!(outcome, Outcome::Skipped { reason: "snap-a is still used by ami-0000000b".into() });
+    assert_eq!(delete.num_calls(), 0);
+    assert!(backend.snapshot_in_use(&location("us-east-1"), "snap-a", "ami-0000000a").expect("in use"));
+    assert!(!backend.snapshot_in_use(&location("us-east-1"), "snap-a", "ami-0000000b").expect("in use"));
+}
+
+#[test]
+fn without_the_snapshot_filter_the_images_are_scanned_before_deleting() {
+    let filtered = mock!(Client::describe_images)
+        .match_requests(|r| !r.filters().is_empty())
+        .sequence()
+        .http_status(500, Some(MOTO_500.into()))
+        .repeatedly()
+        .build();
+    let all = mock!(Client::describe_images)
+        .match_requests(|r| r.filters().is_empty())
+        .then_output(|| DescribeImagesOutput::builder().images(ec2_image("ami-0000000b", &["snap-b"])).build());
+    let delete = mock!(Client::delete_snapshot)
+        .match_requests(|r| r.snapshot_id() == Some("snap-a"))
+        .then_output(|| DeleteSnapshotOutput::builder().build());
+    let backend = backend("us-east-1", RuleMode::MatchAny, &[&filtered, &all, &delete]);
+
+    let first =
+        backend.execute(&action("us-east-1", "ami-0000000a", Op::DeleteSnapshot { snapshot_id: "snap-a".into() }));
+    let second =
+        backend.execute(&action("us-east-1", "ami-0000000a", Op::DeleteSnapshot { snapshot_id: "snap-a".into() }));
+
+    assert_eq!(first, Outcome::Done { detail: "deleted snap-a".into() });
+    assert_eq!(second, first);
+    assert_eq!(filtered.num_calls(), 3, "the filter is tried once (3 SDK attempts), then remembered as missing");
+    assert_eq!(counts(&backend).get("DescribeImages"), Some(&3));
+}
+
+#[test]
+fn preflight_reports_allowed_and_denied_calls_without_changing_anything() {
+    use aws_sdk_ec2::operation::deregister_image::DeregisterImageError;
+    use aws_sdk_ec2::operation::modify_image_attribute::ModifyImageAttributeError;
+    let allowed = mock!(Client::deregister_image).match_requests(|r| r.dry_run() == Some(true)).then_error(|| {
+        DeregisterImageError::generic(
+            ErrorMetadata::builder().code("DryRunOperation").message("Request would have succeeded").build(),
+        )
+    });
+    let denied = mock!(Client::modify_image_attribute).match_requests(|r| r.dry_run() == Some(true)).then_error(|| {
+        ModifyImageAttributeError::generic(
+            ErrorMetadata::builder()
+                .code("UnauthorizedOperation")
+                .message("You are not authorized to perform this operation.")
+                .build(),
+        )
+    });
+    let backend = backend("us-east-1", RuleMode::MatchAny, &[&allowed, &denied]);
+    let actions = [
+        action("us-east-1", "ami-0000000a", Op::Deregister),
+        action("us-east-1", "ami-0000000a", Op::Share { principal: Principal::Account("210987654321".into()) }),
+    ];
+
+    let verdicts = backend.preflight(&actions);
+
+    assert_eq!(verdicts[0], (actions[0].id.clone(), Ok(())));
+    let (id, Err(reason)) = &verdicts[1] else { panic!("expected a denial: {verdicts:?}") };
+    assert_eq!(id, &actions[1].id);
+    assert!(reason.contains("UnauthorizedOperation"), "{reason}");
+}

@@ -1,0 +1,237 @@
+//! The AWS backend: `Backend` over aws-sdk-ec2, paced per account, region and throttling bucket.
+//!
+//! The only module that knows the AWS SDK. `connect` builds the configuration once
+//! (credential chain, profile, endpoint URL, AssumeRole per account); every call goes
+//! through an [`calls::Ec2`] handle that waits for a token of EC2's matching throttling
+//! bucket and counts the call. The `Backend` trait is synchronous, so the backend owns
+//! a tokio runtime and blocks on it; inventory runs every location concurrently.
+
+mod calls;
+mod collect;
+mod connect;
+mod convert;
+mod errors;
+mod execute;
+mod limiter;
+mod preflight;
+mod usage;
+
+#[cfg(test)]
+mod mock_tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use tokio::task::JoinSet;
+
+pub use connect::AwsOptions;
+pub use errors::{ApiError, ErrorKind};
+pub use limiter::{BucketClass, Clock, SystemClock, TokenBucket};
+
+use crate::backend::{Backend, Outcome};
+use crate::config::{AwsSettings, Scope};
+use crate::model::{Image, ImageState, InventoryNeed, Location};
+use crate::plan::{Op, PlannedAction};
+use calls::{CallCounts, Ec2, Gaps};
+use connect::Connection;
+use limiter::Pacer;
+
+/// EC2 through aws-sdk-ec2.
+pub struct AwsBackend {
+    runtime: tokio::runtime::Runtime,
+    /// `None` only in unit tests, where every client is given up front.
+    connection: Option<Connection>,
+    clients: Mutex<BTreeMap<Location, Ec2>>,
+    pacer: Arc<Pacer>,
+    counts: Arc<CallCounts>,
+    gaps: Arc<Gaps>,
+    label: String,
+}
+
+impl std::fmt::Debug for AwsBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsBackend").field("label", &self.label).finish_non_exhaustive()
+    }
+}
+
+impl AwsBackend {
+    /// Loads the AWS configuration and credentials for every account in `scope`.
+    pub fn connect(scope: &Scope, settings: &AwsSettings, options: AwsOptions) -> anyhow::Result<AwsBackend> {
+        let runtime = runtime()?;
+        let connection = runtime.block_on(Connection::open(scope, settings, &options))?;
+        let label = match &options.endpoint_url {
+            Some(url) => format!("aws:{url}"),
+            None => format!("aws{}", options.profile.as_ref().map(|p| format!(":{p}")).unwrap_or_default()),
+        };
+        Ok(AwsBackend::assemble(runtime, Some(connection), label, Arc::new(SystemClock::default())))
+    }
+
+    fn assemble(
+        runtime: tokio::runtime::Runtime,
+        connection: Option<Connection>,
+        label: String,
+        clock: Arc<dyn Clock>,
+    ) -> AwsBackend {
+        AwsBackend {
+            runtime,
+            connection,
+            clients: Mutex::new(BTreeMap::new()),
+            pacer: Arc::new(Pacer::new(clock)),
+            counts: Arc::new(CallCounts::default()),
+            gaps: Arc::new(Gaps::default()),
+            label,
+        }
+    }
+
+    /// A backend over given clients (mock clients in unit tests).
+    #[cfg(test)]
+    fn with_clients(clients: Vec<(Location, aws_sdk_ec2::Client)>) -> AwsBackend {
+        let backend = AwsBackend::assemble(
+            runtime().expect("a tokio runtime"),
+            None,
+            "aws:mock".into(),
+            Arc::new(SystemClock::default()),
+        );
+        {
+            let mut map = backend.clients.lock().expect("fresh mutex");
+            for (location, client) in clients {
+                let ec2 = Ec2::new(
+                    client,
+                    location.clone(),
+                    backend.pacer.clone(),
+                    backend.counts.clone(),
+                    backend.gaps.clone(),
+                );
+                map.insert(location, ec2);
+            }
+        }
+        backend
+    }
+
+    /// Checks with EC2's DryRun flag that the credentials may make each action's call;
+    /// nothing is changed. Returns (action id, allowed or the reason), in plan order.
+    pub fn preflight(&self, actions: &[PlannedAction]) -> Vec<(String, Result<(), String>)> {
+        actions
+            .iter()
+            .map(|action| {
+                let verdict = match self.clients_for(action) {
+                    Ok((ec2, destination)) => {
+                        self.runtime.block_on(preflight::check(&ec2, destination.as_ref(), action))
+                    }
+                    Err(e) => Err(format!("{e:#}")),
+                };
+                (action.id.clone(), verdict)
+            })
+            .collect()
+    }
+
+    /// The client of an action's location and, for a copy, of its destination.
+    fn clients_for(&self, action: &PlannedAction) -> anyhow::Result<(Ec2, Option<Ec2>)> {
+        let ec2 = self.ec2(&Location { account: action.account.clone(), region: action.region.clone() })?;
+        let destination = match &action.op {
+            Op::Copy { request } => {
+                Some(self.ec2(&Location { account: action.account.clone(), region: request.region.clone() })?)
+            }
+            _ => None,
+        };
+        Ok((ec2, destination))
+    }
+
+    /// The client of one location, made on first use.
+    fn ec2(&self, location: &Location) -> anyhow::Result<Ec2> {
+        let mut clients = self.clients.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(ec2) = clients.get(location) {
+            return Ok(ec2.clone());
+        }
+        let connection = self.connection.as_ref().with_context(|| format!("no EC2 client for {location}"))?;
+        let ec2 = Ec2::new(
+            connection.client(location)?,
+            location.clone(),
+            self.pacer.clone(),
+            self.counts.clone(),
+            self.gaps.clone(),
+        );
+        clients.insert(location.clone(), ec2.clone());
+        Ok(ec2)
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("amiwarden-aws")
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime for the AWS backend")
+}
+
+impl Backend for AwsBackend {
+    fn name(&self) -> String {
+        self.label.clone()
+    }
+
+    fn collect(&self, scope: &Scope, needs: &BTreeSet<InventoryNeed>) -> anyhow::Result<Vec<Image>> {
+        let mut handles = Vec::new();
+        for account in &scope.accounts {
+            for region in &scope.regions {
+                handles.push(self.ec2(&Location { account: account.clone(), region: region.clone() })?);
+            }
+        }
+        let mut images = self.runtime.block_on(async {
+            let mut tasks = JoinSet::new();
+            for ec2 in handles {
+                tasks.spawn(collect::location(ec2, needs.clone()));
+            }
+            let mut images = Vec::new();
+            while let Some(joined) = tasks.join_next().await {
+                images.extend(joined.context("an inventory task panicked")??);
+            }
+            anyhow::Ok(images)
+        })?;
+        images.sort_by(|a, b| (&a.account, &a.region, &a.id).cmp(&(&b.account, &b.region, &b.id)));
+        Ok(images)
+    }
+
+    fn refresh(&self, location: &Location, image_id: &str) -> anyhow::Result<Option<Image>> {
+        let ec2 = self.ec2(location)?;
+        let needs: BTreeSet<InventoryNeed> =
+            [InventoryNeed::LaunchPermissions, InventoryNeed::Usage, InventoryNeed::Snapshots].into_iter().collect();
+        self.runtime.block_on(async {
+            let described = match collect::describe_images(&ec2, Some(vec![image_id.to_string()]), Vec::new()).await {
+                Ok(described) => described,
+                Err(e) if e.is_not_found() => return Ok(None),
+                Err(e) => return Err(e).with_context(|| format!("re-reading {image_id} in {location}")),
+            };
+            let Some(raw) = described.first() else { return Ok(None) };
+            let image = convert::image(location, raw).map_err(anyhow::Error::msg)?;
+            if image.state == ImageState::Deregistered {
+                return Ok(None);
+            }
+            let mut images = vec![image];
+            collect::complete(&ec2, &mut images, &needs).await?;
+            Ok(images.pop())
+        })
+    }
+
+    fn snapshot_in_use(&self, location: &Location, snapshot_id: &str, except_image: &str) -> anyhow::Result<bool> {
+        let ec2 = self.ec2(location)?;
+        let users = self
+            .runtime
+            .block_on(execute::snapshot_users(&ec2, snapshot_id))
+            .with_context(|| format!("which images use {snapshot_id} in {location}"))?;
+        Ok(users.iter().any(|u| u != except_image))
+    }
+
+    fn execute(&self, action: &PlannedAction) -> Outcome {
+        let (ec2, destination) = match self.clients_for(action) {
+            Ok(clients) => clients,
+            Err(e) => return Outcome::Failed { error: format!("{e:#}") },
+        };
+        self.runtime.block_on(execute::run(&ec2, destination.as_ref(), action))
+    }
+
+    fn call_counts(&self) -> Vec<(String, u64)> {
+        self.counts.snapshot()
+    }
+}

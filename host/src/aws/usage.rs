@@ -1,0 +1,168 @@
+//! What still uses an image: DescribeImageReferences where the endpoint has it, else instances and launch template versions.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::Context;
+use aws_sdk_ec2::types::{Filter, ImageReferenceResourceType};
+use tokio::task::JoinSet;
+
+use super::calls::{Ec2, Gaps};
+use super::errors::{ApiError, ErrorKind};
+
+/// Image ids per DescribeImageReferences call (FACTS.md).
+const REFERENCE_BATCH: usize = 10;
+/// Values per `image-id` filter of DescribeInstances.
+const INSTANCE_FILTER_BATCH: usize = 200;
+/// Instance states that count as using an image.
+const LIVE_STATES: [&str; 5] = ["pending", "running", "shutting-down", "stopping", "stopped"];
+
+/// Instances and launch templates referring to an image.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct References {
+    pub instances: u32,
+    pub launch_templates: BTreeSet<String>,
+}
+
+/// The references to each of `image_ids` (images without any are absent).
+pub async fn references(ec2: &Ec2, image_ids: &[String]) -> anyhow::Result<BTreeMap<String, References>> {
+    if image_ids.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    if !Gaps::known(&ec2.gaps.no_image_references) {
+        match image_references(ec2, image_ids).await {
+            Ok(found) => return Ok(found),
+            Err(e) if e.kind == ErrorKind::NotImplemented || e.kind == ErrorKind::Unauthorized => {
+                if Gaps::learn(&ec2.gaps.no_image_references) {
+                    tracing::warn!(
+                        "{e}; finding image usage with DescribeInstances and launch template versions instead \
+                         (SSM parameters and Image Builder recipes are not seen)"
+                    );
+                }
+            }
+            Err(e) => return Err(e).with_context(|| format!("image usage in {}", ec2.location)),
+        }
+    }
+    let wanted: BTreeSet<&str> = image_ids.iter().map(String::as_str).collect();
+    let mut found = instances(ec2, image_ids).await.with_context(|| format!("instances in {}", ec2.location))?;
+    for (template, image) in
+        launch_template_images(ec2).await.with_context(|| format!("launch templates in {}", ec2.location))?
+    {
+        if wanted.contains(image.as_str()) {
+            found.entry(image).or_default().launch_templates.insert(template);
+        }
+    }
+    Ok(found)
+}
+
+/// DescribeImageReferences, 10 images a call, every page.
+async fn image_references(ec2: &Ec2, image_ids: &[String]) -> Result<BTreeMap<String, References>, ApiError> {
+    let mut found: BTreeMap<String, References> = BTreeMap::new();
+    for batch in image_ids.chunks(REFERENCE_BATCH) {
+        let mut token: Option<String> = None;
+        loop {
+            let request = ec2
+                .client
+                .describe_image_references()
+                .set_image_ids(Some(batch.to_vec()))
+                .include_all_resource_types(true)
+                .set_next_token(token.take());
+            let page = ec2.call("DescribeImageReferences", request.send()).await?;
+            for r in page.image_references() {
+                let (Some(image), Some(kind)) = (r.image_id(), r.resource_type()) else { continue };
+                let entry = found.entry(image.to_string()).or_default();
+                match kind {
+                    ImageReferenceResourceType::Ec2Instance => entry.instances += 1,
+                    ImageReferenceResourceType::Ec2LaunchTemplate => {
+                        let arn = r.arn().unwrap_or_default();
+                        let id = arn.rsplit_once("launch-template/").map_or(arn, |(_, id)| id);
+                        entry.launch_templates.insert(id.to_string());
+                    }
+                    _ => {}
+                }
+            }
+            match page.next_token() {
+                Some(next) if !next.is_empty() => token = Some(next.to_string()),
+                _ => break,
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Live instances per image, from DescribeInstances filtered by image id.
+async fn instances(ec2: &Ec2, image_ids: &[String]) -> Result<BTreeMap<String, References>, ApiError> {
+    let mut found: BTreeMap<String, References> = BTreeMap::new();
+    let states =
+        Filter::builder().name("instance-state-name").set_values(Some(LIVE_STATES.map(String::from).to_vec())).build();
+    for batch in image_ids.chunks(INSTANCE_FILTER_BATCH) {
+        let images = Filter::builder().name("image-id").set_values(Some(batch.to_vec())).build();
+        let mut token: Option<String> = None;
+        let mut seen = BTreeSet::new();
+        loop {
+            let request = ec2
+                .client
+                .describe_instances()
+                .filters(images.clone())
+                .filters(states.clone())
+                .set_next_token(token.take());
+            let page = ec2.call("DescribeInstances", request.send()).await?;
+            for instance in page.reservations().iter().flat_map(|r| r.instances()) {
+                if let Some(image) = instance.image_id() {
+                    found.entry(image.to_string()).or_default().instances += 1;
+                }
+            }
+            match page.next_token() {
+                Some(next) if !next.is_empty() && seen.insert(next.to_string()) => token = Some(next.to_string()),
+                _ => break,
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// (launch template id, image id) for the `$Latest` and `$Default` version of every template.
+async fn launch_template_images(ec2: &Ec2) -> Result<BTreeSet<(String, String)>, ApiError> {
+    let mut templates = Vec::new();
+    let mut token: Option<String> = None;
+    let mut seen = BTreeSet::new();
+    loop {
+        let page = ec2
+            .call("DescribeLaunchTemplates", ec2.client.describe_launch_templates().set_next_token(token.take()).send())
+            .await?;
+        templates.extend(page.launch_templates().iter().filter_map(|t| t.launch_template_id().map(str::to_string)));
+        match page.next_token() {
+            Some(next) if !next.is_empty() && seen.insert(next.to_string()) => token = Some(next.to_string()),
+            _ => break,
+        }
+    }
+    let mut tasks = JoinSet::new();
+    for template in templates {
+        let ec2 = ec2.clone();
+        tasks.spawn(async move {
+            let request = ec2
+                .client
+                .describe_launch_template_versions()
+                .launch_template_id(&template)
+                .versions("$Latest")
+                .versions("$Default");
+            let out = ec2.call("DescribeLaunchTemplateVersions", request.send()).await;
+            (template, out)
+        });
+    }
+    let mut found = BTreeSet::new();
+    while let Some(joined) = tasks.join_next().await {
+        let Ok((template, out)) = joined else { continue };
+        let out = match out {
+            Ok(out) => out,
+            // Deleted since it was listed.
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e),
+        };
+        for version in out.launch_template_versions() {
+            if let Some(image) = version.launch_template_data().and_then(|d| d.image_id()) {
+                found.insert((template.clone(), image.to_string()));
+            }
+        }
+    }
+    Ok(found)
+}
