@@ -4,3 +4,12 @@
 pub const HOSTILE: &str = env!("GUEST_HOSTILE");
 /// The smallest useful plugin (retains images tagged keep=true).
 pub const TRIVIAL: &str = env!("GUEST_TRIVIAL");
+/// The reference policy required-tags, in Rust (plugins/required-tags-rust).
+pub const REQUIRED_TAGS_RUST: &str = env!("PLUGIN_REQUIRED_TAGS");
+/// The reference policy required-tags, in Python (plugins/required-tags-py, componentize-py).
+pub const REQUIRED_TAGS_PY: &str = env!("PLUGIN_REQUIRED_TAGS_PY");
+/// The reference policy required-tags, in JavaScript (plugins/required-tags-js, jco with QuickJS).
+pub const REQUIRED_TAGS_JS: &str = env!("PLUGIN_REQUIRED_TAGS_JS");
+/// A compiled-artifact cache that outlives one test run, so the 18 MB Python component
+/// is compiled by the (debug-built) host once, not on every `cargo test`.
+pub const ARTIFACT_CACHE: &str = concat!(env!("OUT_DIR"), "/artifact-cache");

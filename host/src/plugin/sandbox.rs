@@ -141,7 +141,7 @@ impl StoreState {
             .monotonic_clock(StoppedClock)
             .secure_random(wasmtime_wasi::Deterministic::new(vec![42, 7, 19, 3]))
             .insecure_random(wasmtime_wasi::Deterministic::new(vec![11, 5, 23, 1]))
-            .insecure_random_seed(0x616d_6977_6172_64656e)
+            .insecure_random_seed(0x0061_6d69_7761_7264_656e)
             .allow_ip_name_lookup(false)
             .allow_tcp(false)
             .allow_udp(false);

@@ -96,7 +96,7 @@ pub mod prelude {
 macro_rules! export_policy {
     ($policy:ty) => {
         #[doc(hidden)]
-        struct __AmiwardenPlugin;
+        pub struct __AmiwardenPlugin;
 
         thread_local! {
             static __AMIWARDEN_POLICY: ::std::cell::RefCell<$policy> =

@@ -1,5 +1,7 @@
 //! Every end-to-end test of amiwarden, in one test binary.
 
+#![allow(clippy::unwrap_used, reason = "test fixtures fail loudly")]
 mod cases;
+mod conformance;
 mod sandbox;
 mod support;

@@ -24,6 +24,7 @@ fn arg(mode: &str) -> u64 {
 fn recurse(depth: u64, pad: [u8; 256]) -> u64 {
     let mut local = pad;
     local[0] = local[0].wrapping_add(1);
+    local[1] = depth as u8;
     recurse(depth + 1, local) + u64::from(local[255])
 }
 

@@ -1,0 +1,173 @@
+//! The CLI's contract: exit codes, output streams and error messages naming the input.
+
+#![allow(clippy::unwrap_used, reason = "test fixtures fail loudly")]
+use std::path::Path;
+use std::process::{Command, Output};
+
+const STATE: &str = r#"{"version": 1, "accounts": {"111111111111": {"regions": {"us-east-1": {
+  "images": [
+    {"id": "ami-0aaaaaaaaaaaaaaa1", "name": "web-1", "creation_time": "2026-01-01T00:00:00Z",
+     "launch_permissions": ["public", "999999999999"], "tags": {"family": "web"},
+     "block_devices": [{"device_name": "/dev/xvda", "snapshot_id": "snap-0aaaaaaaaaaaaaaa1", "size_gib": 8}]},
+    {"id": "ami-0aaaaaaaaaaaaaaa2", "name": "web-2", "creation_time": "2026-06-01T00:00:00Z", "tags": {"family": "web"},
+     "block_devices": [{"device_name": "/dev/xvda", "snapshot_id": "snap-0aaaaaaaaaaaaaaa2", "size_gib": 8}]},
+    {"id": "ami-0aaaaaaaaaaaaaaa3", "name": "web-3", "creation_time": "2026-11-01T00:00:00Z", "tags": {"family": "web"},
+     "block_devices": [{"device_name": "/dev/xvda", "snapshot_id": "snap-0aaaaaaaaaaaaaaa3", "size_gib": 8}]}
+  ],
+  "snapshots": [{"id": "snap-0aaaaaaaaaaaaaaa1", "size_gib": 8}, {"id": "snap-0aaaaaaaaaaaaaaa2", "size_gib": 8},
+                {"id": "snap-0aaaaaaaaaaaaaaa3", "size_gib": 8}]}}}}}"#;
+
+const POLICY: &str = r#"
+[scope]
+accounts = ["111111111111"]
+regions = ["us-east-1"]
+
+[guardrails]
+max_destructive = 10
+max_destructive_percent = 100.0
+
+[[plugin]]
+name = "retention"
+source = "builtin:retention"
+grants = ["deprecate", "disable", "deregister", "delete-snapshots", "retain"]
+[plugin.config]
+family = { tag = "family" }
+keep_newest = 1
+deprecate_after_days = 30
+deregister_after_days = 90
+delete_snapshots = true
+
+[[plugin]]
+name = "sharing"
+source = "builtin:sharing"
+grants = ["share", "unshare"]
+[plugin.config]
+allowed = []
+"#;
+
+fn amiwarden(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_amiwarden"))
+        .current_dir(dir)
+        .args(args)
+        .arg("--cache-dir")
+        .arg(dir.join("cache"))
+        .output()
+        .expect("amiwarden runs")
+}
+
+fn setup(policy: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("state.json"), STATE).unwrap();
+    std::fs::write(dir.path().join("policy.toml"), policy).unwrap();
+    dir
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+const PLAN: &[&str] = &["plan", "--policy", "policy.toml", "--sim", "state.json", "--as-of", "2026-11-24"];
+
+#[test]
+fn plan_prints_json_on_stdout_and_the_table_on_stderr() {
+    let dir = setup(POLICY);
+    let out = amiwarden(dir.path(), &[PLAN, &["--format", "json"]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is the plan JSON");
+    for key in ["actions", "refused", "errors", "totals"] {
+        assert!(plan.get(key).is_some(), "plan JSON lacks `{key}`");
+    }
+    let ops: Vec<&str> = plan["actions"].as_array().unwrap().iter().map(|a| a["op"].as_str().unwrap()).collect();
+    assert!(ops.contains(&"unshare"), "{ops:?}");
+    assert!(ops.contains(&"deregister"), "{ops:?}");
+    let table = amiwarden(dir.path(), PLAN);
+    assert!(stderr(&table).contains("111111111111 / us-east-1"), "{}", stderr(&table));
+}
+
+#[test]
+fn the_same_inputs_give_the_same_plan_bytes() {
+    let dir = setup(POLICY);
+    let a = amiwarden(dir.path(), &[PLAN, &["--format", "json"]].concat());
+    let b = amiwarden(dir.path(), &[PLAN, &["--format", "json"]].concat());
+    assert_eq!(a.stdout, b.stdout);
+}
+
+#[test]
+fn apply_then_plan_shows_no_changes() {
+    let dir = setup(POLICY);
+    let out = amiwarden(dir.path(), &["apply", "--policy", "policy.toml", "--sim", "state.json", "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let again = amiwarden(dir.path(), &["plan", "--policy", "policy.toml", "--sim", "state.json", "--format", "json"]);
+    let plan: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(plan["actions"].as_array().unwrap().len(), 0, "{}", stderr(&again));
+    assert!(dir.path().join("amiwarden-journal.jsonl").exists());
+}
+
+#[test]
+fn a_saved_plan_is_refused_once_the_inventory_changed() {
+    let dir = setup(POLICY);
+    let out = amiwarden(dir.path(), &[PLAN, &["--out", "plan.json"]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let changed = STATE.replace("\"web-3\"", "\"web-3-renamed\"");
+    std::fs::write(dir.path().join("state.json"), changed).unwrap();
+    let apply = amiwarden(
+        dir.path(),
+        &["apply", "--policy", "policy.toml", "--sim", "state.json", "--plan", "plan.json", "--yes"],
+    );
+    assert_eq!(apply.status.code(), Some(2), "{}", stderr(&apply));
+    assert!(stderr(&apply).contains("another inventory"), "{}", stderr(&apply));
+}
+
+#[test]
+fn over_the_blast_radius_the_run_stops_with_exit_3() {
+    let dir = setup(&POLICY.replace("max_destructive = 10", "max_destructive = 0"));
+    let out = amiwarden(dir.path(), &["apply", "--policy", "policy.toml", "--sim", "state.json", "--yes"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("guardrails.max_destructive"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(dir.path().join("state.json")).unwrap(), STATE, "state must be untouched");
+}
+
+#[test]
+fn bad_inputs_exit_2_naming_the_file_and_field() {
+    let dir = setup(&POLICY.replace("max_destructive = 10", "max_destructiv = 10"));
+    let out = amiwarden(dir.path(), PLAN);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("policy.toml") && stderr(&out).contains("max_destructiv"), "{}", stderr(&out));
+
+    let dir = setup(POLICY);
+    std::fs::write(
+        dir.path().join("event.json"),
+        r#"{"source":"aws.ec2","detail-type":"EC2 AMI State Change","detail":{"State":"available"}}"#,
+    )
+    .unwrap();
+    let out = amiwarden(dir.path(), &[PLAN, &["--event", "event.json"]].concat());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("event.json") && stderr(&out).contains("detail.ImageId"), "{}", stderr(&out));
+
+    std::fs::write(dir.path().join("state.json"), "{\"version\": 1, \"accounts\": {\"1234\": {\"regions\": {}}}}")
+        .unwrap();
+    let out = amiwarden(dir.path(), PLAN);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("state.json") && stderr(&out).contains("1234"), "{}", stderr(&out));
+}
+
+#[test]
+fn inspect_describes_a_builtin_and_refuses_a_non_wasm_file() {
+    let dir = setup(POLICY);
+    let out = amiwarden(dir.path(), &["inspect", "builtin:retention", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["wit"], "amiwarden:policy@0.1.0");
+    assert_eq!(info["sha256"].as_str().unwrap().len(), 64);
+    let bad = amiwarden(dir.path(), &["inspect", "policy.toml"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("not a WebAssembly file"), "{}", stderr(&bad));
+}
+
+#[test]
+fn apply_without_yes_and_without_a_terminal_refuses() {
+    let dir = setup(POLICY);
+    let out = amiwarden(dir.path(), &["apply", "--policy", "policy.toml", "--sim", "state.json"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(dir.path().join("state.json")).unwrap(), STATE);
+}
