@@ -106,6 +106,7 @@ fn recheck(
     policy: &Policy,
     backend: &dyn Backend,
     planned: &Inventory,
+    plan: &Plan,
     action: &PlannedAction,
     now: Timestamp,
 ) -> anyhow::Result<Option<String>> {
@@ -127,7 +128,14 @@ fn recheck(
     if let (Some(before), Some(after)) =
         (planned.get(&action.image_id).and_then(|i| i.launch_permissions.as_ref()), current.launch_permissions.as_ref())
     {
-        let new: BTreeSet<_> = after.difference(before).collect();
+        // The plan's own shares of this image are expected, not news.
+        let mut expected = before.clone();
+        for a in plan.actions.iter().filter(|a| a.image_id == action.image_id) {
+            if let Op::Share { principal } = &a.op {
+                expected.insert(principal.clone());
+            }
+        }
+        let new: BTreeSet<_> = after.difference(&expected).collect();
         if !new.is_empty() {
             let list: Vec<String> = new.iter().map(|p| p.to_string()).collect();
             return Ok(Some(format!("image was shared with {} since the plan", list.join(", "))));
@@ -160,7 +168,7 @@ pub fn apply(
         {
             Outcome::Skipped { reason: format!("deregistering {} did not succeed", action.image_id) }
         } else if action.op.is_destructive()
-            && let Some(why) = recheck(policy, backend, planned, action, now)?
+            && let Some(why) = recheck(policy, backend, planned, plan, action, now)?
         {
             Outcome::Skipped { reason: why }
         } else {

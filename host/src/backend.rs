@@ -53,6 +53,12 @@ pub trait Backend: Sync {
         Ok(())
     }
 
+    /// Checks each action's call with EC2's DryRun flag (permissions only; nothing
+    /// changes): `(action id, allowed or why not)`. `None` where the backend has no IAM.
+    fn preflight(&self, _actions: &[PlannedAction]) -> Option<Vec<(String, Result<(), String>)>> {
+        None
+    }
+
     /// API calls made so far, by operation name, for the end-of-run report.
     fn call_counts(&self) -> Vec<(String, u64)> {
         Vec::new()

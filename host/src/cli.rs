@@ -100,6 +100,12 @@ pub struct ApplyArgs {
     /// Do not ask for confirmation.
     #[arg(long)]
     pub yes: bool,
+    /// Evaluate as of this date (RFC 3339 or YYYY-MM-DD); default now.
+    #[arg(long, value_name = "DATE")]
+    pub as_of: Option<String>,
+    /// First run each planned call with EC2's DryRun flag and stop if any is not permitted.
+    #[arg(long, requires = "aws")]
+    pub preflight: bool,
     /// The journal file (default: amiwarden-journal.jsonl in the current directory).
     #[arg(long)]
     pub journal: Option<PathBuf>,
@@ -291,7 +297,7 @@ fn report_calls(backend: &dyn Backend) {
 
 fn apply_command(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<i32> {
     let policy = load_policy(&args.policy, &args.backend.regions)?;
-    let now = Timestamp::now();
+    let now = now(args.as_of.as_deref())?;
     let backend = backend(&args.backend, &policy, now)?;
     let (plan, inventory) = match &args.plan {
         Some(path) => {
@@ -340,6 +346,19 @@ fn apply_command(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<i32> {
     print_plan(&plan, Format::Table)?;
     if plan.actions.is_empty() {
         return Ok(0);
+    }
+    if args.preflight {
+        let verdicts = backend.preflight(&plan.actions).unwrap_or_default();
+        let denied: Vec<String> =
+            verdicts.iter().filter_map(|(id, v)| v.as_ref().err().map(|why| format!("  {id}: {why}"))).collect();
+        eprintln!("preflight: {} of {} call(s) permitted", verdicts.len() - denied.len(), verdicts.len());
+        if !denied.is_empty() {
+            eprintln!("{}", denied.join("\n"));
+            anyhow::bail!(
+                "preflight: the credentials may not perform {} planned call(s); nothing was changed",
+                denied.len()
+            );
+        }
     }
     if !args.yes {
         if !std::io::stdin().is_terminal() {
@@ -440,14 +459,7 @@ fn inspect_command(cli: &Cli, args: &InspectArgs) -> anyhow::Result<i32> {
         data_dir: None,
         config: "{}".into(),
     };
-    let plugin = match runtime.load(&bytes, spec) {
-        Ok(p) => p,
-        // A plugin that needs configuration still describes itself.
-        Err(e) if e.stage == crate::plugin::Stage::Configure => {
-            return Err(InputError(format!("{e} (inspect configures it with `{{}}`)")).into());
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let plugin = runtime.load_unconfigured(&bytes, spec)?;
     let info = serde_json::json!({
         "name": plugin.info.name,
         "version": plugin.info.version,

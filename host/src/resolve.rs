@@ -365,6 +365,23 @@ fn merge_image(
         }
     }
 
+    // A copy of an image this plan retires would only need retiring in turn.
+    if accepted.iter().any(|(a, _)| matches!(a, Action::DeprecateAt(_) | Action::Disable | Action::Deregister { .. })) {
+        accepted.retain(|(a, ps)| {
+            if matches!(a, Action::CopyToRegion(_)) {
+                out.refused.push(refusal(
+                    image,
+                    a,
+                    who(ps),
+                    RefusalKind::Conflict,
+                    "this plan retires the image (deprecate, disable or deregister); it is not copied".into(),
+                ));
+                false
+            } else {
+                true
+            }
+        });
+    }
     for (action, ps) in accepted {
         out.candidates.push(price(inventory, pricing, image, action, &ps));
     }
@@ -502,6 +519,7 @@ pub struct GuardrailStop(pub String);
 pub fn finish(
     policy: &Policy,
     inventory: &Inventory,
+    pricing: &Pricing,
     mut merged: Candidates,
     verdicts: &[(String, Verdict)],
     mut errors: Vec<PluginError>,
@@ -544,10 +562,19 @@ pub fn finish(
             kept.push(c);
         }
     }
-    let destructive = kept.iter().filter(|c| c.is_destructive()).count();
+    share_out_snapshots(inventory, pricing, &mut kept);
+    let mut actions = Vec::new();
+    for c in &kept {
+        let Some(image) = inventory.get(&c.image_id) else { continue };
+        expand(c, image, &mut actions);
+    }
+    sort_actions(&mut actions);
+    let destructive = actions.iter().filter(|a| a.op.is_destructive()).count();
+    let destroyed: BTreeSet<&str> =
+        actions.iter().filter(|a| a.op.is_destructive()).map(|a| a.image_id.as_str()).collect();
     let in_scope = inventory.images().len();
     let g = &policy.guardrails;
-    let percent = if in_scope == 0 { 0.0 } else { destructive as f64 * 100.0 / in_scope as f64 };
+    let percent = if in_scope == 0 { 0.0 } else { destroyed.len() as f64 * 100.0 / in_scope as f64 };
     let stop = if destructive > g.max_destructive {
         Some(GuardrailStop(format!(
             "the plan has {destructive} destructive actions, over guardrails.max_destructive = {}; nothing was changed",
@@ -555,18 +582,13 @@ pub fn finish(
         )))
     } else if percent > g.max_destructive_percent {
         Some(GuardrailStop(format!(
-            "the plan's {destructive} destructive actions touch {percent:.1}% of {in_scope} images, over guardrails.max_destructive_percent = {}; nothing was changed",
+            "the plan's destructive actions touch {} of {in_scope} images ({percent:.1}%), over guardrails.max_destructive_percent = {}; nothing was changed",
+            destroyed.len(),
             g.max_destructive_percent
         )))
     } else {
         None
     };
-    let mut actions = Vec::new();
-    for c in &kept {
-        let Some(image) = inventory.get(&c.image_id) else { continue };
-        expand(c, image, &mut actions);
-    }
-    sort_actions(&mut actions);
     merged.refused.sort();
     errors.sort_by(|a, b| (&a.plugin, &a.image, a.stage).cmp(&(&b.plugin, &b.image, b.stage)));
     let monthly_before: Micros = inventory.images().iter().map(|i| i.monthly_cost).sum();
@@ -594,6 +616,32 @@ pub fn finish(
         totals,
     };
     (plan, stop)
+}
+
+/// A snapshot shared only by images this plan deregisters with their snapshots is
+/// deleted once, after the last of them (by image id); otherwise it would be orphaned.
+fn share_out_snapshots(inventory: &Inventory, pricing: &Pricing, kept: &mut [Candidate]) {
+    let deleting: BTreeSet<String> = kept
+        .iter()
+        .filter(|c| c.action == Action::Deregister { delete_snapshots: true })
+        .map(|c| c.image_id.clone())
+        .collect();
+    for c in kept.iter_mut().filter(|c| c.action == Action::Deregister { delete_snapshots: true }) {
+        let Some(image) = inventory.get(&c.image_id) else { continue };
+        for dev in &image.block_devices {
+            let Some(snap) = &dev.snapshot_id else { continue };
+            if c.snapshots.iter().any(|(s, _)| s == snap) {
+                continue;
+            }
+            let users: Vec<&str> = inventory.snapshot_users(snap).collect();
+            if users.iter().all(|u| deleting.contains(*u)) && users.iter().max() == Some(&c.image_id.as_str()) {
+                let cost = pricing.snapshot_monthly(&image.region, dev);
+                c.snapshots.push((snap.clone(), -cost));
+                c.monthly_cost_delta -= cost;
+                c.reasons.push(format!("host: {snap} is shared only with images this plan deregisters; deleted once"));
+            }
+        }
+    }
 }
 
 fn expand(c: &Candidate, image: &Image, out: &mut Vec<PlannedAction>) {

@@ -168,7 +168,7 @@ pub fn plan_on(
     let (verdicts, review_failures) = engine::review(plugins, &inventory, &priced, now);
     let mut errors = proposals.failures;
     errors.extend(review_failures);
-    let (mut plan, stop) = resolve::finish(policy, &inventory, merged, &verdicts, errors, now);
+    let (mut plan, stop) = resolve::finish(policy, &inventory, &pricing, merged, &verdicts, errors, now);
     plan.inventory_needs = engine::needs(plugins);
     Ok(Outcome { plan, stop, notes, inventory })
 }

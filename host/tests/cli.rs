@@ -50,7 +50,7 @@ fn amiwarden(dir: &Path, args: &[&str]) -> Output {
         .current_dir(dir)
         .args(args)
         .arg("--cache-dir")
-        .arg(dir.join("cache"))
+        .arg(concat!(env!("CARGO_TARGET_TMPDIR"), "/cli-cache"))
         .output()
         .expect("amiwarden runs")
 }

@@ -216,7 +216,7 @@ fn the_aws_backend_collects_and_applies_against_moto() {
 
     // Preflight with DryRun changes nothing.
     let share_friend = action(&a, "golden-a", Op::Share { principal: Principal::Account(FRIEND.into()) });
-    let verdicts = backend.preflight(&[share_friend.clone(), action(&c, "golden-c", Op::Deregister)]);
+    let verdicts = backend.dry_run(&[share_friend.clone(), action(&c, "golden-c", Op::Deregister)]);
     eprintln!("preflight on moto: {verdicts:?}");
     assert!(verdicts.iter().all(|(_, v)| v.is_ok()), "{verdicts:?}");
     assert!(rt.block_on(launch_permissions(&east, &a)).is_empty(), "a dry run shares nothing");

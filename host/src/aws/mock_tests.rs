@@ -439,7 +439,7 @@ fn preflight_reports_allowed_and_denied_calls_without_changing_anything() {
         action("us-east-1", "ami-0000000a", Op::Share { principal: Principal::Account("210987654321".into()) }),
     ];
 
-    let verdicts = backend.preflight(&actions);
+    let verdicts = backend.dry_run(&actions);
 
     assert_eq!(verdicts[0], (actions[0].id.clone(), Ok(())));
     let (id, Err(reason)) = &verdicts[1] else { panic!("expected a denial: {verdicts:?}") };

@@ -111,7 +111,7 @@ impl AwsBackend {
 
     /// Checks with EC2's DryRun flag that the credentials may make each action's call;
     /// nothing is changed. Returns (action id, allowed or the reason), in plan order.
-    pub fn preflight(&self, actions: &[PlannedAction]) -> Vec<(String, Result<(), String>)> {
+    pub fn dry_run(&self, actions: &[PlannedAction]) -> Vec<(String, Result<(), String>)> {
         actions
             .iter()
             .map(|action| {
@@ -169,6 +169,10 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 impl Backend for AwsBackend {
     fn name(&self) -> String {
         self.label.clone()
+    }
+
+    fn preflight(&self, actions: &[PlannedAction]) -> Option<Vec<(String, Result<(), String>)>> {
+        Some(self.dry_run(actions))
     }
 
     fn collect(&self, scope: &Scope, needs: &BTreeSet<InventoryNeed>) -> anyhow::Result<Vec<Image>> {

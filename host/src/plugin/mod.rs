@@ -154,6 +154,16 @@ impl Runtime {
     /// Loads a plugin: checks its pin and WIT version, compiles (or loads the cached
     /// artifact), pre-instantiates, asks `describe` and checks `configure` accepts its config.
     pub fn load(&self, bytes: &[u8], spec: PluginSpec) -> Result<Plugin, PluginError> {
+        let mut plugin = self.load_unconfigured(bytes, spec)?;
+        let started = Instant::now();
+        // Configure once now so a bad config fails the run at start.
+        plugin.session(Arc::new(Inventory::default()), Timestamp(0))?;
+        plugin.load_time += started.elapsed();
+        Ok(plugin)
+    }
+
+    /// Loads a plugin as `load` does but without configuring it (for `inspect`).
+    pub fn load_unconfigured(&self, bytes: &[u8], spec: PluginSpec) -> Result<Plugin, PluginError> {
         let started = Instant::now();
         let sha256 = sha256_hex(bytes);
         if let Some(pinned) = &spec.sha256
@@ -196,12 +206,9 @@ impl Runtime {
             pre,
             engine: self.engine.clone(),
         };
-        let inventory = Arc::new(Inventory::default());
-        let mut session = plugin.instantiate(inventory.clone(), Timestamp(0))?;
+        let mut session = plugin.instantiate(Arc::new(Inventory::default()), Timestamp(0))?;
         let info = session.call(Stage::Load, None, |p, s| p.amiwarden_policy_plugin().call_describe(s))?;
         plugin.info = info.into();
-        // Configure once now so a bad config fails the run at start.
-        plugin.session(inventory, Timestamp(0))?;
         plugin.load_time = started.elapsed();
         Ok(plugin)
     }
