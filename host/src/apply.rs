@@ -39,12 +39,15 @@ pub struct Journal {
     path: PathBuf,
     file: std::fs::File,
     finished: BTreeMap<String, String>,
+    /// Whether any line of this plan is there, even a lone `start`: a run of it began.
+    seen: bool,
 }
 
 impl Journal {
     /// Opens (or creates) a journal and reads which actions of `plan_id` already finished.
     pub fn open(path: &Path, plan_id: &str) -> anyhow::Result<Journal> {
         let mut finished = BTreeMap::new();
+        let mut seen = false;
         if path.exists() {
             let file = std::fs::File::open(path).with_context(|| format!("cannot read journal {}", path.display()))?;
             for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
@@ -53,8 +56,11 @@ impl Journal {
                     continue;
                 }
                 match serde_json::from_str::<JournalEntry>(&line) {
-                    Ok(e) if e.plan_id == plan_id && e.phase != "start" && e.phase != "failed" => {
-                        finished.insert(e.action_id, e.phase);
+                    Ok(e) if e.plan_id == plan_id => {
+                        seen = true;
+                        if e.phase != "start" && e.phase != "failed" {
+                            finished.insert(e.action_id, e.phase);
+                        }
                     }
                     Ok(_) => {}
                     // A torn last line from a crash mid-write: the action counts as unfinished.
@@ -62,12 +68,17 @@ impl Journal {
                 }
             }
         }
-        let file = std::fs::OpenOptions::new()
+        let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .read(true)
             .open(path)
             .with_context(|| format!("cannot open journal {}", path.display()))?;
-        Ok(Journal { path: path.to_path_buf(), file, finished })
+        // End a torn last line, so our first entry does not land on it and become unreadable.
+        if ends_torn(&mut file)? {
+            file.write_all(b"\n").with_context(|| format!("cannot write journal {}", path.display()))?;
+        }
+        Ok(Journal { path: path.to_path_buf(), file, finished, seen })
     }
 
     /// Whether an action finished in an earlier run of the same plan.
@@ -75,9 +86,11 @@ impl Journal {
         self.finished.get(action_id).map(String::as_str)
     }
 
-    /// Whether the journal holds any finished action of this plan (a resumed run).
+    /// Whether a run of this plan began before (a resumed run). A lone `start` counts:
+    /// a crash after the first call but before its `done` line has already changed the
+    /// inventory the plan was computed on.
     pub fn is_resume(&self) -> bool {
-        !self.finished.is_empty()
+        self.seen
     }
 
     /// Appends one entry and syncs it to disk.
@@ -90,6 +103,18 @@ impl Journal {
         self.file.sync_data().with_context(|| format!("cannot sync journal {}", self.path.display()))?;
         Ok(())
     }
+}
+
+/// Whether a file is non-empty and does not end with a newline.
+fn ends_torn(file: &mut std::fs::File) -> std::io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    if file.metadata()?.len() == 0 {
+        return Ok(false);
+    }
+    let mut last = [0u8; 1];
+    file.seek(SeekFrom::End(-1))?;
+    file.read_exact(&mut last)?;
+    Ok(last[0] != b'\n')
 }
 
 /// What happened to each action.

@@ -39,6 +39,10 @@ pub enum Command {
     Test(TestArgs),
     /// Show a plugin's info, WIT version, sha256 and size.
     Inspect(InspectArgs),
+    /// Write a synthetic simulated org of N images (for benchmarks and trials at scale).
+    Synth(SynthArgs),
+    /// Print the least-privilege IAM policy for the policy file's granted actions.
+    IamPolicy(IamPolicyArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -120,6 +124,28 @@ pub struct TestArgs {
     pub plugin: Option<String>,
     /// The directory of case directories.
     pub cases: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SynthArgs {
+    /// How many images.
+    #[arg(long, default_value_t = 1000)]
+    pub images: usize,
+    /// The generator's seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// The newest creation time (default 2026-11-24).
+    #[arg(long, default_value = "2026-11-24")]
+    pub as_of: String,
+    /// Where to write the state.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct IamPolicyArgs {
+    #[arg(long, value_name = "P.toml")]
+    pub policy: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -258,6 +284,17 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Apply(args) => apply_command(&cli, args),
         Command::Test(args) => test_command(&cli, args),
         Command::Inspect(args) => inspect_command(&cli, args),
+        Command::Synth(args) => {
+            let state = crate::sim::synth::generate(args.images, now(Some(&args.as_of))?, args.seed);
+            state.save(&args.out)?;
+            eprintln!("wrote {} images to {}", args.images, args.out.display());
+            Ok(0)
+        }
+        Command::IamPolicy(args) => {
+            let policy = load_policy(&args.policy, &[])?;
+            println!("{}", serde_json::to_string_pretty(&crate::aws::iam_policy(&policy))?);
+            Ok(0)
+        }
     }
 }
 

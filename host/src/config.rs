@@ -260,3 +260,20 @@ regions = ["us-east-1"]
         assert!(!p.share_allowed(&Principal::Public));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn arbitrary_text_as_a_policy_never_panics(text in "\\PC{0,400}") {
+            let _ = super::Policy::parse(&text);
+        }
+
+        #[test]
+        fn arbitrary_bytes_as_a_policy_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = super::Policy::parse(&String::from_utf8_lossy(&bytes));
+        }
+    }
+}

@@ -220,3 +220,33 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_as_an_event_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = super::parse(&String::from_utf8_lossy(&bytes));
+        }
+
+        #[test]
+        fn arbitrary_json_shaped_events_never_panic(
+            name in "[A-Za-z]{0,24}",
+            state in "[a-z]{0,12}",
+            id in "(ami-[0-9a-f]{17})|[a-z0-9-]{0,20}",
+        ) {
+            let cloudtrail = format!(
+                r#"{{"source":"aws.ec2","detail-type":"AWS API Call via CloudTrail","account":"111111111111","region":"us-east-1",
+                "detail":{{"eventName":"{name}","requestParameters":{{"imageId":"{id}","launchPermission":{{"add":{{"items":[{{"userId":"{state}"}}]}}}},
+                "resourcesSet":{{"items":[{{"resourceId":"{id}"}}]}}}},"responseElements":{{"imageId":"{id}"}}}}}}"#
+            );
+            let _ = super::parse(&cloudtrail);
+            let change = format!(
+                r#"{{"source":"aws.ec2","detail-type":"EC2 AMI State Change","account":"1","region":"r","detail":{{"ImageId":"{id}","State":"{state}"}}}}"#
+            );
+            let _ = super::parse(&change);
+        }
+    }
+}

@@ -186,3 +186,15 @@ pub fn sort_actions(actions: &mut [PlannedAction]) {
         ))
     });
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_as_a_plan_file_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = serde_json::from_slice::<super::Plan>(&bytes);
+        }
+    }
+}

@@ -25,8 +25,11 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use tokio::task::JoinSet;
 
+mod iam;
+
 pub use connect::AwsOptions;
 pub use errors::{ApiError, ErrorKind};
+pub use iam::iam_policy;
 pub use limiter::{BucketClass, Clock, SystemClock, TokenBucket};
 
 use crate::backend::{Backend, Outcome};

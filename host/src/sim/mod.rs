@@ -6,6 +6,7 @@
 //! image block public access refuses public shares.
 
 mod state;
+pub mod synth;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

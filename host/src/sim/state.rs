@@ -201,3 +201,23 @@ impl SimState {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_as_a_sim_state_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = super::SimState::parse(&String::from_utf8_lossy(&bytes), "fuzz.json");
+        }
+
+        #[test]
+        fn mangled_real_states_never_panic(cut in 0usize..2000, byte in any::<u8>()) {
+            let mut text = serde_json::to_string(&crate::sim::synth::generate(5, crate::model::Timestamp(1_795_000_000), 3)).unwrap().into_bytes();
+            let at = cut % text.len();
+            text[at] = byte;
+            let _ = super::SimState::parse(&String::from_utf8_lossy(&text), "fuzz.json");
+        }
+    }
+}
