@@ -62,6 +62,11 @@ max_destructive_percent = 100.0
 name = "retention"
 source = "builtin:retention"
 grants = ["deprecate", "disable", "deregister", "delete-snapshots", "retain"]
+
+# Generous: a slow shared machine must not turn a plugin call into a timeout error
+# (that would change a recomputed plan).
+[plugin.limits]
+time_ms = 10000
 [plugin.config]
 family = { tag = "family" }
 keep_newest = 3
@@ -74,6 +79,9 @@ exempt_tags = ["keep"]
 name = "sharing"
 source = "builtin:sharing"
 grants = ["share", "unshare"]
+
+[plugin.limits]
+time_ms = 10000
 [plugin.config]
 share_tag = "share-with"
 allowed = []
@@ -84,6 +92,9 @@ prod = ["222222222222"]
 name = "replication"
 source = "builtin:replication"
 grants = ["copy", "retain"]
+
+[plugin.limits]
+time_ms = 10000
 [plugin.config]
 source_regions = ["us-east-1"]
 select = { tag = "family", name_regex = "^golden-" }
