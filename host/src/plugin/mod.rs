@@ -134,7 +134,7 @@ impl Runtime {
     /// A runtime whose compiled artifacts are cached in `cache_dir` (none: no cache).
     pub fn new(cache_dir: Option<PathBuf>) -> anyhow::Result<Runtime> {
         let mut config = Config::new();
-        config.wasm_component_model(true).epoch_interruption(true).max_wasm_stack(1 << 20);
+        config.wasm_component_model(true).epoch_interruption(true).consume_fuel(true).max_wasm_stack(1 << 20);
         let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("cannot start wasmtime: {e}"))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -257,6 +257,7 @@ impl Plugin {
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(self.limits.deadline_ticks());
+        store.set_fuel(self.limits.fuel()).map_err(|e| err(PluginFailure::Instantiate(format!("{e}"))))?;
         let policy = self.pre.instantiate(&mut store).map_err(|e| err(PluginFailure::Instantiate(format!("{e}"))))?;
         Ok(Session { plugin: self, store, policy })
     }
@@ -289,13 +290,15 @@ impl Session<'_> {
     ) -> Result<R, PluginError> {
         let limits = &self.plugin.limits;
         self.store.set_epoch_deadline(limits.deadline_ticks());
+        // Fuel is reset per call; it cannot fail once consume_fuel is on.
+        let _ = self.store.set_fuel(limits.fuel());
         self.store.data_mut().limiter.hit_memory_cap = false;
         let result = f(&self.policy, &mut self.store);
         self.store.data().flush_output();
         result.map_err(|e| {
             let failure = if self.store.data().limiter.hit_memory_cap {
                 PluginFailure::OutOfMemory(limits.memory_mib)
-            } else if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+            } else if matches!(e.downcast_ref::<Trap>(), Some(&Trap::Interrupt | &Trap::OutOfFuel)) {
                 PluginFailure::Timeout(limits.time_ms)
             } else if let Some(trap) = e.downcast_ref::<Trap>() {
                 PluginFailure::Trap(trap.to_string())

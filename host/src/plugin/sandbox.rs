@@ -15,8 +15,18 @@ use wasmtime_wasi::{FsPerms, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtx
 use crate::inventory::Inventory;
 use crate::model::Timestamp;
 
-/// How often the epoch advances; deadlines are counted in these ticks.
+/// How often the epoch advances; wall-clock deadlines are counted in these ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Fuel (roughly, wasm instructions) granted per millisecond of `time_ms`. Fuel makes the
+/// CPU budget deterministic: a plugin hits it at the same point on an idle or a loaded
+/// machine, so plans do not depend on load. Calibrated so a Rust guest spends its fuel in
+/// about the budgeted time on this class of machine.
+pub const FUEL_PER_MS: u64 = 1_000_000;
+
+/// The wall-clock backstop, as a multiple of `time_ms`: it catches what fuel does not
+/// count (a slow host call) without making a busy machine fail plugins.
+pub const WALL_CLOCK_FACTOR: u64 = 20;
 
 /// The per-plugin limits, as written in the policy file's `[plugin.limits]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,10 +51,15 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// The epoch deadline for one call.
+    /// The wall-clock (epoch) deadline for one call, in ticks.
     pub fn deadline_ticks(&self) -> u64 {
         let tick = EPOCH_TICK.as_millis() as u64;
-        self.time_ms.div_ceil(tick).max(1) + 1
+        self.time_ms.saturating_mul(WALL_CLOCK_FACTOR).div_ceil(tick).max(1) + 1
+    }
+
+    /// The fuel for one call.
+    pub fn fuel(&self) -> u64 {
+        self.time_ms.saturating_mul(FUEL_PER_MS)
     }
 }
 

@@ -228,3 +228,24 @@ fn a_file_that_is_not_wasm_is_refused() {
     let err = runtime().load(b"#!/bin/sh\necho hi\n", spec("x", json!({}), Limits::default())).err().expect("refused");
     assert!(err.to_string().contains("not a WebAssembly file"), "{err}");
 }
+
+fn counters(batch: usize) -> Vec<String> {
+    use amiwarden::config::Policy;
+    use amiwarden::engine::{LoadedPlugin, propose, scheduled_events};
+    let plugin = hostile("counter", Limits { batch, ..Limits::default() });
+    let images: Vec<_> = (0..10).map(|i| image(&format!("ami-{i:017x}"), &[])).collect();
+    let inv = inventory(images);
+    let policy = Policy::parse("[scope]\naccounts = [\"111111111111\"]\nregions = [\"us-east-1\"]\n").unwrap();
+    let plugins = [LoadedPlugin { plugin, grants: Default::default() }];
+    let out = propose(&policy, &plugins, &inv, &scheduled_events(&inv, NOW), NOW, &|_| ());
+    out.proposed.iter().map(|p| probe(std::slice::from_ref(&p.proposal))).collect()
+}
+
+#[test]
+fn state_never_outlives_a_batch_and_batches_are_fixed() {
+    // One event per store: nothing carries over.
+    assert_eq!(counters(1), vec!["1"; 10]);
+    // Four events per store: a plugin's global state restarts with every batch, and the
+    // batch boundaries depend only on the input, so results do not depend on scheduling.
+    assert_eq!(counters(4), ["1", "2", "3", "4", "1", "2", "3", "4", "1", "2"]);
+}

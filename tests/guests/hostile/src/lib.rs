@@ -146,6 +146,12 @@ impl Policy for Hostile {
                 .map_err(PolicyError::Failed)?;
                 Ok(ok_tag(image, format!("saw {}", found.len())))
             }
+            "counter" => {
+                // Keeps state across calls in one instance, to show where it stops.
+                static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                Ok(ok_tag(image, n.to_string()))
+            }
             "print" => {
                 println!("hello from {image}");
                 eprintln!("warning about {image}");
