@@ -1,7 +1,7 @@
 //! The cost-guard configuration: budgets and their scopes, and the cleanup settings.
 
-use crate::family::{Family, FamilySpec};
 use crate::money::{Usd, usd};
+use amiwarden_sdk::family::{Family, FamilySpec};
 use amiwarden_sdk::prelude::*;
 use serde::Deserialize;
 

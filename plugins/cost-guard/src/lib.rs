@@ -3,7 +3,6 @@
 //! optionally it proposes deregistering the oldest unused images of an over-budget family.
 
 mod config;
-mod family;
 mod money;
 
 use amiwarden_sdk::prelude::*;

@@ -1,6 +1,6 @@
 //! The retention plugin's configuration, parsed and checked once at `configure`.
 
-use crate::family::{Family, FamilySpec};
+use amiwarden_sdk::family::{Family, FamilySpec};
 use amiwarden_sdk::prelude::*;
 use serde::Deserialize;
 

@@ -2,7 +2,6 @@
 //! deprecation, disabling and deregistration, never touching an image that is in use.
 
 mod config;
-mod family;
 
 use amiwarden_sdk::ImageState;
 use amiwarden_sdk::prelude::*;

@@ -32,6 +32,8 @@ pub mod bindings {
     });
 }
 
+#[cfg(feature = "family")]
+pub mod family;
 mod host;
 mod types;
 

@@ -1,7 +1,7 @@
 //! Image families: by a tag key (family = the tag's value) or by a name regex with one
 //! capture group (family = the capture), and the host query that finds a family's members.
 
-use amiwarden_sdk::prelude::*;
+use crate::prelude::*;
 use regex::Regex;
 use serde::Deserialize;
 
