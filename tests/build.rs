@@ -10,7 +10,7 @@ use amiwarden_wasm_build::{Guest, build};
 /// The pinned toolchains, as `.ci/run` installs them.
 const COMPONENTIZE_PY: &str = "0.25.1";
 const PY_INSTALL: &str = "pip install componentize-py==0.25.1";
-const JS_INSTALL: &str = "npm ci --prefix plugins/required-tags-js";
+const JS_INSTALL: &str = "npm install --prefix plugins/required-tags-js --no-audit --no-fund";
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
@@ -20,6 +20,7 @@ fn main() {
     // The other languages build while cargo builds the Rust guests.
     let py = python_plugin(&root, &out_dir);
     let js = js_plugin(&root, &out_dir);
+    let js_next = js_plugin_for_next_wit(&root, &out_dir);
 
     let guests = [
         Guest { package: "amiwarden-guest-hostile", dir: manifest_dir.join("guests/hostile") },
@@ -30,7 +31,11 @@ fn main() {
         let var = package.trim_start_matches("amiwarden-").replace('-', "_").to_uppercase();
         println!("cargo:rustc-env={var}={}", path.display());
     }
-    for (var, pending) in [("PLUGIN_REQUIRED_TAGS_PY", py), ("PLUGIN_REQUIRED_TAGS_JS", js)] {
+    for (var, pending) in [
+        ("PLUGIN_REQUIRED_TAGS_PY", py),
+        ("PLUGIN_REQUIRED_TAGS_JS", js),
+        ("PLUGIN_REQUIRED_TAGS_JS_NEXT_WIT", js_next),
+    ] {
         let path = pending.finish();
         println!("cargo:rustc-env={var}={}", path.display());
     }
@@ -39,13 +44,17 @@ fn main() {
 /// A component being built by another toolchain.
 struct Pending {
     what: &'static str,
-    child: Child,
+    /// `None` when the output is already up to date.
+    child: Option<Child>,
     output: PathBuf,
+    /// Written beside the output once the build succeeded.
+    stamp: Option<(PathBuf, String)>,
 }
 
 impl Pending {
     fn finish(self) -> PathBuf {
-        let output = self.child.wait_with_output().unwrap_or_else(|e| panic!("waiting for {} failed: {e}", self.what));
+        let Some(child) = self.child else { return self.output };
+        let output = child.wait_with_output().unwrap_or_else(|e| panic!("waiting for {} failed: {e}", self.what));
         if !output.status.success() || !self.output.is_file() {
             panic!(
                 "building {} failed ({}):\n{}{}",
@@ -55,6 +64,9 @@ impl Pending {
                 String::from_utf8_lossy(&output.stderr)
             );
         }
+        if let Some((file, stamp)) = &self.stamp {
+            std::fs::write(file, stamp).unwrap_or_else(|e| panic!("cannot write {}: {e}", file.display()));
+        }
         self.output
     }
 }
@@ -62,7 +74,7 @@ impl Pending {
 fn spawn(what: &'static str, mut cmd: Command, output: PathBuf, install: &str) -> Pending {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     match cmd.spawn() {
-        Ok(child) => Pending { what, child, output },
+        Ok(child) => Pending { what, child: Some(child), output, stamp: None },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             panic!("building {what} needs {:?}, which is not installed: run `{install}`", cmd.get_program())
         }
@@ -76,29 +88,65 @@ fn rerun_if_changed(paths: &[PathBuf]) {
     }
 }
 
+/// FNV-1a over the names and contents of `inputs` (directories: their files, sorted) and `extra`.
+fn fingerprint(inputs: &[PathBuf], extra: &str) -> String {
+    let mut files = Vec::new();
+    for input in inputs {
+        match std::fs::read_dir(input) {
+            Ok(entries) => {
+                let mut found: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+                found.sort();
+                files.extend(found);
+            }
+            Err(_) => files.push(input.clone()),
+        }
+    }
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut feed = |bytes: &[u8]| {
+        for b in bytes {
+            hash = (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    feed(extra.as_bytes());
+    for file in files {
+        feed(file.to_string_lossy().as_bytes());
+        feed(&std::fs::read(&file).unwrap_or_default());
+    }
+    format!("{hash:016x}")
+}
+
+/// Builds `output` with `cmd` unless the stamp beside it says these inputs built it already.
+/// componentize-py and jco do not build reproducibly (different bytes each time), so
+/// rebuilding on every unrelated change would also defeat the compiled-artifact cache.
+fn build_unless_fresh(what: &'static str, cmd: Command, output: PathBuf, stamp: String, install: &str) -> Pending {
+    let stamp_file = output.with_extension("stamp");
+    if output.is_file() && std::fs::read_to_string(&stamp_file).ok().as_deref() == Some(stamp.as_str()) {
+        return Pending { what, child: None, output, stamp: None };
+    }
+    let _ = std::fs::remove_file(&output);
+    let _ = std::fs::remove_file(&stamp_file);
+    let mut pending = spawn(what, cmd, output, install);
+    pending.stamp = Some((stamp_file, stamp));
+    pending
+}
+
 /// `componentize-py -d wit -w policy componentize app -o OUT_DIR/required-tags-py.wasm`
 fn python_plugin(root: &Path, out_dir: &Path) -> Pending {
     let dir = root.join("plugins/required-tags-py");
-    rerun_if_changed(&[dir.join("app.py"), dir.join("build.sh"), root.join("wit")]);
+    let inputs = [dir.join("app.py"), root.join("wit")];
+    rerun_if_changed(&inputs);
     println!("cargo:rerun-if-env-changed=PATH");
-    let version = Command::new("componentize-py").arg("--version").output();
-    match version {
+    let version = match Command::new("componentize-py").arg("--version").output() {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             panic!("building the Python plugin needs componentize-py, which is not installed: run `{PY_INSTALL}`")
         }
         Err(e) => panic!("cannot run componentize-py: {e}"),
-        Ok(out) => {
-            let text = String::from_utf8_lossy(&out.stdout);
-            if !text.contains(COMPONENTIZE_PY) {
-                println!(
-                    "cargo:warning=componentize-py is {}, the tests are pinned to {COMPONENTIZE_PY}: run `{PY_INSTALL}`",
-                    text.trim()
-                );
-            }
-        }
+        Ok(out) => String::from_utf8_lossy(&out.stdout).trim().to_string(),
+    };
+    if !version.contains(COMPONENTIZE_PY) {
+        println!("cargo:warning={version} found, the tests are pinned to {COMPONENTIZE_PY}: run `{PY_INSTALL}`");
     }
     let output = out_dir.join("required-tags-py.wasm");
-    let _ = std::fs::remove_file(&output);
     let mut cmd = Command::new("componentize-py");
     cmd.current_dir(&dir)
         // Keep the source tree free of __pycache__.
@@ -114,21 +162,48 @@ fn python_plugin(root: &Path, out_dir: &Path) -> Pending {
         .arg("app")
         .arg("-o")
         .arg(&output);
-    spawn("the Python plugin (plugins/required-tags-py)", cmd, output, PY_INSTALL)
+    let stamp = fingerprint(&inputs, &version);
+    build_unless_fresh("the Python plugin (plugins/required-tags-py)", cmd, output, stamp, PY_INSTALL)
+}
+
+/// The JavaScript plugin built against a copy of the WIT whose version is bumped to
+/// 0.2.0, for the test that the host refuses a plugin of another contract version.
+fn js_plugin_for_next_wit(root: &Path, out_dir: &Path) -> Pending {
+    let dir = root.join("plugins/required-tags-js");
+    let next = out_dir.join("next-wit");
+    std::fs::create_dir_all(next.join("wit")).expect("create OUT_DIR/next-wit");
+    let bump =
+        |text: String| text.replace("amiwarden:policy@0.1.0", "amiwarden:policy@0.2.0").replace("@0.1.0", "@0.2.0");
+    let wit = std::fs::read_to_string(root.join("wit/policy.wit")).expect("read wit/policy.wit");
+    std::fs::write(next.join("wit/policy.wit"), bump(wit)).expect("write the bumped WIT");
+    let js = std::fs::read_to_string(dir.join("plugin.js")).expect("read plugin.js");
+    std::fs::write(next.join("plugin.js"), bump(js)).expect("write the bumped plugin.js");
+    let jco = dir.join("node_modules/.bin/jco");
+    if !jco.is_file() {
+        panic!("building the JavaScript plugin needs jco in {}: run `{JS_INSTALL}` (node 20+)", jco.display());
+    }
+    let output = out_dir.join("required-tags-js-next-wit.wasm");
+    let mut cmd = Command::new(&jco);
+    cmd.current_dir(&next)
+        .args(["componentize", "plugin.js", "--wit", "wit", "--world-name", "policy"])
+        .args(["--backend", "qjs", "--backend-qjs-disable-async", "-o"])
+        .arg(&output);
+    let stamp = fingerprint(&[dir.join("plugin.js"), dir.join("package-lock.json"), root.join("wit")], "0.2.0");
+    build_unless_fresh("the JavaScript plugin for WIT 0.2.0", cmd, output, stamp, JS_INSTALL)
 }
 
 /// `jco componentize plugin.js --wit wit --world-name policy --backend qjs
 /// --backend-qjs-disable-async -o OUT_DIR/required-tags-js.wasm`, with the jco that
-/// `npm ci` installed from the plugin's package-lock.json.
+/// `npm install` put there from the plugin's package-lock.json.
 fn js_plugin(root: &Path, out_dir: &Path) -> Pending {
     let dir = root.join("plugins/required-tags-js");
-    rerun_if_changed(&[dir.join("plugin.js"), dir.join("package-lock.json"), root.join("wit")]);
+    let inputs = [dir.join("plugin.js"), dir.join("package-lock.json"), root.join("wit")];
+    rerun_if_changed(&inputs);
     let jco = dir.join("node_modules/.bin/jco");
     if !jco.is_file() {
         panic!("building the JavaScript plugin needs jco in {}: run `{JS_INSTALL}` (node 20+)", jco.display());
     }
     let output = out_dir.join("required-tags-js.wasm");
-    let _ = std::fs::remove_file(&output);
     let mut cmd = Command::new(&jco);
     cmd.current_dir(&dir)
         .arg("componentize")
@@ -142,5 +217,6 @@ fn js_plugin(root: &Path, out_dir: &Path) -> Pending {
         .arg("--backend-qjs-disable-async")
         .arg("-o")
         .arg(&output);
-    spawn("the JavaScript plugin (plugins/required-tags-js)", cmd, output, JS_INSTALL)
+    let stamp = fingerprint(&inputs, "");
+    build_unless_fresh("the JavaScript plugin (plugins/required-tags-js)", cmd, output, stamp, JS_INSTALL)
 }

@@ -39,6 +39,8 @@ pub enum Command {
     Test(TestArgs),
     /// Show a plugin's info, WIT version, sha256 and size.
     Inspect(InspectArgs),
+    /// Scaffold a plugin project (starter policy, WIT, build script, a passing case).
+    New(NewArgs),
     /// Write a synthetic simulated org of N images (for benchmarks and trials at scale).
     Synth(SynthArgs),
     /// Print the least-privilege IAM policy for the policy file's granted actions.
@@ -117,13 +119,24 @@ pub struct ApplyArgs {
 
 #[derive(Debug, Args)]
 pub struct TestArgs {
-    /// Test a whole policy instead of one plugin.
-    #[arg(long, value_name = "P.toml", conflicts_with = "plugin")]
+    /// Test a whole policy instead of one plugin (then the one argument is CASES_DIR).
+    #[arg(long, value_name = "P.toml")]
     pub policy: Option<PathBuf>,
     /// The plugin: a .wasm file or builtin:NAME.
     pub plugin: Option<String>,
     /// The directory of case directories.
     pub cases: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// The plugin's name (kebab-case); the project goes in ./NAME.
+    pub name: String,
+    #[arg(long, value_enum)]
+    pub lang: crate::scaffold::Lang,
+    /// Where to create it (default: the current directory).
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -284,6 +297,11 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Apply(args) => apply_command(&cli, args),
         Command::Test(args) => test_command(&cli, args),
         Command::Inspect(args) => inspect_command(&cli, args),
+        Command::New(args) => {
+            let dir = input(crate::scaffold::scaffold(&args.dir, &args.name, args.lang))?;
+            eprintln!("created {}: run ./build.sh there, then amiwarden test {}.wasm cases", dir.display(), args.name);
+            Ok(0)
+        }
         Command::Synth(args) => {
             let state = crate::sim::synth::generate(args.images, now(Some(&args.as_of))?, args.seed);
             state.save(&args.out)?;

@@ -17,4 +17,5 @@ pub mod plugin;
 pub mod render;
 pub mod resolve;
 pub mod run;
+pub mod scaffold;
 pub mod sim;

@@ -202,8 +202,6 @@ impl Backend for AwsBackend {
 
     fn refresh(&self, location: &Location, image_id: &str) -> anyhow::Result<Option<Image>> {
         let ec2 = self.ec2(location)?;
-        let needs: BTreeSet<InventoryNeed> =
-            [InventoryNeed::LaunchPermissions, InventoryNeed::Usage, InventoryNeed::Snapshots].into_iter().collect();
         self.runtime.block_on(async {
             let described = match collect::describe_images(&ec2, Some(vec![image_id.to_string()]), Vec::new()).await {
                 Ok(described) => described,
@@ -211,13 +209,25 @@ impl Backend for AwsBackend {
                 Err(e) => return Err(e).with_context(|| format!("re-reading {image_id} in {location}")),
             };
             let Some(raw) = described.first() else { return Ok(None) };
-            let image = convert::image(location, raw).map_err(anyhow::Error::msg)?;
+            let mut image = convert::image(location, raw).map_err(anyhow::Error::msg)?;
             if image.state == ImageState::Deregistered {
                 return Ok(None);
             }
-            let mut images = vec![image];
-            collect::complete(&ec2, &mut images, &needs).await?;
-            Ok(images.pop())
+            // Usage and launch permissions only: snapshot sizes are for pricing, and a
+            // DescribeSnapshots per destructive action would spend a fifth of the
+            // Describe* bucket (20/s) that paces a large apply.
+            let ids = vec![image.id.clone()];
+            let (references, permissions) = tokio::try_join!(usage::references(&ec2, &ids), async {
+                collect::launch_permissions(&ec2, &ids)
+                    .await
+                    .with_context(|| format!("launch permissions of {image_id} in {location}"))
+            })?;
+            if let Some(r) = references.get(&image.id) {
+                image.usage.instances = r.instances;
+                image.usage.launch_templates = r.launch_templates.iter().cloned().collect();
+            }
+            image.launch_permissions = permissions.get(&image.id).cloned();
+            Ok(Some(image))
         })
     }
 

@@ -288,10 +288,21 @@ impl Session<'_> {
         image: Option<&str>,
         f: impl FnOnce(&Policy, &mut Store<StoreState>) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
+        self.call_scaled(stage, image, 1, f)
+    }
+
+    /// A call with `scale` times the per-call CPU budget.
+    fn call_scaled<R>(
+        &mut self,
+        stage: Stage,
+        image: Option<&str>,
+        scale: u64,
+        f: impl FnOnce(&Policy, &mut Store<StoreState>) -> wasmtime::Result<R>,
+    ) -> Result<R, PluginError> {
         let limits = &self.plugin.limits;
-        self.store.set_epoch_deadline(limits.deadline_ticks());
+        self.store.set_epoch_deadline(limits.deadline_ticks().saturating_mul(scale));
         // Fuel is reset per call; it cannot fail once consume_fuel is on.
-        let _ = self.store.set_fuel(limits.fuel());
+        let _ = self.store.set_fuel(limits.fuel().saturating_mul(scale));
         self.store.data_mut().limiter.hit_memory_cap = false;
         let result = f(&self.policy, &mut self.store);
         self.store.data().flush_output();
@@ -299,7 +310,7 @@ impl Session<'_> {
             let failure = if self.store.data().limiter.hit_memory_cap {
                 PluginFailure::OutOfMemory(limits.memory_mib)
             } else if matches!(e.downcast_ref::<Trap>(), Some(&Trap::Interrupt | &Trap::OutOfFuel)) {
-                PluginFailure::Timeout(limits.time_ms)
+                PluginFailure::Timeout(limits.time_ms.saturating_mul(scale))
             } else if let Some(trap) = e.downcast_ref::<Trap>() {
                 PluginFailure::Trap(trap.to_string())
             } else {
@@ -342,7 +353,11 @@ impl Session<'_> {
 
     /// Verdicts on the candidate plan. After an error the session must be dropped.
     pub fn review(&mut self, plan: &wit::PricedPlan) -> Result<Vec<Verdict>, PluginError> {
-        let result = self.call(Stage::Review, None, |p, s| p.amiwarden_policy_plugin().call_review(s, plan))?;
+        // One review call sees the whole plan: its budget grows with the plan, one
+        // `time_ms` per 100 candidate actions.
+        let scale = (plan.actions.len() as u64 / 100).max(1);
+        let result =
+            self.call_scaled(Stage::Review, None, scale, |p, s| p.amiwarden_policy_plugin().call_review(s, plan))?;
         let verdicts = result.map_err(|e| {
             let (kind, message) = bindings::policy_error_message(e);
             self.fail(Stage::Review, None, PluginFailure::Policy(kind, message))

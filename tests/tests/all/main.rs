@@ -3,5 +3,7 @@
 #![allow(clippy::unwrap_used, reason = "test fixtures fail loudly")]
 mod cases;
 mod conformance;
+mod plans;
 mod sandbox;
+mod scaffold;
 mod support;
