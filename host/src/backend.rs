@@ -41,6 +41,11 @@ pub trait Backend: Sync {
     /// destructive call; `None` when it no longer exists.
     fn refresh(&self, location: &Location, image_id: &str) -> anyhow::Result<Option<Image>>;
 
+    /// `refresh` for several images of one location; every id gets an entry.
+    fn refresh_many(&self, location: &Location, image_ids: &[String]) -> anyhow::Result<Vec<(String, Option<Image>)>> {
+        image_ids.iter().map(|id| Ok((id.clone(), self.refresh(location, id)?))).collect()
+    }
+
     /// Whether a snapshot is used by any image other than `except_image`.
     fn snapshot_in_use(&self, location: &Location, snapshot_id: &str, except_image: &str) -> anyhow::Result<bool>;
 

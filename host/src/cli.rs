@@ -354,8 +354,9 @@ fn apply_command(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<i32> {
     let policy = load_policy(&args.policy, &args.backend.regions)?;
     let now = now(args.as_of.as_deref())?;
     let backend = backend(&args.backend, &policy, now)?;
-    let (plan, inventory) = match &args.plan {
-        Some(path) => {
+    let unfinished = if args.plan.is_none() { crate::apply::unfinished_plan(&journal_path(args))? } else { None };
+    let (plan, inventory) = match (&args.plan, unfinished) {
+        (Some(path), _) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| InputError(format!("cannot read plan {}: {e}", path.display())))?;
             let plan: Plan =
@@ -384,7 +385,16 @@ fn apply_command(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<i32> {
             }
             (plan, inventory)
         }
-        None => {
+        (None, Some(plan)) => {
+            eprintln!(
+                "resuming {} from {}: an earlier apply of it was interrupted",
+                crate::apply::plan_id(&plan),
+                journal_path(args).display()
+            );
+            let inventory = crate::run::collect(&policy, backend.as_ref(), &plan.inventory_needs)?;
+            (plan, inventory)
+        }
+        (None, None) => {
             let runtime = runtime(cli)?;
             let plugins = crate::engine::load_plugins(&runtime, &policy)?;
             let outcome =

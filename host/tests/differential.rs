@@ -5,6 +5,8 @@
 //! gaps): shares and unshares, copies with tags, deregistrations with snapshot deletion,
 //! an in-use image protected. Deprecation is left out: moto lacks EnableImageDeprecation.
 
+#![allow(clippy::unwrap_used, reason = "test fixtures fail loudly")]
+
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};

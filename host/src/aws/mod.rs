@@ -231,6 +231,48 @@ impl Backend for AwsBackend {
         })
     }
 
+    fn refresh_many(&self, location: &Location, image_ids: &[String]) -> anyhow::Result<Vec<(String, Option<Image>)>> {
+        let ec2 = self.ec2(location)?;
+        let batched = self.runtime.block_on(async {
+            // One DescribeImages for the batch; an id EC2 no longer knows fails the whole
+            // call, and then each image is re-read on its own.
+            let described = match collect::describe_images(&ec2, Some(image_ids.to_vec()), Vec::new()).await {
+                Ok(described) => described,
+                Err(e) if e.is_not_found() => return Ok(None),
+                Err(e) => {
+                    return Err(e).with_context(|| format!("re-reading {} images in {location}", image_ids.len()));
+                }
+            };
+            let mut images = Vec::new();
+            for raw in &described {
+                let image = convert::image(location, raw).map_err(anyhow::Error::msg)?;
+                if image.state != ImageState::Deregistered {
+                    images.push(image);
+                }
+            }
+            let ids: Vec<String> = images.iter().map(|i| i.id.clone()).collect();
+            let (references, permissions) = tokio::try_join!(usage::references(&ec2, &ids), async {
+                collect::launch_permissions(&ec2, &ids)
+                    .await
+                    .with_context(|| format!("launch permissions in {location}"))
+            })?;
+            for image in &mut images {
+                if let Some(r) = references.get(&image.id) {
+                    image.usage.instances = r.instances;
+                    image.usage.launch_templates = r.launch_templates.iter().cloned().collect();
+                }
+                image.launch_permissions = permissions.get(&image.id).cloned();
+            }
+            anyhow::Ok(Some(images))
+        })?;
+        match batched {
+            Some(images) => {
+                Ok(image_ids.iter().map(|id| (id.clone(), images.iter().find(|i| &i.id == id).cloned())).collect())
+            }
+            None => image_ids.iter().map(|id| Ok((id.clone(), self.refresh(location, id)?))).collect(),
+        }
+    }
+
     fn snapshot_in_use(&self, location: &Location, snapshot_id: &str, except_image: &str) -> anyhow::Result<bool> {
         let ec2 = self.ec2(location)?;
         let users = self
