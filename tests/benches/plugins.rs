@@ -151,23 +151,23 @@ fn main() {
             name: s.name.into(),
             origin: s.name.into(),
             sha256: None,
-            limits: Limits { batch, time_ms: 1000, ..Limits::default() },
+            limits: Limits { batch, ..Limits::default() },
             data_dir: None,
             config: s.config.to_string(),
         };
         let cold = Instant::now();
-        let plugin = runtime.load(&s.wasm, spec(64)).expect("load");
+        let plugin = runtime.load(&s.wasm, spec(Limits::default().batch)).expect("load");
         let cold = cold.elapsed();
         let cached = Instant::now();
-        let _again = runtime.load(&s.wasm, spec(64)).expect("load cached");
+        let _again = runtime.load(&s.wasm, spec(Limits::default().batch)).expect("load cached");
         let cached = cached.elapsed();
         compile_rows.push((s.name, s.wasm.len(), cold, cached));
 
-        // Wasm, one core: fresh store per batch of 64 events, as the engine does.
+        // Wasm, one core: a fresh store per batch of events, as the engine does.
         let loaded = [LoadedPlugin { plugin, grants: ActionKind::ALL.into_iter().collect() }];
         let start = Instant::now();
         let mut produced = 0;
-        for chunk in wit_events.chunks(64) {
+        for chunk in wit_events.chunks(Limits::default().batch) {
             let mut session = loaded[0].plugin.session(Arc::clone(&inventory), NOW).expect("session");
             for e in chunk {
                 produced += session.propose(e).map(|p| p.len()).unwrap_or(0);

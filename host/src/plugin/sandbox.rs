@@ -46,7 +46,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { time_ms: 100, memory_mib: 64, max_proposals: 1000, batch: 64, output_bytes: 64 * 1024 }
+        Limits { time_ms: 100, memory_mib: 64, max_proposals: 1000, batch: 256, output_bytes: 64 * 1024 }
     }
 }
 

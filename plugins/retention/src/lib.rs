@@ -3,6 +3,10 @@
 
 mod config;
 
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
 use amiwarden_sdk::ImageState;
 use amiwarden_sdk::prelude::*;
 use config::Config;
@@ -11,7 +15,13 @@ use config::Config;
 #[derive(Default)]
 pub struct Retention {
     config: Option<Config>,
+    /// Each family's ranking keys, newest first, per (account, region, family): the
+    /// instance lives for one batch of events, and the inventory does not change in it,
+    /// so a family is fetched and sorted once per batch instead of once per event.
+    rankings: RefCell<BTreeMap<(String, String, String), Rc<Vec<(Timestamp, String)>>>>,
 }
+
+type Rankings = RefCell<BTreeMap<(String, String, String), Rc<Vec<(Timestamp, String)>>>>;
 
 /// Where retention puts one image, before looking at its current state and usage.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,8 +69,8 @@ impl Policy for Retention {
         let now = event.evaluation_time;
         let source = image.copied_from().and_then(get_image).filter(|s| s.state != ImageState::Deregistered);
         let proposal = match source {
-            Some(source) => follow_source(config, image, &source, now)?,
-            None => match fate(config, image, now)? {
+            Some(source) => follow_source(config, &self.rankings, image, &source, now)?,
+            None => match fate(config, &self.rankings, image, now)? {
                 Fate::Untouched => None,
                 Fate::Exempt(why) => Some(Proposal::new(&image.id, Action::Retain, why)),
                 Fate::Aged { stage, why } => act(config, image, stage, &why, now, None),
@@ -74,12 +84,13 @@ impl Policy for Retention {
 /// and kept anyway while the copy itself is in use in its own region.
 fn follow_source(
     config: &Config,
+    rankings: &Rankings,
     copy: &Image,
     source: &Image,
     now: Timestamp,
 ) -> Result<Option<Proposal>, PolicyError> {
     let exempt = |why: &str| format!("copy of {} in {}, which is {why}", source.id, source.region);
-    Ok(match fate(config, source, now)? {
+    Ok(match fate(config, rankings, source, now)? {
         Fate::Untouched => None,
         Fate::Exempt(why) => Some(Proposal::new(&copy.id, Action::Retain, exempt(&why))),
         Fate::Aged { stage, why } => {
@@ -93,7 +104,7 @@ fn follow_source(
 }
 
 /// Where `image` stands in its family, judged by age and rank alone.
-fn fate(config: &Config, image: &Image, now: Timestamp) -> Result<Fate, PolicyError> {
+fn fate(config: &Config, rankings: &Rankings, image: &Image, now: Timestamp) -> Result<Fate, PolicyError> {
     let Some(family) = config.family.of(image) else {
         return Ok(Fate::Untouched);
     };
@@ -103,14 +114,11 @@ fn fate(config: &Config, image: &Image, now: Timestamp) -> Result<Fate, PolicyEr
     if let Some(tag) = config.exemptions.iter().find_map(|e| e.matched_by(image)) {
         return Ok(Fate::Exempt(format!("exempt from retention by tag {tag}")));
     }
-    let members = config.family.members(&image.account, &image.region, &family)?;
-    let mut ranked: Vec<&Image> =
-        members.iter().filter(|m| m.id != image.id && m.state == ImageState::Available && ranks_in_region(m)).collect();
-    if image.state == ImageState::Available {
-        ranked.push(image);
-    }
-    ranked.sort_by(|a, b| (b.creation_time, &b.id).cmp(&(a.creation_time, &a.id)));
-    let position = ranked.iter().position(|m| m.id == image.id);
+    let ranking = ranking(config, rankings, image, &family)?;
+    // Newest first: the image's position is how many ranked members are newer than it.
+    let key = (image.creation_time, image.id.as_str());
+    let position =
+        (image.state == ImageState::Available).then(|| ranking.partition_point(|(t, id)| (*t, id.as_str()) > key));
     if position.is_some_and(|p| p < config.keep_newest) {
         return Ok(Fate::Untouched);
     }
@@ -137,6 +145,30 @@ fn fate(config: &Config, image: &Image, now: Timestamp) -> Result<Fate, PolicyEr
         age.max(0) / DAY
     );
     Ok(Fate::Aged { stage, why })
+}
+
+/// The ranking keys of `image`'s family in its account and region: available members that
+/// rank in the region, newest first (creation time, then id).
+fn ranking(
+    config: &Config,
+    rankings: &Rankings,
+    image: &Image,
+    family: &str,
+) -> Result<Rc<Vec<(Timestamp, String)>>, PolicyError> {
+    let key = (image.account.clone(), image.region.clone(), family.to_string());
+    if let Some(found) = rankings.borrow().get(&key) {
+        return Ok(Rc::clone(found));
+    }
+    let members = config.family.members(&image.account, &image.region, family)?;
+    let mut keys: Vec<(Timestamp, String)> = members
+        .iter()
+        .filter(|m| m.state == ImageState::Available && ranks_in_region(m))
+        .map(|m| (m.creation_time, m.id.clone()))
+        .collect();
+    keys.sort_by(|a, b| b.cmp(a));
+    let keys = Rc::new(keys);
+    rankings.borrow_mut().insert(key, Rc::clone(&keys));
+    Ok(keys)
 }
 
 /// Whether a family member counts when ranking: originals, and copies whose source is gone.

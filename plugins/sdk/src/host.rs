@@ -67,6 +67,11 @@ pub mod testing {
         pub now: Timestamp,
         /// Lines the plugin logged.
         pub logs: Vec<(LogLevel, String)>,
+        /// Image positions by (account, region), by source image and by tag key, so
+        /// native runs over large inventories answer queries as the host does.
+        by_location: std::collections::BTreeMap<(String, String), Vec<usize>>,
+        by_source: std::collections::BTreeMap<String, Vec<usize>>,
+        by_tag_key: std::collections::BTreeMap<String, Vec<usize>>,
     }
 
     thread_local! {
@@ -75,7 +80,17 @@ pub mod testing {
 
     /// Replaces the native inventory for this thread.
     pub fn set_inventory(images: Vec<Image>, now: Timestamp) {
-        INVENTORY.with(|inv| *inv.borrow_mut() = Inventory { images, now, logs: Vec::new() });
+        let mut inventory = Inventory { images, now, ..Inventory::default() };
+        for (i, image) in inventory.images.iter().enumerate() {
+            inventory.by_location.entry((image.account.clone(), image.region.clone())).or_default().push(i);
+            if let Some(source) = &image.source_image_id {
+                inventory.by_source.entry(source.clone()).or_default().push(i);
+            }
+            for tag in &image.tags {
+                inventory.by_tag_key.entry(tag.key.clone()).or_default().push(i);
+            }
+        }
+        INVENTORY.with(|inv| *inv.borrow_mut() = inventory);
     }
 
     /// Reads the native inventory.
@@ -101,7 +116,19 @@ pub mod testing {
 
     pub(crate) fn query(query: &ImageQuery) -> Result<Vec<Image>, String> {
         with(|inv| {
-            let mut found: Vec<Image> = inv.images.iter().filter(|i| matches(query, i)).cloned().collect();
+            let all: Vec<usize>;
+            let candidates: &[usize] = if let Some(source) = &query.source_image_id {
+                inv.by_source.get(source).map_or(&[], Vec::as_slice)
+            } else if let (Some(account), Some(region)) = (&query.account, &query.region) {
+                inv.by_location.get(&(account.clone(), region.clone())).map_or(&[], Vec::as_slice)
+            } else if let Some(key) = &query.tag_key {
+                inv.by_tag_key.get(key).map_or(&[], Vec::as_slice)
+            } else {
+                all = (0..inv.images.len()).collect();
+                &all
+            };
+            let mut found: Vec<Image> =
+                candidates.iter().map(|&i| &inv.images[i]).filter(|i| matches(query, i)).cloned().collect();
             found.sort_by(|a, b| (&a.region, a.creation_time, &a.id).cmp(&(&b.region, b.creation_time, &b.id)));
             Ok(found)
         })
