@@ -18,9 +18,10 @@ pub struct Retention {
     /// Each family's ranking keys, newest first, per (account, region, family): the
     /// instance lives for one batch of events, and the inventory does not change in it,
     /// so a family is fetched and sorted once per batch instead of once per event.
-    rankings: RefCell<BTreeMap<(String, String, String), Rc<Vec<(Timestamp, String)>>>>,
+    rankings: Rankings,
 }
 
+/// Ranking keys (creation time, id), newest first, by (account, region, family).
 type Rankings = RefCell<BTreeMap<(String, String, String), Rc<Vec<(Timestamp, String)>>>>;
 
 /// Where retention puts one image, before looking at its current state and usage.
