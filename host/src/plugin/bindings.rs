@@ -12,8 +12,8 @@ wasmtime::component::bindgen!({
     path: "../wit",
 });
 
-pub use amiwarden::policy::host::{Host, ImageQuery, LogLevel};
-pub use amiwarden::policy::types as wit;
+pub use self::amiwarden::policy::host::{Host, ImageQuery, LogLevel};
+pub use self::amiwarden::policy::types as wit;
 
 /// The WIT package version this host implements; a plugin must export exactly it.
 pub const WIT_VERSION: &str = "0.1.0";
