@@ -109,8 +109,7 @@ use amiwarden_sdk::Micros;
 
 impl Config {
     pub fn parse(text: &str) -> Result<Self, PolicyError> {
-        let raw: RawConfig = parse_config(text)?;
-        check(raw).map_err(PolicyError::InvalidConfig)
+        parse_checked::<RawConfig, _>(text, check)
     }
 }
 
@@ -163,10 +162,7 @@ mod tests {
     use super::*;
 
     fn error_of(json: &str) -> String {
-        match Config::parse(json) {
-            Err(PolicyError::InvalidConfig(msg)) => msg,
-            other => panic!("expected invalid config, got {other:?}"),
-        }
+        amiwarden_sdk::testing::invalid_config_message(Config::parse(json))
     }
 
     #[test]

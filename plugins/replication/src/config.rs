@@ -168,8 +168,7 @@ pub struct Config {
 
 impl Config {
     pub fn parse(text: &str) -> Result<Self, PolicyError> {
-        let raw: RawConfig = parse_config(text)?;
-        check(raw).map_err(PolicyError::InvalidConfig)
+        parse_checked::<RawConfig, _>(text, check)
     }
 }
 
@@ -245,10 +244,7 @@ mod tests {
     const BASE: &str = r#""source_regions":["us-east-1"],"select":{"tag":"replicate=true"}"#;
 
     fn error_of(json: &str) -> String {
-        match Config::parse(json) {
-            Err(PolicyError::InvalidConfig(msg)) => msg,
-            other => panic!("expected invalid config, got {other:?}"),
-        }
+        amiwarden_sdk::testing::invalid_config_message(Config::parse(json))
     }
 
     #[test]

@@ -111,10 +111,7 @@ mod tests {
     use super::*;
 
     fn error_of(json: &str) -> String {
-        match Config::parse(json) {
-            Err(PolicyError::InvalidConfig(msg)) => msg,
-            other => panic!("expected invalid config, got {other:?}"),
-        }
+        amiwarden_sdk::testing::invalid_config_message(Config::parse(json))
     }
 
     #[test]

@@ -102,6 +102,14 @@ pub mod testing {
         INVENTORY.with(|inv| f(&mut inv.borrow_mut()))
     }
 
+    /// The message of an `InvalidConfig` error, for config tests; panics on anything else.
+    pub fn invalid_config_message<T: std::fmt::Debug>(result: Result<T, crate::PolicyError>) -> String {
+        match result {
+            Err(crate::PolicyError::InvalidConfig(message)) => message,
+            other => panic!("expected an invalid config, got {other:?}"),
+        }
+    }
+
     /// Whether `image` matches `query`, with the event image's account as default.
     pub fn matches(query: &ImageQuery, image: &Image) -> bool {
         query.account.as_ref().is_none_or(|a| *a == image.account)

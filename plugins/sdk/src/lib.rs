@@ -84,12 +84,21 @@ pub fn parse_config<T: serde::de::DeserializeOwned>(config: &str) -> Result<T, P
     serde_json::from_str(text).map_err(|err| PolicyError::InvalidConfig(err.to_string()))
 }
 
+/// Parses a plugin config from JSON into `Raw`, then checks it into the plugin's own
+/// config type; a parse or check failure becomes `InvalidConfig` with its message.
+pub fn parse_checked<Raw: serde::de::DeserializeOwned, T>(
+    config: &str,
+    check: impl FnOnce(Raw) -> Result<T, String>,
+) -> Result<T, PolicyError> {
+    check(parse_config(config)?).map_err(PolicyError::InvalidConfig)
+}
+
 /// Everything a plugin usually needs, in one import.
 pub mod prelude {
     pub use crate::{
         Action, ActionKind, DAY, Decision, EventKind, Image, ImageEvent, ImageQuery, ImageState, InventoryNeed,
         LogLevel, PluginInfo, Policy, PolicyError, PricedAction, PricedPlan, Principal, Proposal, Tag, Timestamp,
-        Verdict, export_policy, get_image, log, now, parse_config, query_images,
+        Verdict, export_policy, get_image, log, now, parse_checked, parse_config, query_images,
     };
 }
 

@@ -70,8 +70,7 @@ pub struct Config {
 impl Config {
     /// Parses and checks the JSON config.
     pub fn parse(text: &str) -> Result<Self, PolicyError> {
-        let raw: RawConfig = parse_config(text)?;
-        check(raw).map_err(PolicyError::InvalidConfig)
+        parse_checked::<RawConfig, _>(text, check)
     }
 }
 
@@ -188,10 +187,7 @@ mod tests {
     use super::*;
 
     fn error_of(json: &str) -> String {
-        match Config::parse(json) {
-            Err(PolicyError::InvalidConfig(msg)) => msg,
-            other => panic!("expected invalid config, got {other:?}"),
-        }
+        amiwarden_sdk::testing::invalid_config_message(Config::parse(json))
     }
 
     #[test]
