@@ -13,9 +13,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::{Command, Output};
 
-use aws_sdk_ec2::types::{ImageAttributeName, LaunchPermission, LaunchPermissionModifications, Tag};
+use aws_sdk_ec2::types::{LaunchPermission, LaunchPermissionModifications, Tag};
 use serde_json::{Value, json};
-use support::{Moto, sdk};
+use support::{Moto, launch_permissions, sdk};
 
 const ACCOUNT: &str = "123456789012";
 const EAST: &str = "us-east-1";
@@ -109,23 +109,6 @@ async fn seed(ec2: &aws_sdk_ec2::Client) {
     ec2.modify_image_attribute().image_id(&ids[0]).launch_permission(perms).send().await.unwrap();
 }
 
-async fn permissions(ec2: &aws_sdk_ec2::Client, image: &str) -> Vec<String> {
-    let out = ec2
-        .describe_image_attribute()
-        .image_id(image)
-        .attribute(ImageAttributeName::LaunchPermission)
-        .send()
-        .await
-        .unwrap();
-    let mut list: Vec<String> = out
-        .launch_permissions()
-        .iter()
-        .map(|p| p.user_id().map(str::to_string).unwrap_or_else(|| "public".into()))
-        .collect();
-    list.sort();
-    list
-}
-
 /// The sim state mirroring what moto holds now.
 async fn mirror(ec2_east: &aws_sdk_ec2::Client) -> Value {
     let images = ec2_east.describe_images().owners("self").send().await.unwrap().images().to_vec();
@@ -150,7 +133,7 @@ async fn mirror(ec2_east: &aws_sdk_ec2::Client) -> Value {
             "id": id,
             "name": image.name().unwrap(),
             "creation_time": image.creation_date().unwrap(),
-            "launch_permissions": permissions(ec2_east, id).await,
+            "launch_permissions": launch_permissions(ec2_east, id).await,
             "tags": tags,
             "block_devices": devices,
         }));
@@ -197,7 +180,7 @@ async fn moto_state(moto: &Moto) -> Normal {
             lines.insert(format!(
                 "{} {}",
                 key(region, id, &tags),
-                line(image.name().unwrap(), &tags, &permissions(&ec2, id).await)
+                line(image.name().unwrap(), &tags, &launch_permissions(&ec2, id).await)
             ));
         }
         let snaps = ec2.describe_snapshots().owner_ids("self").send().await.unwrap().snapshots().len();

@@ -29,8 +29,8 @@ use amiwarden::backend::{ACTION_TAG, Backend, Outcome, SOURCE_IMAGE_TAG, SOURCE_
 use amiwarden::config::{AwsSettings, Scope};
 use amiwarden::model::{CopyRequest, InventoryNeed, Location, Principal};
 use amiwarden::plan::{Op, PlannedAction};
-use aws_sdk_ec2::types::{ImageAttributeName, Tag};
-use support::{Moto, sdk};
+use aws_sdk_ec2::types::Tag;
+use support::{Moto, launch_permissions, sdk};
 
 const ACCOUNT: &str = "123456789012";
 const EAST: &str = "us-east-1";
@@ -84,20 +84,6 @@ async fn seed_image(ec2: &aws_sdk_ec2::Client, name: &str) -> (String, String) {
         .expect("snapshot")
         .to_string();
     (image, snapshot)
-}
-
-async fn launch_permissions(ec2: &aws_sdk_ec2::Client, image: &str) -> Vec<String> {
-    let out = ec2
-        .describe_image_attribute()
-        .image_id(image)
-        .attribute(ImageAttributeName::LaunchPermission)
-        .send()
-        .await
-        .expect("attribute");
-    out.launch_permissions()
-        .iter()
-        .map(|p| p.user_id().map(str::to_string).unwrap_or_else(|| format!("{:?}", p.group())))
-        .collect()
 }
 
 async fn images_in(ec2: &aws_sdk_ec2::Client) -> Vec<aws_sdk_ec2::types::Image> {

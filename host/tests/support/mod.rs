@@ -5,6 +5,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_ec2::types::ImageAttributeName;
 
 /// A moto server of our own, killed when dropped.
 pub struct Moto {
@@ -53,4 +54,23 @@ pub fn sdk(moto: &Moto, region: &str) -> aws_sdk_ec2::Client {
         .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
         .build();
     aws_sdk_ec2::Client::from_conf(config)
+}
+
+/// An image's launch permissions as EC2 reports them: account ids, and `public` for
+/// `Group=all`; sorted.
+pub async fn launch_permissions(ec2: &aws_sdk_ec2::Client, image: &str) -> Vec<String> {
+    let out = ec2
+        .describe_image_attribute()
+        .image_id(image)
+        .attribute(ImageAttributeName::LaunchPermission)
+        .send()
+        .await
+        .expect("DescribeImageAttribute");
+    let mut list: Vec<String> = out
+        .launch_permissions()
+        .iter()
+        .map(|p| p.user_id().map(str::to_string).unwrap_or_else(|| "public".into()))
+        .collect();
+    list.sort();
+    list
 }
