@@ -33,6 +33,17 @@ pub trait Backend: Sync {
     /// A short description for messages, e.g. `sim:examples/sim/demo.json`.
     fn name(&self) -> String;
 
+    /// What identifies the EC2 this backend changes, for binding a journal to it: the
+    /// absolute state path of a sim, the endpoint, profile and accounts of AWS.
+    fn identity(&self) -> String {
+        self.name()
+    }
+
+    /// The state file a sim keeps (its journal and lock live beside it by default).
+    fn state_file(&self) -> Option<&std::path::Path> {
+        None
+    }
+
     /// Every image in scope with its snapshots, usage and (if needed) launch permissions.
     /// Costs are left at zero; the engine prices images.
     fn collect(&self, scope: &Scope, needs: &BTreeSet<InventoryNeed>) -> anyhow::Result<Vec<Image>>;
@@ -46,8 +57,8 @@ pub trait Backend: Sync {
         image_ids.iter().map(|id| Ok((id.clone(), self.refresh(location, id)?))).collect()
     }
 
-    /// Whether a snapshot is used by any image other than `except_image`.
-    fn snapshot_in_use(&self, location: &Location, snapshot_id: &str, except_image: &str) -> anyhow::Result<bool>;
+    /// Whether any image (not deregistered) in `location` uses a snapshot.
+    fn snapshot_in_use(&self, location: &Location, snapshot_id: &str) -> anyhow::Result<bool>;
 
     /// Executes one action. Must be idempotent for the same `action.id`: a copy with the
     /// same id returns the earlier copy instead of making a second one.

@@ -139,7 +139,7 @@ pub fn run_case(runtime: &Runtime, subject: &Subject<'_>, dir: &Path) -> anyhow:
     let needs = engine::needs(&plugins);
     let inventory = run::collect(&policy, &backend, &needs)?;
     let (events, _notes) = run::events(&policy, &inventory, &source, case.now).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let inventory = Arc::new(run::without_gone(inventory, &events));
+    let inventory = Arc::new(inventory);
     let proposals = engine::propose(&policy, &plugins, &inventory, &events, case.now, &|_| ());
     let mut differences: Vec<String> = proposals.failures.iter().map(|e| format!("plugin error: {e}")).collect();
     let got: Vec<(String, Action, String)> = proposals

@@ -112,7 +112,8 @@ pub struct ApplyArgs {
     /// First run each planned call with EC2's DryRun flag and stop if any is not permitted.
     #[arg(long, requires = "aws")]
     pub preflight: bool,
-    /// The journal file (default: amiwarden-journal.jsonl in the current directory).
+    /// The journal file (default: STATE.journal.jsonl beside a sim state file; for AWS one
+    /// per endpoint and accounts under $XDG_STATE_HOME/amiwarden).
     #[arg(long)]
     pub journal: Option<PathBuf>,
 }
@@ -186,7 +187,7 @@ pub fn main() -> i32 {
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", crate::model::text::escape(&format!("{err:#}")));
             exit_code(&err)
         }
     }
@@ -201,6 +202,9 @@ fn exit_code(err: &anyhow::Error) -> i32 {
         {
             return 2;
         }
+        if cause.downcast_ref::<crate::apply::Busy>().is_some() {
+            return 1;
+        }
     }
     1
 }
@@ -214,9 +218,23 @@ fn input<T>(r: anyhow::Result<T>) -> anyhow::Result<T> {
     r.map_err(|e| InputError(format!("{e:#}")).into())
 }
 
+/// Loads the policy; `--regions` may only narrow its scope.
 fn load_policy(path: &Path, regions: &[String]) -> anyhow::Result<Policy> {
     let mut policy = input(Policy::load(path))?;
     if !regions.is_empty() {
+        for region in regions {
+            if !crate::model::is_region_name(region) {
+                return Err(InputError(format!("--regions: `{region}` is not a region name (like eu-west-1)")).into());
+            }
+            if !policy.scope.regions.contains(region) {
+                return Err(InputError(format!(
+                    "--regions: {region} is not in the scope of {} ({}); --regions only narrows the scope",
+                    path.display(),
+                    policy.scope.regions.iter().cloned().collect::<Vec<_>>().join(", ")
+                ))
+                .into());
+            }
+        }
         policy.scope.regions = regions.iter().cloned().collect();
     }
     Ok(policy)
@@ -327,13 +345,17 @@ fn print_plan(plan: &Plan, format: Format) -> anyhow::Result<()> {
 fn plan_command(cli: &Cli, args: &PlanArgs) -> anyhow::Result<i32> {
     let (outcome, backend) = compute(cli, args)?;
     for note in &outcome.notes {
-        eprintln!("note: {note}");
+        eprintln!("note: {}", crate::model::text::escape(note));
     }
     print_plan(&outcome.plan, args.format)?;
     if let Some(out) = &args.out {
         let text = serde_json::to_string_pretty(&outcome.plan)? + "\n";
         std::fs::write(out, text).with_context(|| format!("cannot write {}", out.display()))?;
-        eprintln!("plan written to {}", out.display());
+        match &outcome.stop {
+            // Written for inspection; it records why it stopped, and apply refuses it.
+            Some(_) => eprintln!("plan written to {} (stopped by a guardrail: it cannot be applied)", out.display()),
+            None => eprintln!("plan written to {}", out.display()),
+        }
     }
     report_calls(backend.as_ref());
     if let Some(stop) = outcome.stop {
@@ -354,61 +376,66 @@ fn apply_command(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<i32> {
     let policy = load_policy(&args.policy, &args.backend.regions)?;
     let now = now(args.as_of.as_deref())?;
     let backend = backend(&args.backend, &policy, now)?;
-    let unfinished = if args.plan.is_none() { crate::apply::unfinished_plan(&journal_path(args))? } else { None };
-    let (plan, inventory) = match (&args.plan, unfinished) {
+    let journal_path =
+        args.journal.clone().unwrap_or_else(|| crate::apply::default_path(&backend.identity(), backend.state_file()));
+    // Held for the whole apply: a second apply on the same journal or state is refused.
+    let _journal_lock = crate::apply::Lock::acquire(&lock_path(&journal_path), "journal")?;
+    let _state_lock = match backend.state_file() {
+        Some(state) => Some(crate::apply::Lock::acquire(&lock_path(state), &backend.name())?),
+        None => None,
+    };
+    let runtime = runtime(cli)?;
+    let plugins = crate::engine::load_plugins(&runtime, &policy)?;
+    let binding = crate::apply::Binding {
+        backend: backend.identity(),
+        policy: crate::run::policy_fingerprint(&policy, &plugins),
+    };
+    let unfinished = if args.plan.is_none() { crate::apply::unfinished_plan(&journal_path)? } else { None };
+    let (plan, inventory, journal) = match (&args.plan, unfinished) {
         (Some(path), _) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| InputError(format!("cannot read plan {}: {e}", path.display())))?;
-            let plan: Plan =
-                serde_json::from_str(&text).map_err(|e| InputError(format!("plan {}: {e}", path.display())))?;
-            if plan.schema_version != crate::plan::SCHEMA_VERSION {
-                return Err(InputError(format!(
-                    "plan {}: schema_version {} is not {}",
-                    path.display(),
-                    plan.schema_version,
-                    crate::plan::SCHEMA_VERSION
-                ))
-                .into());
-            }
-            let inventory = crate::run::collect(&policy, backend.as_ref(), &plan.inventory_needs)?;
-            let journal_path = journal_path(args);
-            let resuming = crate::apply::Journal::open(&journal_path, &crate::apply::plan_id(&plan))?.is_resume();
-            let fingerprint = crate::plan::fingerprint(inventory.images());
-            if fingerprint != plan.inventory_fingerprint && !resuming {
-                return Err(InputError(format!(
-                    "plan {} was computed on another inventory (fingerprint {}…, now {}…): the images changed since; run `amiwarden plan` again",
-                    path.display(),
-                    plan.inventory_fingerprint.get(..12).unwrap_or_default(),
-                    fingerprint.get(..12).unwrap_or_default()
-                ))
-                .into());
-            }
-            (plan, inventory)
+            let plan = crate::apply::saved::read(path)?;
+            let journal = crate::apply::Journal::open(&journal_path, &crate::apply::plan_id(&plan), binding)?;
+            let inventory = if journal.is_resume() {
+                eprintln!("resuming plan {}: an earlier apply of it was interrupted", path.display());
+                Arc::new(crate::run::collect(&policy, backend.as_ref(), &crate::engine::needs(&plugins))?)
+            } else {
+                crate::apply::saved::check(&policy, &plugins, backend.as_ref(), &plan, path, now)?
+            };
+            (plan, inventory, journal)
         }
-        (None, Some(plan)) => {
+        (None, Some(unfinished)) => {
+            let plan = unfinished.plan;
+            let journal = crate::apply::Journal::open(&journal_path, &unfinished.run_id, binding)?;
             eprintln!(
                 "resuming {} from {}: an earlier apply of it was interrupted",
-                crate::apply::plan_id(&plan),
-                journal_path(args).display()
+                unfinished.run_id,
+                journal_path.display()
             );
-            let inventory = crate::run::collect(&policy, backend.as_ref(), &plan.inventory_needs)?;
-            (plan, inventory)
+            for (id, error) in &unfinished.failed {
+                eprintln!("  {id} failed in that run and is not retried: {}", crate::model::text::escape(error));
+            }
+            let inventory = Arc::new(crate::run::collect(&policy, backend.as_ref(), &crate::engine::needs(&plugins))?);
+            (plan, inventory, journal)
         }
         (None, None) => {
-            let runtime = runtime(cli)?;
-            let plugins = crate::engine::load_plugins(&runtime, &policy)?;
             let outcome =
                 crate::run::plan(&policy, &plugins, backend.as_ref(), &Source::Scheduled, now, &progress_bar())?;
             if let Some(stop) = outcome.stop {
                 print_plan(&outcome.plan, Format::Table)?;
                 return Err(stop.into());
             }
-            let inv = Arc::try_unwrap(outcome.inventory)
-                .unwrap_or_else(|shared| crate::inventory::Inventory::new(shared.images().to_vec()));
-            (outcome.plan, inv)
+            let journal = crate::apply::Journal::open(&journal_path, &crate::apply::run_id(&outcome.plan), binding)?;
+            (outcome.plan, outcome.inventory, journal)
         }
     };
+    let mut journal = journal;
     print_plan(&plan, Format::Table)?;
+    // Every path meets the same checks before anything is asked: the guardrails on the
+    // whole plan, and the plugins' `retain` on the images it would destroy, as of now.
+    let retained =
+        crate::run::retained(&policy, &plugins, &inventory, &crate::apply::destroyed_images(&plan, &journal), now);
+    let checks = crate::apply::Checks { policy: &policy, planned: &inventory, retained, now };
+    crate::apply::check(&checks, &plan)?;
     if plan.actions.is_empty() {
         return Ok(0);
     }
@@ -437,24 +464,32 @@ fn apply_command(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<i32> {
             return Ok(0);
         }
     }
-    let mut journal = crate::apply::Journal::open(&journal_path(args), &crate::apply::plan_id(&plan))?;
-    let report =
-        crate::apply::apply(&policy, backend.as_ref(), &inventory, &plan, &mut journal, now, &|action, outcome| {
-            eprintln!("  {} {} {}: {:?}", action.id, action.image_id, action.op.verb(), outcome);
-        })?;
+    let report = crate::apply::apply(&checks, backend.as_ref(), &plan, &mut journal, &|action, outcome| {
+        eprintln!(
+            "  {} {} {}: {}",
+            action.id,
+            action.image_id,
+            crate::model::text::escape(&action.op.verb()),
+            crate::model::text::escape(&format!("{outcome:?}"))
+        );
+    })?;
     eprintln!(
-        "applied: {} done, {} skipped, {} failed, {} already done in an earlier run",
+        "applied: {} done, {} skipped, {} failed, {} already ended in an earlier run (journal {})",
         report.done.len(),
         report.skipped.len(),
         report.failed.len(),
-        report.resumed
+        report.resumed,
+        journal.path().display()
     );
     report_calls(backend.as_ref());
     Ok(if report.failed.is_empty() { 0 } else { 1 })
 }
 
-fn journal_path(args: &ApplyArgs) -> PathBuf {
-    args.journal.clone().unwrap_or_else(|| PathBuf::from("amiwarden-journal.jsonl"))
+/// The lock file of a journal or state file: beside it, with `.lock` added.
+fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".lock");
+    path.with_file_name(name)
 }
 
 fn plugin_source(spec: &str) -> anyhow::Result<Vec<u8>> {

@@ -157,7 +157,7 @@ impl Policy {
             }
         }
         for region in self.scope.regions.iter().chain(&self.guardrails.copy_regions) {
-            if !crate::plugin::is_region_name(region) {
+            if !crate::model::is_region_name(region) {
                 bail!("`{region}` is not a region name (like eu-west-1)");
             }
         }

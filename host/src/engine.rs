@@ -57,6 +57,12 @@ pub fn plugin_bytes(policy: &Policy, entry: &PluginEntry) -> anyhow::Result<Vec<
 /// Loads every enabled plugin of the policy; the first failure stops the run.
 pub fn load_plugins(runtime: &Runtime, policy: &Policy) -> anyhow::Result<Vec<LoadedPlugin>> {
     let entries: Vec<&PluginEntry> = policy.plugins.iter().filter(|p| p.enabled).collect();
+    if entries.is_empty() {
+        return Err(crate::run::InputError(
+            "the policy has no enabled [[plugin]] table: nothing would decide anything (a truncated file?)".into(),
+        )
+        .into());
+    }
     entries
         .par_iter()
         .map(|entry| {
@@ -120,9 +126,18 @@ pub fn gone_image(known: Option<&Image>, account: &str, region: &str, image_id: 
     image
 }
 
-/// Checks what the host can only check with the policy in hand: copy targets in scope.
-fn check_scope(policy: &Policy, proposals: &[Proposal]) -> Result<(), String> {
+/// Checks what the host can only check with the policy and inventory in hand: every
+/// proposal names an image of the inventory (a proposal for an image outside the scope
+/// or unknown is malformed, never silently dropped) and copy targets are in scope.
+fn check_scope(policy: &Policy, inventory: &Inventory, proposals: &[Proposal]) -> Result<(), String> {
     for p in proposals {
+        if inventory.get(&p.image_id).is_none() {
+            return Err(format!(
+                "proposed {} for {}, which is not in the inventory (outside the policy's scope, or unknown)",
+                p.action.kind(),
+                p.image_id
+            ));
+        }
         if let Action::CopyToRegion(c) = &p.action
             && !policy.scope.regions.contains(&c.region)
         {
@@ -172,7 +187,7 @@ pub fn propose(
                 }
                 let Some(s) = session.as_mut() else { continue };
                 match s.propose(event).and_then(|ps| {
-                    check_scope(policy, &ps).map(|()| ps).map_err(|m| PluginError {
+                    check_scope(policy, inventory, &ps).map(|()| ps).map_err(|m| PluginError {
                         plugin: lp.name().to_string(),
                         stage: Stage::Propose,
                         image: Some(event.image.id.clone()),
@@ -219,7 +234,21 @@ pub fn review(
         .collect();
     let mut verdicts = Vec::new();
     let mut failures = Vec::new();
+    let ids: BTreeSet<&str> = plan.actions.iter().map(|a| a.id.as_str()).collect();
     for (lp, result) in plugins.iter().zip(results) {
+        let result = result.and_then(|vs| match vs.iter().find(|v| !ids.contains(v.action_id.as_str())) {
+            // A verdict on an action the plan does not have is malformed, not ignored.
+            Some(v) => Err(PluginError {
+                plugin: lp.name().to_string(),
+                stage: Stage::Review,
+                image: None,
+                failure: PluginFailure::Malformed(format!(
+                    "a verdict on `{}`, which is not an action of the plan",
+                    v.action_id
+                )),
+            }),
+            None => Ok(vs),
+        });
         match result {
             Ok(vs) => verdicts.extend(vs.into_iter().map(|v| (lp.name().to_string(), v))),
             Err(mut e) => {

@@ -30,12 +30,23 @@ pub struct Inventory {
 }
 
 impl Inventory {
-    /// Builds the inventory; input order does not matter.
-    pub fn new(mut images: Vec<Image>) -> Inventory {
+    /// Builds the inventory; input order does not matter. An image id is EC2's key for
+    /// an image everywhere in the host (proposals name images by id alone), so the same id
+    /// in two places is refused rather than letting an action land on the wrong image.
+    pub fn new(mut images: Vec<Image>) -> Result<Inventory, String> {
+        images.sort_by(|a, b| (&a.id, &a.account, &a.region).cmp(&(&b.id, &b.account, &b.region)));
+        images.dedup_by(|a, b| a.id == b.id && a.account == b.account && a.region == b.region);
+        if let Some(pair) = images.windows(2).find(|w| w[0].id == w[1].id) {
+            return Err(format!(
+                "image id {} appears in both {} and {}: ids must be unique",
+                pair[0].id,
+                pair[0].location(),
+                pair[1].location()
+            ));
+        }
         images.sort_by(|a, b| {
             (&a.account, &a.region, a.creation_time, &a.id).cmp(&(&b.account, &b.region, b.creation_time, &b.id))
         });
-        images.dedup_by(|a, b| a.id == b.id && a.region == b.region);
         let mut inv = Inventory { images, ..Inventory::default() };
         for (i, image) in inv.images.iter().enumerate() {
             inv.by_id.insert(image.id.clone(), i);
@@ -50,7 +61,7 @@ impl Inventory {
                 inv.snapshot_users.entry(snap.to_string()).or_default().insert(image.id.clone());
             }
         }
-        inv
+        Ok(inv)
     }
 
     /// Every image, in inventory order.
@@ -66,11 +77,6 @@ impl Inventory {
     /// Images using a snapshot.
     pub fn snapshot_users(&self, snapshot_id: &str) -> impl Iterator<Item = &str> {
         self.snapshot_users.get(snapshot_id).into_iter().flatten().map(String::as_str)
-    }
-
-    /// The (account, region) pairs that hold images.
-    pub fn locations(&self) -> impl Iterator<Item = &Location> {
-        self.by_location.keys()
     }
 
     /// Images matching `query`, sorted by region, creation time, then id; an error when

@@ -10,8 +10,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+pub mod text;
 mod time;
-pub use time::Timestamp;
+pub use time::{DAY, Timestamp};
 
 /// Money in millionths of a US dollar.
 pub type Micros = i64;
@@ -140,6 +141,37 @@ pub fn is_image_id(s: &str) -> bool {
         (hex.len() == 8 || hex.len() == 17) && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     })
 }
+
+/// Whether `s` has the shape of an AWS region name (`eu-west-1`, `us-gov-east-1`).
+pub fn is_region_name(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() >= 3
+        && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+        && parts.last().is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// EC2's limits on an image's tags: at most 50, keys of 1 to 128 characters, values of
+/// at most 256.
+pub const MAX_TAGS: usize = 50;
+/// The longest tag key EC2 takes, in characters.
+pub const MAX_TAG_KEY: usize = 128;
+/// The longest tag value EC2 takes, in characters.
+pub const MAX_TAG_VALUE: usize = 256;
+
+/// Tag key prefixes no plugin may write or remove: `amiwarden:` belongs to the host
+/// (it recognises its replicas by them) and `aws:` to AWS.
+pub const RESERVED_TAG_PREFIXES: [&str; 2] = ["amiwarden:", "aws:"];
+
+/// Whether a tag key is reserved to the host or to AWS (case-insensitive, as AWS is).
+pub fn is_reserved_tag(key: &str) -> bool {
+    RESERVED_TAG_PREFIXES
+        .iter()
+        .any(|prefix| key.get(..prefix.len()).is_some_and(|head| head.eq_ignore_ascii_case(prefix)))
+}
+
+/// How far ahead EC2 accepts a deprecation time: 10 years (3,650 days, to stay inside
+/// EC2's limit whatever leap days fall in between).
+pub const MAX_DEPRECATE_AHEAD: i64 = 3650 * DAY;
 
 /// One block device of an image with what is known of its snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -392,6 +424,33 @@ mod tests {
         ];
         for (text, want) in cases {
             assert_eq!(text.parse::<Principal>().ok(), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn reserved_tag_prefixes_are_recognised_in_any_case() {
+        let rows = [
+            ("amiwarden:source-image-id", true),
+            ("AMIWARDEN:Source-Region", true),
+            ("aws:cloudformation:stack-name", true),
+            ("AWS:x", true),
+            ("amiwarden", false),
+            ("awsome", false),
+            ("team", false),
+            ("", false),
+        ];
+        for (key, reserved) in rows {
+            assert_eq!(is_reserved_tag(key), reserved, "{key}");
+        }
+    }
+
+    #[test]
+    fn region_names_are_recognised_by_shape() {
+        for ok in ["us-east-1", "eu-central-2", "us-gov-west-1", "ap-southeast-4"] {
+            assert!(is_region_name(ok), "{ok}");
+        }
+        for bad in ["us-east", "us-east1", "moon-1", "US-EAST-1", "eu--1", ""] {
+            assert!(!is_region_name(bad), "{bad}");
         }
     }
 

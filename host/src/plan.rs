@@ -9,8 +9,19 @@ use sha2::{Digest, Sha256};
 use crate::model::{Action, CopyRequest, Image, Micros, Principal, Timestamp};
 use crate::plugin::PluginError;
 
-/// The version of the plan file schema.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The version of the plan file schema. 2 added the policy fingerprint, the source and
+/// `stopped`; a plan of another version is refused.
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// What a run evaluates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Source {
+    /// Every image in scope.
+    Scheduled,
+    /// One EventBridge event: its text, and `origin` naming where it came from.
+    Event { origin: String, text: String },
+}
 
 /// One change the applier makes, in the form EC2 takes it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -150,8 +161,15 @@ pub struct Totals {
 pub struct Plan {
     pub schema_version: u32,
     pub evaluation_time: Timestamp,
+    /// What was evaluated: a scheduled run or one event.
+    pub source: Source,
     /// sha256 of the inventory the plan was computed from.
     pub inventory_fingerprint: String,
+    /// sha256 of the policy that made it: the file's settings and every plugin's bytes.
+    pub policy_fingerprint: String,
+    /// Why a guardrail stopped this plan; such a plan is never applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
     /// The inventory data the plan was computed with (apply collects the same).
     pub inventory_needs: BTreeSet<crate::model::InventoryNeed>,
     pub actions: Vec<PlannedAction>,

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 
 use crate::cost::dollars;
+use crate::model::text::escape;
 use crate::plan::Plan;
 
 fn table(header: &[&str]) -> Table {
@@ -14,8 +15,15 @@ fn table(header: &[&str]) -> Table {
     t
 }
 
+/// Text from outside, cut to `n` characters, with control characters escaped: a plugin's
+/// reason or an image's name cannot move the cursor or hide rows.
 fn short(s: &str, n: usize) -> String {
-    if s.chars().count() <= n { s.to_string() } else { format!("{}…", s.chars().take(n).collect::<String>()) }
+    let s = escape(s);
+    if s.chars().count() <= n { s.into_owned() } else { format!("{}…", s.chars().take(n).collect::<String>()) }
+}
+
+fn plain(s: &str) -> String {
+    escape(s).into_owned()
 }
 
 /// The plan as text: actions per account and region, refusals, plugin errors, totals.
@@ -39,25 +47,25 @@ pub fn plan(plan: &Plan) -> String {
             let why: Vec<String> =
                 a.reasons.iter().map(|r| short(r.split_once(": ").map_or(r.as_str(), |(_, r)| r), 70)).collect();
             t.add_row(vec![
-                a.op.verb(),
-                a.image_id.clone(),
+                plain(&a.op.verb()),
+                plain(&a.image_id),
                 short(&a.image_name, 28),
                 why.join("\n"),
-                a.plugins.iter().cloned().collect::<Vec<_>>().join(", "),
+                plain(&a.plugins.iter().cloned().collect::<Vec<_>>().join(", ")),
                 delta,
             ]);
         }
-        out.push_str(&format!("\n{account} / {region}\n{t}\n"));
+        out.push_str(&format!("\n{} / {}\n{t}\n", plain(account), plain(region)));
     }
     if !plan.refused.is_empty() {
         let mut t = table(&["refused", "image", "kind", "reason", "who"]);
         for r in &plan.refused {
             t.add_row(vec![
                 short(&serde_json::to_string(&r.action).unwrap_or_default().replace('"', ""), 40),
-                r.image_id.clone(),
+                plain(&r.image_id),
                 serde_json::to_string(&r.kind).unwrap_or_default().replace('"', ""),
                 short(&r.reason, 90),
-                r.plugins.iter().cloned().collect::<Vec<_>>().join(", "),
+                plain(&r.plugins.iter().cloned().collect::<Vec<_>>().join(", ")),
             ]);
         }
         out.push_str(&format!("\nRefused or vetoed\n{t}\n"));
@@ -65,7 +73,7 @@ pub fn plan(plan: &Plan) -> String {
     if !plan.errors.is_empty() {
         out.push_str("\nPlugin errors (destructive actions on these images are blocked)\n");
         for e in &plan.errors {
-            out.push_str(&format!("  - {e}\n"));
+            out.push_str(&format!("  - {}\n", plain(&e.to_string())));
         }
     }
     let t = &plan.totals;

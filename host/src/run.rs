@@ -1,8 +1,10 @@
 //! One planning run end to end: collect the inventory, price it, turn the source into
 //! events, propose, merge, review and finish the plan.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
 
 use crate::backend::Backend;
 use crate::config::Policy;
@@ -10,7 +12,7 @@ use crate::cost::Pricing;
 use crate::engine::{self, LoadedPlugin};
 use crate::event::{Parsed, SourceEvent};
 use crate::inventory::Inventory;
-use crate::model::{EventKind, Image, ImageEvent, InventoryNeed, Timestamp};
+use crate::model::{Action, ActionKind, EventKind, Image, ImageEvent, ImageState, InventoryNeed, Timestamp};
 use crate::plan::Plan;
 use crate::resolve::{self, GuardrailStop};
 
@@ -19,14 +21,7 @@ use crate::resolve::{self, GuardrailStop};
 #[error("{0}")]
 pub struct InputError(pub String);
 
-/// What a run evaluates.
-#[derive(Debug, Clone)]
-pub enum Source {
-    /// Every image in scope.
-    Scheduled,
-    /// One EventBridge event; `origin` names its file.
-    Event { text: String, origin: String },
-}
+pub use crate::plan::Source;
 
 /// The result of a planning run.
 pub struct Outcome {
@@ -39,7 +34,7 @@ pub struct Outcome {
 /// Collects and prices the inventory.
 pub fn collect(policy: &Policy, backend: &dyn Backend, needs: &BTreeSet<InventoryNeed>) -> anyhow::Result<Inventory> {
     let images = backend.collect(&policy.scope, needs)?;
-    Ok(Inventory::new(price_images(policy, images)))
+    Inventory::new(price_images(policy, images)).map_err(|e| InputError(format!("{}: {e}", backend.name())).into())
 }
 
 /// Fills each image's monthly cost; a snapshot shared by several images is split evenly.
@@ -88,8 +83,9 @@ pub fn events(
                 Parsed::Events(list) => {
                     for e in list {
                         match event_image(policy, inventory, &e) {
-                            Ok(image) => {
-                                out.push(ImageEvent { kind: e.kind, image, evaluation_time: now, raw: text.clone() })
+                            Ok((kind, image, note)) => {
+                                notes.extend(note.map(|n| format!("event {origin}: {n}")));
+                                out.push(ImageEvent { kind, image, evaluation_time: now, raw: text.clone() })
                             }
                             Err(note) => notes.push(format!("event {origin}: {note}")),
                         }
@@ -101,29 +97,52 @@ pub fn events(
     }
 }
 
-fn event_image(policy: &Policy, inventory: &Inventory, e: &SourceEvent) -> Result<Image, String> {
+/// The image an event is about, as the inventory shows it now: the event is a hint to
+/// look, EC2 is the truth. An event that disagrees with the inventory (an image said to
+/// be deregistered or disabled that EC2 still lists otherwise) is noted and the image is
+/// judged as a scheduled run would judge it.
+fn event_image(
+    policy: &Policy,
+    inventory: &Inventory,
+    e: &SourceEvent,
+) -> Result<(EventKind, Image, Option<String>), String> {
     if !policy.scope.accounts.contains(&e.account) || !policy.scope.regions.contains(&e.region) {
         return Err(format!("{} in {}/{} is outside the policy's scope; ignored", e.image_id, e.account, e.region));
     }
-    let known = inventory.get(&e.image_id);
+    let known = inventory.get(&e.image_id).filter(|i| i.account == e.account && i.region == e.region);
     match (&e.kind, known) {
-        (EventKind::Deregistered, known) => Ok(engine::gone_image(known, &e.account, &e.region, &e.image_id)),
-        (_, Some(image)) => Ok(image.clone()),
+        (EventKind::Deregistered, None) => {
+            Ok((EventKind::Deregistered, engine::gone_image(None, &e.account, &e.region, &e.image_id), None))
+        }
+        (EventKind::Deregistered, Some(image)) => Ok((
+            EventKind::Scheduled,
+            image.clone(),
+            Some(format!("it says {} was deregistered, but EC2 still lists it; judged as EC2 shows it", e.image_id)),
+        )),
+        (EventKind::Disabled, Some(image)) if image.state != ImageState::Disabled => Ok((
+            EventKind::Scheduled,
+            image.clone(),
+            Some(format!("it says {} was disabled, but EC2 shows it enabled; judged as EC2 shows it", e.image_id)),
+        )),
+        (kind, Some(image)) => Ok((kind.clone(), image.clone(), None)),
         (_, None) => {
             Err(format!("{} is not in {}/{} (gone since the event?); ignored", e.image_id, e.account, e.region))
         }
     }
 }
 
-/// The inventory without the images the events say are deregistered: EC2 has
-/// forgotten them even if a lagging read still lists them.
-pub fn without_gone(inventory: Inventory, events: &[ImageEvent]) -> Inventory {
-    let gone: BTreeSet<&str> =
-        events.iter().filter(|e| e.kind == EventKind::Deregistered).map(|e| e.image.id.as_str()).collect();
-    if gone.is_empty() || !inventory.images().iter().any(|i| gone.contains(i.id.as_str())) {
-        return inventory;
+/// The fingerprint of a policy as it runs: its settings (scope, guardrails, pricing,
+/// plugins with their grants, config and limits) and the sha256 of every enabled
+/// plugin's bytes. A saved plan or a journal is only applied under the same fingerprint.
+pub fn policy_fingerprint(policy: &Policy, plugins: &[LoadedPlugin]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(serde_json::to_vec(policy).unwrap_or_default());
+    let mut shas: Vec<(&str, &str)> = plugins.iter().map(|p| (p.name(), p.plugin.sha256.as_str())).collect();
+    shas.sort();
+    for (name, sha) in shas {
+        hasher.update(format!("\n{name}={sha}").as_bytes());
     }
-    Inventory::new(inventory.images().iter().filter(|i| !gone.contains(i.id.as_str())).cloned().collect())
+    format!("pol-{}", &hex::encode(hasher.finalize())[..32])
 }
 
 /// Plans one run.
@@ -150,10 +169,6 @@ pub fn plan_on(
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> anyhow::Result<Outcome> {
     let (events, notes) = events(policy, &inventory, source, now)?;
-    let inventory = match Arc::try_unwrap(inventory) {
-        Ok(inv) => Arc::new(without_gone(inv, &events)),
-        Err(shared) => shared,
-    };
     let total = (events.len() * plugins.len()) as u64;
     let done = std::sync::atomic::AtomicU64::new(0);
     let tick = |n: u64| {
@@ -170,5 +185,44 @@ pub fn plan_on(
     errors.extend(review_failures);
     let (mut plan, stop) = resolve::finish(policy, &inventory, &pricing, merged, &verdicts, errors, now);
     plan.inventory_needs = engine::needs(plugins);
+    plan.source = source.clone();
+    plan.policy_fingerprint = policy_fingerprint(policy, plugins);
     Ok(Outcome { plan, stop, notes, inventory })
+}
+
+/// Asks the plugins again about `image_ids` (as a scheduled run would, on the inventory
+/// of now) and returns the ones a granted plugin retains or fails on, with why: right
+/// before an apply, whatever the plan came from, `retain` and fail-closed still win.
+pub fn retained(
+    policy: &Policy,
+    plugins: &[LoadedPlugin],
+    inventory: &Arc<Inventory>,
+    image_ids: &BTreeSet<String>,
+    now: Timestamp,
+) -> BTreeMap<String, String> {
+    let events: Vec<ImageEvent> = image_ids
+        .iter()
+        .filter_map(|id| inventory.get(id))
+        .map(|image| ImageEvent {
+            kind: EventKind::Scheduled,
+            image: image.clone(),
+            evaluation_time: now,
+            raw: String::new(),
+        })
+        .collect();
+    let proposals = engine::propose(policy, plugins, inventory, &events, now, &|_| {});
+    let mut out: BTreeMap<String, String> = BTreeMap::new();
+    for p in &proposals.proposed {
+        let granted = policy.plugins.iter().any(|e| e.name == p.plugin && e.grants.contains(&ActionKind::Retain));
+        if p.proposal.action == Action::Retain && granted && image_ids.contains(&p.proposal.image_id) {
+            out.entry(p.proposal.image_id.clone())
+                .or_insert_with(|| format!("retained by {} ({})", p.plugin, p.proposal.reason));
+        }
+    }
+    for f in &proposals.failures {
+        if let Some(image) = f.image.as_ref().filter(|i| image_ids.contains(*i)) {
+            out.entry(image.clone()).or_insert_with(|| format!("{f}; destructive actions on it are blocked"));
+        }
+    }
+    out
 }

@@ -530,8 +530,14 @@ fn a_crash_before_the_first_done_line_still_resumes_the_saved_plan() {
     assert_eq!(first["principal"], "333333333333", "{first}");
     image["launch_permissions"] = json!([]);
     std::fs::write(setup.path("crashed.json"), serde_json::to_string_pretty(&state).unwrap()).unwrap();
+    // As an apply writes it: the plan with its binding, then the call's `start`.
+    let plan_text = std::fs::read_to_string(setup.path("plan.json")).unwrap();
+    let plan_json: Value = serde_json::from_str(&plan_text).unwrap();
+    let backend = format!("sim:{}", std::fs::canonicalize(setup.path("crashed.json")).unwrap().display());
+    let binding = json!({"backend": backend, "policy": plan_json["policy_fingerprint"]});
+    let plan_line = json!({"plan_id": plan_id, "phase": "plan", "detail": plan_json.to_string(), "binding": binding});
     let start = json!({"plan_id": plan_id, "action_id": first["id"], "phase": "start"});
-    std::fs::write(setup.path("crashed.jsonl"), format!("{start}\n{{\"plan_id\":\"plan-")).unwrap();
+    std::fs::write(setup.path("crashed.jsonl"), format!("{plan_line}\n{start}\n{{\"plan_id\":\"plan-")).unwrap();
 
     let out = run(setup.dir.path(), &apply_args("crashed.json", "crashed.jsonl", Some("plan.json")));
     assert_eq!(out.status.code(), Some(0), "the saved plan is resumed, not refused:\n{}", stderr(&out));

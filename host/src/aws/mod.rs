@@ -50,6 +50,8 @@ pub struct AwsBackend {
     counts: Arc<CallCounts>,
     gaps: Arc<Gaps>,
     label: String,
+    /// The label and the accounts: what a journal is bound to.
+    identity: String,
 }
 
 impl std::fmt::Debug for AwsBackend {
@@ -67,7 +69,11 @@ impl AwsBackend {
             Some(url) => format!("aws:{url}"),
             None => format!("aws{}", options.profile.as_ref().map(|p| format!(":{p}")).unwrap_or_default()),
         };
-        Ok(AwsBackend::assemble(runtime, Some(connection), label, Arc::new(SystemClock::default())))
+        let accounts: Vec<&str> = scope.accounts.iter().map(String::as_str).collect();
+        let identity = format!("{label} accounts={}", accounts.join(","));
+        let mut backend = AwsBackend::assemble(runtime, Some(connection), label, Arc::new(SystemClock::default()));
+        backend.identity = identity;
+        Ok(backend)
     }
 
     fn assemble(
@@ -83,6 +89,7 @@ impl AwsBackend {
             pacer: Arc::new(Pacer::new(clock)),
             counts: Arc::new(CallCounts::default()),
             gaps: Arc::new(Gaps::default()),
+            identity: label.clone(),
             label,
         }
     }
@@ -172,6 +179,10 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 impl Backend for AwsBackend {
     fn name(&self) -> String {
         self.label.clone()
+    }
+
+    fn identity(&self) -> String {
+        self.identity.clone()
     }
 
     fn preflight(&self, actions: &[PlannedAction]) -> Option<Vec<(String, Result<(), String>)>> {
@@ -273,13 +284,13 @@ impl Backend for AwsBackend {
         }
     }
 
-    fn snapshot_in_use(&self, location: &Location, snapshot_id: &str, except_image: &str) -> anyhow::Result<bool> {
+    fn snapshot_in_use(&self, location: &Location, snapshot_id: &str) -> anyhow::Result<bool> {
         let ec2 = self.ec2(location)?;
         let users = self
             .runtime
             .block_on(execute::snapshot_users(&ec2, snapshot_id))
             .with_context(|| format!("which images use {snapshot_id} in {location}"))?;
-        Ok(users.iter().any(|u| u != except_image))
+        Ok(!users.is_empty())
     }
 
     fn execute(&self, action: &PlannedAction) -> Outcome {

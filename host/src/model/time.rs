@@ -30,8 +30,15 @@ impl Timestamp {
 impl FromStr for Timestamp {
     type Err = String;
 
-    /// Accepts RFC 3339 (`2026-11-24T00:00:00Z`) or a plain date (`2026-11-24`, midnight UTC).
+    /// Accepts RFC 3339 (`2026-11-24T00:00:00Z`), a plain date (`2026-11-24`, midnight
+    /// UTC), or `@SECONDS`, the form `Display` falls back to for times RFC 3339 cannot
+    /// write (so every timestamp written can be read back).
     fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(seconds) = s.strip_prefix('@')
+            && let Ok(n) = seconds.parse::<i64>()
+        {
+            return Ok(Timestamp(n));
+        }
         if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
             return Ok(Timestamp(t.unix_timestamp()));
         }
@@ -75,5 +82,15 @@ mod tests {
         let d: Timestamp = "2026-11-24".parse().unwrap();
         assert_eq!(d.to_string(), "2026-11-24T00:00:00Z");
         assert!("yesterday".parse::<Timestamp>().is_err());
+    }
+
+    #[test]
+    fn every_timestamp_written_can_be_read_back() {
+        for t in [i64::MIN, -62_135_596_801, -1, 0, 1_795_000_000, 400_000_000_020, i64::MAX] {
+            let text = Timestamp(t).to_string();
+            assert_eq!(text.parse::<Timestamp>(), Ok(Timestamp(t)), "{text}");
+            let json = serde_json::to_string(&Timestamp(t)).unwrap();
+            assert_eq!(serde_json::from_str::<Timestamp>(&json).unwrap(), Timestamp(t), "{json}");
+        }
     }
 }

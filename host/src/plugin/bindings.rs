@@ -197,23 +197,37 @@ impl From<wit::PluginInfo> for model::PluginInfo {
     }
 }
 
-/// The longest reason, tag key or value a plugin may return, in bytes.
+/// The longest reason, name or key id a plugin may return, in bytes.
 pub const MAX_TEXT: usize = 4096;
 
+/// Checks text a plugin returned: bounded, and free of characters that could rewrite a
+/// terminal (escape sequences, bidi overrides).
 fn text(field: &str, s: String) -> Result<String, String> {
-    if s.len() > MAX_TEXT { Err(format!("{field} is {} bytes, over the limit of {MAX_TEXT}", s.len())) } else { Ok(s) }
+    if s.len() > MAX_TEXT {
+        return Err(format!("{field} is {} bytes, over the limit of {MAX_TEXT}", s.len()));
+    }
+    if let Some(c) = model::text::unsafe_char(&s) {
+        return Err(format!("{field} holds the control character U+{:04X}: `{}`", u32::from(c), truncate(&s)));
+    }
+    Ok(s)
 }
 
-/// Whether `s` has the shape of an AWS region name (`eu-west-1`, `us-gov-east-1`).
-pub fn is_region_name(s: &str) -> bool {
-    let parts: Vec<&str> = s.split('-').collect();
-    parts.len() >= 3
-        && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
-        && parts.last().is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()))
+/// Checks a tag key (and value) against EC2's limits; reserved prefixes are refused
+/// later, as guardrail refusals the plan shows.
+fn tag_key(key: String) -> Result<String, String> {
+    let key = text("tag key", key)?;
+    if key.is_empty() || key.chars().count() > model::MAX_TAG_KEY {
+        return Err(format!(
+            "tag key `{}` breaks EC2's limits (1 to {} characters)",
+            truncate(&key),
+            model::MAX_TAG_KEY
+        ));
+    }
+    Ok(key)
 }
 
-/// Converts and validates a proposal a plugin returned.
-pub fn proposal_from_wit(p: wit::Proposal) -> Result<model::Proposal, String> {
+/// Converts and validates a proposal a plugin returned while evaluating at `now`.
+pub fn proposal_from_wit(p: wit::Proposal, now: Timestamp) -> Result<model::Proposal, String> {
     if !model::is_image_id(&p.image_id) {
         return Err(format!("proposal names `{}`, which is not an AMI id", truncate(&p.image_id)));
     }
@@ -221,7 +235,7 @@ pub fn proposal_from_wit(p: wit::Proposal) -> Result<model::Proposal, String> {
         wit::Action::Share(pr) => model::Action::Share(principal_from_wit(pr)?),
         wit::Action::Unshare(pr) => model::Action::Unshare(principal_from_wit(pr)?),
         wit::Action::CopyToRegion(c) => {
-            if !is_region_name(&c.region) {
+            if !model::is_region_name(&c.region) {
                 return Err(format!("copy target `{}` is not a region name", truncate(&c.region)));
             }
             if c.kms_key_id.is_some() && !c.encrypted {
@@ -235,24 +249,48 @@ pub fn proposal_from_wit(p: wit::Proposal) -> Result<model::Proposal, String> {
                 name: c.name.map(|n| text("copy name", n)).transpose()?,
             })
         }
-        wit::Action::DeprecateAt(t) => model::Action::DeprecateAt(Timestamp(t)),
+        wit::Action::DeprecateAt(t) => {
+            // EC2 takes at most 10 years ahead; a time in the past means "now" (resolve
+            // clamps it), so only the far future is malformed.
+            let latest = now.0.saturating_add(model::MAX_DEPRECATE_AHEAD);
+            if t > latest {
+                return Err(format!(
+                    "deprecate-at {} is more than 10 years after the evaluation time {now} (EC2's limit)",
+                    Timestamp(t)
+                ));
+            }
+            model::Action::DeprecateAt(Timestamp(t))
+        }
         wit::Action::Disable => model::Action::Disable,
         wit::Action::Deregister(delete_snapshots) => model::Action::Deregister { delete_snapshots },
         wit::Action::Tag(tags) => {
+            if tags.len() > model::MAX_TAGS {
+                return Err(format!("a tag action with {} tags; EC2 allows {} per image", tags.len(), model::MAX_TAGS));
+            }
             let mut map = BTreeMap::new();
             for t in tags {
-                if t.key.is_empty() || t.key.len() > 128 || t.value.len() > 256 {
+                let key = tag_key(t.key)?;
+                let value = text("tag value", t.value)?;
+                if value.chars().count() > model::MAX_TAG_VALUE {
                     return Err(format!(
-                        "tag `{}` breaks EC2's limits (key 1-128, value 0-256 chars)",
-                        truncate(&t.key)
+                        "tag `{}` has a value over EC2's limit of {} characters",
+                        truncate(&key),
+                        model::MAX_TAG_VALUE
                     ));
                 }
-                map.insert(t.key, t.value);
+                map.insert(key, value);
             }
             model::Action::Tag(map)
         }
         wit::Action::Untag(keys) => {
-            let keys: BTreeSet<String> = keys.into_iter().map(|k| text("tag key", k)).collect::<Result<_, _>>()?;
+            if keys.len() > model::MAX_TAGS {
+                return Err(format!(
+                    "an untag action with {} keys; EC2 allows {} per image",
+                    keys.len(),
+                    model::MAX_TAGS
+                ));
+            }
+            let keys: BTreeSet<String> = keys.into_iter().map(tag_key).collect::<Result<_, _>>()?;
             model::Action::Untag(keys)
         }
         wit::Action::Retain => model::Action::Retain,
@@ -269,14 +307,20 @@ pub fn verdict_from_wit(v: wit::Verdict) -> Result<model::Verdict, String> {
     Ok(model::Verdict { action_id: text("action id", v.action_id)?, veto })
 }
 
-/// The message of a policy error.
+/// The message of a policy error: cut to `MAX_TEXT` bytes, control characters escaped.
 pub fn policy_error_message(e: wit::PolicyError) -> (super::PolicyErrorKind, String) {
     use super::PolicyErrorKind as K;
-    match e {
+    let (kind, message) = match e {
         wit::PolicyError::InvalidConfig(m) => (K::InvalidConfig, m),
         wit::PolicyError::InvalidEvent(m) => (K::InvalidEvent, m),
         wit::PolicyError::Failed(m) => (K::Failed, m),
+    };
+    let mut end = message.len().min(MAX_TEXT);
+    while !message.is_char_boundary(end) {
+        end -= 1;
     }
+    let cut = if end < message.len() { "…" } else { "" };
+    (kind, format!("{}{cut}", model::text::escape(&message[..end])))
 }
 
 fn truncate(s: &str) -> String {
@@ -296,23 +340,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn region_names_are_recognised_by_shape() {
-        for ok in ["us-east-1", "eu-central-2", "us-gov-west-1", "ap-southeast-4"] {
-            assert!(is_region_name(ok), "{ok}");
-        }
-        for bad in ["us-east", "moon-1", "US-EAST-1", "eu--1", ""] {
-            assert!(!is_region_name(bad), "{bad}");
-        }
-    }
-
-    #[test]
     fn an_eleven_digit_account_in_a_share_is_refused() {
         let p = wit::Proposal {
             image_id: "ami-0123456789abcdef0".into(),
             action: wit::Action::Share(wit::Principal::Account("12345678901".into())),
             reason: "r".into(),
         };
-        let err = proposal_from_wit(p).unwrap_err();
+        let err = proposal_from_wit(p, Timestamp(0)).unwrap_err();
         assert!(err.contains("12345678901"), "{err}");
     }
 
@@ -325,6 +359,63 @@ mod tests {
             )),
             reason: "r".into(),
         };
-        assert!(proposal_from_wit(p).is_err());
+        assert!(proposal_from_wit(p, Timestamp(0)).is_err());
+    }
+}
+
+#[cfg(test)]
+mod edge {
+    use super::*;
+
+    fn proposal(action: wit::Action, reason: &str) -> wit::Proposal {
+        wit::Proposal { image_id: "ami-0123456789abcdef0".into(), action, reason: reason.into() }
+    }
+
+    const NOW: Timestamp = Timestamp(1_795_000_000);
+
+    #[test]
+    fn a_deprecation_more_than_ten_years_ahead_is_malformed_and_the_past_is_accepted() {
+        let rows = [
+            (i64::MAX, false),
+            (NOW.0 + model::MAX_DEPRECATE_AHEAD + 1, false),
+            (NOW.0 + model::MAX_DEPRECATE_AHEAD, true),
+            (NOW.0, true),
+            (0, true),
+            (i64::MIN, true),
+        ];
+        for (at, ok) in rows {
+            let result = proposal_from_wit(proposal(wit::Action::DeprecateAt(at), "age"), NOW);
+            assert_eq!(result.is_ok(), ok, "deprecate-at {at}: {result:?}");
+        }
+    }
+
+    #[test]
+    fn control_characters_in_plugin_text_are_malformed() {
+        let tag = |k: &str, v: &str| wit::Action::Tag(vec![wit::Tag { key: k.into(), value: v.into() }]);
+        let rows = [
+            (proposal(wit::Action::Retain, "kept\u{1b}[1A\u{1b}[2K"), false),
+            (proposal(wit::Action::Retain, "rtl \u{202e}override"), false),
+            (proposal(tag("team", "a\u{9b}b"), "r"), false),
+            (proposal(tag("te\u{7}am", "a"), "r"), false),
+            (proposal(wit::Action::Retain, "a reason\nwith two lines"), true),
+            (proposal(tag("team", "platform"), "r"), true),
+        ];
+        for (p, ok) in rows {
+            let shown = format!("{p:?}");
+            assert_eq!(proposal_from_wit(p, NOW).is_ok(), ok, "{shown}");
+        }
+    }
+
+    #[test]
+    fn a_tag_action_over_ec2_limits_is_malformed() {
+        let many: Vec<wit::Tag> =
+            (0..=model::MAX_TAGS).map(|i| wit::Tag { key: format!("k{i}"), value: "v".into() }).collect();
+        assert!(proposal_from_wit(proposal(wit::Action::Tag(many), "r"), NOW).is_err());
+        let long_key = wit::Action::Tag(vec![wit::Tag { key: "k".repeat(129), value: String::new() }]);
+        assert!(proposal_from_wit(proposal(long_key, "r"), NOW).is_err());
+        let long_value = wit::Action::Tag(vec![wit::Tag { key: "k".into(), value: "v".repeat(257) }]);
+        assert!(proposal_from_wit(proposal(long_value, "r"), NOW).is_err());
+        let keys = wit::Action::Untag((0..=model::MAX_TAGS).map(|i| format!("k{i}")).collect());
+        assert!(proposal_from_wit(proposal(keys, "r"), NOW).is_err());
     }
 }

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, Store, Trap};
 
-pub use bindings::{PLUGIN_EXPORT, WIT_VERSION, is_region_name, wit};
+pub use bindings::{PLUGIN_EXPORT, WIT_VERSION, wit};
 pub use cache::ArtifactCache;
 pub use sandbox::Limits;
 
@@ -339,7 +339,8 @@ impl Session<'_> {
         }
         let mut out = Vec::with_capacity(proposals.len());
         for p in proposals {
-            let proposal = bindings::proposal_from_wit(p)
+            let now = self.store.data().now;
+            let proposal = bindings::proposal_from_wit(p, now)
                 .map_err(|m| self.fail(Stage::Propose, image, PluginFailure::Malformed(m)))?;
             if !self.plugin.info.actions.contains(&proposal.action.kind()) {
                 let msg =

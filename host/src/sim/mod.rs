@@ -114,6 +114,17 @@ impl Backend for SimBackend {
         }
     }
 
+    fn identity(&self) -> String {
+        match &self.path {
+            Some(p) => format!("sim:{}", std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()).display()),
+            None => "sim:(memory)".into(),
+        }
+    }
+
+    fn state_file(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
     fn collect(&self, scope: &Scope, needs: &BTreeSet<InventoryNeed>) -> anyhow::Result<Vec<Image>> {
         let state = self.lock();
         let with_permissions = needs.contains(&InventoryNeed::LaunchPermissions);
@@ -142,13 +153,12 @@ impl Backend for SimBackend {
             .map(|i| to_image(&location.account, &location.region, region, i, true)))
     }
 
-    fn snapshot_in_use(&self, location: &Location, snapshot_id: &str, except_image: &str) -> anyhow::Result<bool> {
+    fn snapshot_in_use(&self, location: &Location, snapshot_id: &str) -> anyhow::Result<bool> {
+        self.count("DescribeImages");
         let state = self.lock();
         let region = state.accounts.get(&location.account).and_then(|a| a.regions.get(&location.region));
         Ok(region.is_some_and(|r| {
-            r.images.iter().any(|i| {
-                i.id != except_image && i.block_devices.iter().any(|d| d.snapshot_id.as_deref() == Some(snapshot_id))
-            })
+            r.images.iter().any(|i| i.block_devices.iter().any(|d| d.snapshot_id.as_deref() == Some(snapshot_id)))
         }))
     }
 

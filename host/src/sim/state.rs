@@ -166,21 +166,24 @@ impl SimState {
         if self.version != STATE_VERSION {
             anyhow::bail!("field `version` is {}, but this amiwarden reads version {STATE_VERSION}", self.version);
         }
+        // EC2's image ids are unique across accounts and regions, and the host names an
+        // image by its id alone in proposals: the same id twice is refused.
+        let mut seen: BTreeMap<&str, String> = BTreeMap::new();
         for (account, acc) in &self.accounts {
             if !crate::model::is_account_id(account) {
                 anyhow::bail!("accounts: `{account}` is not a 12-digit account id");
             }
             for (region, reg) in &acc.regions {
-                if !crate::plugin::is_region_name(region) {
+                if !crate::model::is_region_name(region) {
                     anyhow::bail!("accounts.{account}.regions: `{region}` is not a region name");
                 }
-                let mut ids = BTreeSet::new();
                 for image in &reg.images {
+                    let here = format!("accounts.{account}.regions.{region}.images");
                     if !crate::model::is_image_id(&image.id) {
-                        anyhow::bail!("accounts.{account}.regions.{region}.images: `{}` is not an AMI id", image.id);
+                        anyhow::bail!("{here}: `{}` is not an AMI id", image.id);
                     }
-                    if !ids.insert(&image.id) {
-                        anyhow::bail!("accounts.{account}.regions.{region}.images: `{}` appears twice", image.id);
+                    if let Some(first) = seen.insert(&image.id, here.clone()) {
+                        anyhow::bail!("{here}: `{}` appears twice (also in {first}); image ids are unique", image.id);
                     }
                 }
                 let snaps: BTreeSet<&str> = reg.snapshots.iter().map(|s| s.id.as_str()).collect();
@@ -219,5 +222,22 @@ mod properties {
             text[at] = byte;
             let _ = super::SimState::parse(&String::from_utf8_lossy(&text), "fuzz.json");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_same_image_id_in_two_accounts_is_refused_naming_both_places() {
+        let image = r#"{"id": "ami-0aaaaaaaaaaaaaaa1", "name": "x", "creation_time": "2026-01-01T00:00:00Z"}"#;
+        let text = format!(
+            r#"{{"version": 1, "accounts": {{
+                "111111111111": {{"regions": {{"us-east-1": {{"images": [{image}]}}}}}},
+                "222222222222": {{"regions": {{"us-east-1": {{"images": [{image}]}}}}}}}}}}"#
+        );
+        let err = format!("{:#}", super::SimState::parse(&text, "state.json").unwrap_err());
+        assert!(err.contains("state.json"), "{err}");
+        assert!(err.contains("accounts.111111111111.regions.us-east-1.images"), "{err}");
+        assert!(err.contains("accounts.222222222222.regions.us-east-1.images"), "{err}");
     }
 }

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use amiwarden::backend::Backend;
 use amiwarden::config::Policy;
 use amiwarden::engine::load_plugins;
 use amiwarden::model::Timestamp;
@@ -74,11 +75,20 @@ fn applying_the_demo_plan_converges() {
     assert!(first.stop.is_none());
     assert!(!first.plan.actions.is_empty());
     let dir = tempfile::tempdir().unwrap();
+    let binding = amiwarden::apply::Binding {
+        backend: backend.identity(),
+        policy: amiwarden::run::policy_fingerprint(&policy, &plugins),
+    };
     let mut journal =
-        amiwarden::apply::Journal::open(&dir.path().join("j.jsonl"), &amiwarden::apply::plan_id(&first.plan)).unwrap();
-    let report =
-        amiwarden::apply::apply(&policy, &backend, &first.inventory, &first.plan, &mut journal, AS_OF, &|_, _| ())
+        amiwarden::apply::Journal::open(&dir.path().join("j.jsonl"), &amiwarden::apply::plan_id(&first.plan), binding)
             .unwrap();
+    let checks = amiwarden::apply::Checks {
+        policy: &policy,
+        planned: &first.inventory,
+        retained: Default::default(),
+        now: AS_OF,
+    };
+    let report = amiwarden::apply::apply(&checks, &backend, &first.plan, &mut journal, &|_, _| ()).unwrap();
     assert!(report.failed.is_empty(), "{:?}", report.failed);
     assert!(report.skipped.is_empty(), "{:?}", report.skipped);
     let second = plan(&policy, &plugins, &backend, &Source::Scheduled, AS_OF, &|_, _| ()).unwrap();

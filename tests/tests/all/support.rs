@@ -53,7 +53,7 @@ pub fn spec(name: &str, config: serde_json::Value, limits: Limits) -> PluginSpec
 
 /// An inventory of the given images.
 pub fn inventory(images: Vec<Image>) -> Arc<Inventory> {
-    Arc::new(Inventory::new(images))
+    Arc::new(Inventory::new(images).expect("unique image ids"))
 }
 
 /// A compiled-artifact cache shared by every test in this process.

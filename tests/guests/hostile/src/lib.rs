@@ -46,6 +46,8 @@ impl Policy for Hostile {
             ActionKind::Retain,
             ActionKind::Share,
             ActionKind::Copy,
+            ActionKind::Untag,
+            ActionKind::Deprecate,
         ])
     }
 
@@ -109,6 +111,23 @@ impl Policy for Hostile {
             "empty-tag-key" => Ok(vec![Proposal::new(image, Action::Tag(vec![Tag::new("", "v")]), "empty key")]),
             "undeclared-kind" => Ok(vec![Proposal::new(image, Action::Deregister(true), "not declared")]),
             "policy-error" => Err(PolicyError::Failed("refuses this image on purpose".into())),
+            // Writes the host's own replica tags, as if the image were a copy of another.
+            "host-tag" => {
+                let tags = vec![
+                    Tag::new("amiwarden:source-image-id", "ami-0ffffffffffffffff"),
+                    Tag::new("amiwarden:source-region", "eu-west-1"),
+                    Tag::new("team", "hostile"),
+                ];
+                Ok(vec![Proposal::new(image, Action::Tag(tags), "I am a replica now")])
+            }
+            "host-untag" => Ok(vec![Proposal::new(
+                image,
+                Action::Untag(vec!["amiwarden:source-image-id".into(), "aws:cloudformation:stack-name".into()]),
+                "forget where I came from",
+            )]),
+            "deprecate-max" => Ok(vec![Proposal::new(image, Action::DeprecateAt(i64::MAX), "never, really")]),
+            "ansi-reason" => Ok(vec![Proposal::new(image, Action::Retain, "kept\u{1b}[1A\u{1b}[2K\u{1b}[1A")]),
+            "ansi-tag" => Ok(vec![Proposal::new(image, Action::Tag(vec![Tag::new("note", "\u{202e}gpj.exe")]), "rtl")]),
             "read-host-file" => io_probe("reading /etc/passwd", image, std::fs::read_to_string("/etc/passwd")),
             "read-outside-data" => {
                 io_probe("reading /data/../etc/passwd", image, std::fs::read_to_string("/data/../etc/passwd"))
@@ -169,6 +188,7 @@ impl Policy for Hostile {
                 std::hint::black_box(0u8);
             },
             "trap" => panic!("hostile review traps on purpose"),
+            "unknown-verdict" => Ok(vec![Verdict::veto("cand-00000000000000000000", "a verdict on nothing")]),
             other => Err(PolicyError::InvalidConfig(format!("unknown review mode `{other}`"))),
         }
     }

@@ -4,6 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+pub mod guardrails;
+
 use crate::config::Policy;
 use crate::cost::Pricing;
 use crate::engine::Proposed;
@@ -180,24 +182,15 @@ fn merge_image(
                 accepted.push((Action::Unshare(pr.clone()), unshares));
             }
         } else if !current.contains(pr) {
-            if *pr == Principal::Public && !policy.guardrails.allow_public {
-                out.refused.push(refusal(
+            match guardrails::share_forbidden(policy, pr) {
+                Some(why) => out.refused.push(refusal(
                     image,
                     &Action::Share(pr.clone()),
                     who(&shares),
                     RefusalKind::Guardrail,
-                    "guardrails.allow_public is false: images are never made public".into(),
-                ));
-            } else if !policy.share_allowed(pr) {
-                out.refused.push(refusal(
-                    image,
-                    &Action::Share(pr.clone()),
-                    who(&shares),
-                    RefusalKind::Guardrail,
-                    format!("{pr} is not on guardrails.allowed_principals"),
-                ));
-            } else {
-                accepted.push((Action::Share(pr.clone()), shares));
+                    why,
+                )),
+                None => accepted.push((Action::Share(pr.clone()), shares)),
             }
         }
     }
@@ -236,34 +229,27 @@ fn merge_image(
                 RefusalKind::Conflict,
                 format!("plugins ask for different copies to {region} (encryption, key, tags or name differ)"),
             ));
-        } else if region == image.region {
-            out.refused.push(refusal(
-                image,
-                &first,
-                who(&ps),
-                RefusalKind::Guardrail,
-                "a copy into its own region".into(),
-            ));
-        } else if !policy.copy_regions().contains(region) {
-            out.refused.push(refusal(
-                image,
-                &first,
-                who(&ps),
-                RefusalKind::Guardrail,
-                format!("{region} is not on guardrails.copy_regions"),
-            ));
+        } else if let Some(why) = guardrails::copy_forbidden(policy, &image.region, region) {
+            out.refused.push(refusal(image, &first, who(&ps), RefusalKind::Guardrail, why));
         } else {
             accepted.push((first, ps));
         }
     }
 
-    // Tags: merged; a key with two values, or both set and removed, is a conflict.
+    // Tags: merged; a key with two values, or both set and removed, is a conflict. Keys
+    // reserved to the host or AWS are refused: a plugin that could write the host's
+    // replica tags could make the next run retire a live image as an orphan replica.
     let tag_ps = by_action(group, |a| matches!(a, Action::Tag(_)));
     let untag_ps = by_action(group, |a| matches!(a, Action::Untag(_)));
     let mut values: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for p in &tag_ps {
         if let Action::Tag(tags) = &p.proposal.action {
-            for (k, v) in tags {
+            if let Some(why) = guardrails::tags_forbidden(tags.keys()) {
+                let reserved = tags.iter().filter(|(k, _)| crate::model::is_reserved_tag(k));
+                let action = Action::Tag(reserved.map(|(k, v)| (k.clone(), v.clone())).collect());
+                out.refused.push(refusal(image, &action, who(&[*p]), RefusalKind::Guardrail, why));
+            }
+            for (k, v) in tags.iter().filter(|(k, _)| !crate::model::is_reserved_tag(k)) {
                 values.entry(k).or_default().insert(v);
             }
         }
@@ -271,7 +257,11 @@ fn merge_image(
     let mut removals: BTreeSet<&str> = BTreeSet::new();
     for p in &untag_ps {
         if let Action::Untag(keys) = &p.proposal.action {
-            removals.extend(keys.iter().map(String::as_str));
+            if let Some(why) = guardrails::tags_forbidden(keys) {
+                let action = Action::Untag(keys.iter().filter(|k| crate::model::is_reserved_tag(k)).cloned().collect());
+                out.refused.push(refusal(image, &action, who(&[*p]), RefusalKind::Guardrail, why));
+            }
+            removals.extend(keys.iter().filter(|k| !crate::model::is_reserved_tag(k)).map(String::as_str));
         }
     }
     let mut tags = BTreeMap::new();
@@ -299,6 +289,17 @@ fn merge_image(
         if !values.contains_key(k) && image.tags.contains_key(k) {
             untags.insert(k.to_string());
         }
+    }
+    let new_keys = tags.keys().filter(|k| !image.tags.contains_key(*k)).count();
+    let total = (image.tags.len() + new_keys).saturating_sub(untags.len());
+    if !tags.is_empty() && total > crate::model::MAX_TAGS {
+        out.refused.push(refusal(
+            image,
+            &Action::Tag(std::mem::take(&mut tags)),
+            who(&tag_ps),
+            RefusalKind::Guardrail,
+            format!("the image would have {total} tags; EC2 allows {}", crate::model::MAX_TAGS),
+        ));
     }
     if !tags.is_empty() {
         let ps: Vec<&Proposed> = tag_ps
@@ -331,7 +332,7 @@ fn merge_image(
         // EC2 takes only future times, rounded to the minute: a time in the past means
         // "now"; an image already deprecated by then (within an hour) needs nothing.
         let effective = deprecation_time(at, now);
-        if image.deprecation_time.is_none_or(|current| current.0 > effective.0 + 3600) {
+        if image.deprecation_time.is_none_or(|current| current.0 > effective.0.saturating_add(3600)) {
             lifecycle.push((Action::DeprecateAt(effective), deprecations.clone()));
         }
     }
@@ -390,8 +391,8 @@ fn merge_image(
 /// The deprecation time EC2 will accept for a request: not before `now`, rounded up to
 /// the next whole minute.
 pub fn deprecation_time(at: Timestamp, now: Timestamp) -> Timestamp {
-    let t = at.0.max(now.0 + 1);
-    Timestamp((t + 59).div_euclid(60) * 60)
+    let t = at.0.max(now.0.saturating_add(1));
+    Timestamp(t.saturating_add(59).div_euclid(60).saturating_mul(60))
 }
 
 /// Prices one merged action on an image.
@@ -536,8 +537,19 @@ pub fn finish(
     let review_failed: Vec<&str> =
         errors.iter().filter(|e| e.stage == crate::plugin::Stage::Review).map(|e| e.plugin.as_str()).collect();
     let mut kept = Vec::new();
-    for c in merged.candidates {
+    for mut c in merged.candidates {
         let image = inventory.get(&c.image_id);
+        // Revoking access the guardrails forbid (public when it is not allowed, a
+        // principal off the allow list) is not vetoable: a veto cannot keep it.
+        if let Action::Unshare(principal) = &c.action
+            && let Some(why) = guardrails::share_forbidden(policy, principal)
+            && let Some(reasons) = vetoes.remove(c.id.as_str())
+        {
+            c.reasons.push(format!(
+                "host: veto ignored ({}): {why}, so this revocation cannot be vetoed",
+                reasons.join("; ")
+            ));
+        }
         let refuse = |kind, reason| Refusal {
             image_id: c.image_id.clone(),
             account: c.account.clone(),
@@ -573,22 +585,7 @@ pub fn finish(
     let destroyed: BTreeSet<&str> =
         actions.iter().filter(|a| a.op.is_destructive()).map(|a| a.image_id.as_str()).collect();
     let in_scope = inventory.images().len();
-    let g = &policy.guardrails;
-    let percent = if in_scope == 0 { 0.0 } else { destroyed.len() as f64 * 100.0 / in_scope as f64 };
-    let stop = if destructive > g.max_destructive {
-        Some(GuardrailStop(format!(
-            "the plan has {destructive} destructive actions, over guardrails.max_destructive = {}; nothing was changed",
-            g.max_destructive
-        )))
-    } else if percent > g.max_destructive_percent {
-        Some(GuardrailStop(format!(
-            "the plan's destructive actions touch {} of {in_scope} images ({percent:.1}%), over guardrails.max_destructive_percent = {}; nothing was changed",
-            destroyed.len(),
-            g.max_destructive_percent
-        )))
-    } else {
-        None
-    };
+    let stop = guardrails::blast_radius(policy, destructive, destroyed.len(), in_scope).map(GuardrailStop);
     merged.refused.sort();
     errors.sort_by(|a, b| (&a.plugin, &a.image, a.stage).cmp(&(&b.plugin, &b.image, b.stage)));
     let monthly_before: Micros = inventory.images().iter().map(|i| i.monthly_cost).sum();
@@ -608,7 +605,10 @@ pub fn finish(
     let plan = Plan {
         schema_version: SCHEMA_VERSION,
         evaluation_time: now,
+        source: crate::plan::Source::Scheduled,
         inventory_fingerprint: crate::plan::fingerprint(inventory.images()),
+        policy_fingerprint: String::new(),
+        stopped: stop.as_ref().map(|s| s.0.clone()),
         inventory_needs: BTreeSet::new(),
         actions,
         refused: merged.refused,
