@@ -136,7 +136,10 @@ fn event_image(
 /// plugin's bytes. A saved plan or a journal is only applied under the same fingerprint.
 pub fn policy_fingerprint(policy: &Policy, plugins: &[LoadedPlugin]) -> String {
     let mut hasher = Sha256::new();
-    hasher.update(serde_json::to_vec(policy).unwrap_or_default());
+    // Plugin order does not change a plan, so it does not change the fingerprint.
+    let mut canonical = policy.clone();
+    canonical.plugins.sort_by(|a, b| a.name.cmp(&b.name));
+    hasher.update(serde_json::to_vec(&canonical).unwrap_or_default());
     let mut shas: Vec<(&str, &str)> = plugins.iter().map(|p| (p.name(), p.plugin.sha256.as_str())).collect();
     shas.sort();
     for (name, sha) in shas {

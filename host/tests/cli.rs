@@ -100,7 +100,9 @@ fn apply_then_plan_shows_no_changes() {
     let again = amiwarden(dir.path(), &["plan", "--policy", "policy.toml", "--sim", "state.json", "--format", "json"]);
     let plan: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(plan["actions"].as_array().unwrap().len(), 0, "{}", stderr(&again));
-    assert!(dir.path().join("amiwarden-journal.jsonl").exists());
+    // The journal lives beside the state it belongs to, not in the working directory.
+    assert!(dir.path().join("state.journal.jsonl").exists());
+    assert!(!dir.path().join("amiwarden-journal.jsonl").exists());
 }
 
 #[test]

@@ -78,6 +78,9 @@ pub fn check(
         ))
         .into());
     }
+    // The guardrails first, so an edit they forbid is named as such (exit 3).
+    let checks = super::Checks { policy, planned: &inventory, retained: Default::default(), now };
+    super::check(&checks, plan).map_err(|stop| GuardrailStop(format!("plan {name}: {stop}")))?;
     let again =
         crate::run::plan_on(policy, plugins, Arc::clone(&inventory), &plan.source, plan.evaluation_time, &|_, _| {})?;
     if let Some(stop) = again.stop {

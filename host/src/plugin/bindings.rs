@@ -323,15 +323,16 @@ pub fn policy_error_message(e: wit::PolicyError) -> (super::PolicyErrorKind, Str
     (kind, format!("{}{cut}", model::text::escape(&message[..end])))
 }
 
+/// Plugin text quoted in an error: at most 64 bytes, control characters escaped.
 fn truncate(s: &str) -> String {
     if s.len() <= 64 {
-        s.to_string()
+        model::text::escape(s).into_owned()
     } else {
         let mut end = 64;
         while !s.is_char_boundary(end) {
             end -= 1;
         }
-        format!("{}…", &s[..end])
+        format!("{}…", model::text::escape(&s[..end]))
     }
 }
 

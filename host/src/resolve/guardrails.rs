@@ -108,6 +108,10 @@ pub fn check_planned(
             refuse(format!("{}/{} is outside the policy's scope", a.account, a.region));
             continue;
         }
+        if a.id != PlannedAction::id_for(&a.account, &a.region, &a.image_id, &a.op) {
+            // Ids double as EC2 client tokens: a forged one could alias another action.
+            refuse(format!("its id is not the id of {} on {}", a.op.verb(), a.image_id));
+        }
         if a.plugins.is_empty() {
             refuse("no plugin proposed it".into());
         }
@@ -166,5 +170,181 @@ pub fn check_planned(
 fn refuse_if(refuse: &mut impl FnMut(String), why: Option<String>) {
     if let Some(why) = why {
         refuse(why);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Architecture, BlockDevice, CopyRequest, Image, ImageState, Usage};
+
+    fn policy(extra: &str) -> Policy {
+        Policy::parse(&format!(
+            r#"
+[scope]
+accounts = ["111111111111"]
+regions = ["us-east-1", "eu-west-1", "us-west-2"]
+[guardrails]
+copy_regions = ["eu-west-1"]
+max_destructive = 3
+max_destructive_percent = 50.0
+{extra}
+[[plugin]]
+name = "p"
+source = "builtin:retention"
+grants = ["share", "unshare", "copy", "deprecate", "disable", "deregister", "delete-snapshots", "tag", "untag"]
+[[plugin]]
+name = "tagger"
+source = "builtin:retention"
+grants = ["tag"]
+"#
+        ))
+        .unwrap()
+    }
+
+    fn image(n: u8) -> Image {
+        Image {
+            id: format!("ami-0{n:016x}"),
+            account: "111111111111".into(),
+            region: "us-east-1".into(),
+            name: format!("img-{n}"),
+            description: String::new(),
+            creation_time: Timestamp(0),
+            state: ImageState::Available,
+            architecture: Architecture::X86_64,
+            platform: Default::default(),
+            root_device_type: Default::default(),
+            launch_permissions: Some(Default::default()),
+            tags: Default::default(),
+            block_devices: vec![BlockDevice {
+                device_name: "/dev/xvda".into(),
+                snapshot_id: Some(format!("snap-0{n:016x}")),
+                size_gib: 8,
+                full_size_bytes: None,
+                storage_tier: Default::default(),
+            }],
+            deprecation_time: None,
+            source_image_id: None,
+            source_region: None,
+            usage: Usage::default(),
+            monthly_cost: 0,
+        }
+    }
+
+    fn planned(account: &str, n: u8, op: Op, plugin: &str) -> PlannedAction {
+        let image_id = format!("ami-0{n:016x}");
+        PlannedAction {
+            id: PlannedAction::id_for(account, "us-east-1", &image_id, &op),
+            account: account.into(),
+            region: "us-east-1".into(),
+            image_id,
+            image_name: String::new(),
+            op,
+            plugins: [plugin.to_string()].into(),
+            reasons: Vec::new(),
+            monthly_cost_delta: 0,
+            one_time_cost: 0,
+        }
+    }
+
+    const NOW: Timestamp = Timestamp(1_795_000_000);
+
+    fn verdict(policy: &Policy, actions: &[PlannedAction]) -> Option<String> {
+        let inventory = Inventory::new((1..=8).map(image).collect()).unwrap();
+        let v = check_planned(policy, &inventory, actions, NOW);
+        (!v.is_empty()).then(|| v.into_iter().map(|v| v.reason).collect::<Vec<_>>().join("; "))
+    }
+
+    #[test]
+    fn every_planned_action_meets_the_guardrails_whatever_made_the_plan() {
+        let p = policy("");
+        let copy = |region: &str| Op::Copy {
+            request: CopyRequest {
+                region: region.into(),
+                encrypted: false,
+                kms_key_id: None,
+                copy_tags: false,
+                name: None,
+            },
+        };
+        let tag = |k: &str, v: &str| Op::Tag { tags: [(k.to_string(), v.to_string())].into() };
+        let acct = "111111111111";
+        let rows: Vec<(&str, PlannedAction, Option<&str>)> = vec![
+            ("a share in scope", planned(acct, 1, Op::Share { principal: Principal::Account(acct.into()) }, "p"), None),
+            (
+                "public",
+                planned(acct, 1, Op::Share { principal: Principal::Public }, "p"),
+                Some("allow_public is false"),
+            ),
+            (
+                "off the allow list",
+                planned(acct, 1, Op::Share { principal: Principal::Account("444444444444".into()) }, "p"),
+                Some("not on guardrails.allowed_principals"),
+            ),
+            ("revoking public", planned(acct, 1, Op::Unshare { principal: Principal::Public }, "p"), None),
+            ("a copy to a copy region", planned(acct, 1, copy("eu-west-1"), "p"), None),
+            ("a copy elsewhere", planned(acct, 1, copy("us-west-2"), "p"), Some("not on guardrails.copy_regions")),
+            ("a copy home", planned(acct, 1, copy("us-east-1"), "p"), Some("its own region")),
+            ("another account", planned("333333333333", 1, Op::Deregister, "p"), Some("outside the policy's scope")),
+            ("a kind not granted", planned(acct, 1, Op::Deregister, "tagger"), Some("does not grant `tagger`")),
+            ("a plugin not in the policy", planned(acct, 1, tag("a", "b"), "ghost"), Some("does not grant `ghost`")),
+            ("a plain tag", planned(acct, 1, tag("team", "x"), "tagger"), None),
+            ("the host's tag", planned(acct, 1, tag("amiwarden:source-image-id", "x"), "p"), Some("reserved")),
+            (
+                "an aws: untag",
+                planned(acct, 1, Op::Untag { keys: ["aws:x".to_string()].into() }, "p"),
+                Some("reserved"),
+            ),
+            ("an escape in a tag", planned(acct, 1, tag("team", "\u{1b}[2J"), "p"), Some("control character")),
+            (
+                "a deprecation 11 years ahead",
+                planned(acct, 1, Op::Deprecate { at: Timestamp(NOW.0 + 11 * 365 * 86_400) }, "p"),
+                Some("10 years"),
+            ),
+            (
+                "a deprecation next year",
+                planned(acct, 1, Op::Deprecate { at: Timestamp(NOW.0 + 365 * 86_400) }, "p"),
+                None,
+            ),
+            (
+                "a snapshot deleted without its deregistration",
+                planned(acct, 1, Op::DeleteSnapshot { snapshot_id: format!("snap-0{:016x}", 1) }, "p"),
+                Some("without deregistering"),
+            ),
+        ];
+        for (name, action, want) in rows {
+            let got = verdict(&p, std::slice::from_ref(&action));
+            match want {
+                None => assert_eq!(got, None, "{name}"),
+                Some(needle) => assert!(got.as_deref().is_some_and(|g| g.contains(needle)), "{name}: {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_forged_action_id_or_someone_elses_snapshot_is_refused() {
+        let p = policy("");
+        let mut forged = planned("111111111111", 1, Op::Deregister, "p");
+        forged.id = planned("111111111111", 2, Op::Deregister, "p").id;
+        assert!(verdict(&p, &[forged]).is_some_and(|v| v.contains("its id is not")));
+        let foreign = vec![
+            planned("111111111111", 1, Op::Deregister, "p"),
+            planned("111111111111", 1, Op::DeleteSnapshot { snapshot_id: format!("snap-0{:016x}", 2) }, "p"),
+        ];
+        assert!(verdict(&p, &foreign).is_some_and(|v| v.contains("is not a snapshot of")));
+    }
+
+    #[test]
+    fn the_blast_radius_holds_at_each_limit_and_stops_just_over_it() {
+        let p = policy("");
+        // max_destructive = 3; max_destructive_percent = 50 of the 8 images.
+        let dereg = |n: u8| planned("111111111111", n, Op::Deregister, "p");
+        assert_eq!(verdict(&p, &[dereg(1), dereg(2), dereg(3)]), None, "3 is at max_destructive");
+        let over = verdict(&p, &[dereg(1), dereg(2), dereg(3), dereg(4)]);
+        assert!(over.as_deref().is_some_and(|v| v.contains("max_destructive = 3")), "{over:?}");
+        assert_eq!(blast_radius(&p, 3, 4, 8), None, "4 of 8 images is 50%: at the limit");
+        let percent = blast_radius(&p, 3, 5, 8);
+        assert!(percent.as_deref().is_some_and(|s| s.contains("max_destructive_percent")), "{percent:?}");
+        assert_eq!(blast_radius(&p, 0, 0, 0), None);
     }
 }

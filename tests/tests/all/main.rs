@@ -4,6 +4,7 @@
 mod cases;
 mod conformance;
 mod plans;
+mod safety;
 mod sandbox;
 mod scaffold;
 mod support;

@@ -1,0 +1,480 @@
+//! What a hostile user, input file or crash would try against `amiwarden apply`, each
+//! refused or made right: edited and stopped saved plans, journals from elsewhere,
+//! failures that must not wedge later runs, crashes between a call and its journal line,
+//! two applies at once, duplicate ids, terminal escapes and silent drops.
+
+#![allow(clippy::unwrap_used, reason = "test fixtures fail loudly")]
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const AS_OF: &str = "2026-11-24";
+
+/// web-1 and web-2 are old enough to deregister (retention keeps the newest, web-3);
+/// keep-1 is exempt; web-1 is shared with an account the sharing plugin revokes.
+/// 333333333333 is outside the policy's scope.
+fn state() -> Value {
+    let image = |id: &str, name: &str, created: &str, tags: Value| {
+        json!({"id": id, "name": name, "creation_time": created, "tags": tags,
+               "block_devices": [{"device_name": "/dev/xvda", "snapshot_id": id.replace("ami-", "snap-"), "size_gib": 8}]})
+    };
+    let mut web1 = image("ami-0aaaaaaaaaaaaaaa1", "web-1", "2026-01-01T00:00:00Z", json!({"family": "web"}));
+    web1["launch_permissions"] = json!(["999999999999"]);
+    let images = vec![
+        web1,
+        image("ami-0aaaaaaaaaaaaaaa2", "web-2", "2026-06-01T00:00:00Z", json!({"family": "web"})),
+        image("ami-0aaaaaaaaaaaaaaa3", "web-3", "2026-11-01T00:00:00Z", json!({"family": "web"})),
+        image("ami-0aaaaaaaaaaaaaaa4", "keep-1", "2025-01-01T00:00:00Z", json!({"family": "web", "keep": "true"})),
+    ];
+    let snaps: Vec<Value> =
+        images.iter().map(|i| json!({"id": i["block_devices"][0]["snapshot_id"], "size_gib": 8})).collect();
+    let other = image("ami-0ccccccccccccccc1", "theirs", "2025-01-01T00:00:00Z", json!({"family": "web"}));
+    json!({"version": 1, "accounts": {
+        "111111111111": {"regions": {"us-east-1": {"images": images, "snapshots": snaps}}},
+        "333333333333": {"regions": {"us-east-1": {"images": [other], "snapshots": [{"id": "snap-0ccccccccccccccc1", "size_gib": 8}]}}}
+    }})
+}
+
+const POLICY: &str = r#"
+[scope]
+accounts = ["111111111111"]
+regions = ["us-east-1", "eu-west-1", "us-west-2"]
+
+[guardrails]
+copy_regions = ["eu-west-1"]
+max_destructive = 4
+max_destructive_percent = 100.0
+
+[[plugin]]
+name = "retention"
+source = "builtin:retention"
+grants = ["deprecate", "disable", "deregister", "delete-snapshots", "retain"]
+[plugin.config]
+family = { tag = "family" }
+keep_newest = 1
+deprecate_after_days = 30
+deregister_after_days = 90
+delete_snapshots = true
+exempt_tags = ["keep"]
+
+[[plugin]]
+name = "sharing"
+source = "builtin:sharing"
+grants = ["share", "unshare"]
+[plugin.config]
+allowed = []
+
+[[plugin]]
+name = "replication"
+source = "builtin:replication"
+grants = ["copy"]
+[plugin.config]
+source_regions = ["us-east-1"]
+select = { tag = "replicate" }
+[plugin.config.targets.eu-west-1]
+encrypted = false
+"#;
+
+fn amiwarden(dir: &Path, args: &[&str]) -> Output {
+    command(dir, args).output().expect("amiwarden runs")
+}
+
+fn command(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_amiwarden"));
+    cmd.current_dir(dir)
+        .args(args)
+        .arg("--cache-dir")
+        .arg(concat!(env!("CARGO_TARGET_TMPDIR"), "/safety-cache"))
+        .stdin(Stdio::null());
+    cmd
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn setup(policy: &str, state: &Value) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    write_json(&dir.path().join("state.json"), state);
+    std::fs::write(dir.path().join("policy.toml"), policy).unwrap();
+    dir
+}
+
+fn write_json(path: &Path, v: &Value) {
+    std::fs::write(path, serde_json::to_string_pretty(v).unwrap()).unwrap();
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn plan_args<'a>(state: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    [&["plan", "--policy", "policy.toml", "--sim", state, "--as-of", AS_OF][..], extra].concat()
+}
+
+fn apply_args<'a>(state: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    [&["apply", "--policy", "policy.toml", "--sim", state, "--as-of", AS_OF, "--yes"][..], extra].concat()
+}
+
+/// A planned action as `amiwarden plan` writes it, with the id the host would give it.
+fn action(account: &str, image: &str, op: Value, plugin: &str) -> Value {
+    let op: amiwarden::plan::Op = serde_json::from_value(op).unwrap();
+    let id = amiwarden::plan::PlannedAction::id_for(account, "us-east-1", image, &op);
+    let mut a = serde_json::to_value(amiwarden::plan::PlannedAction {
+        id,
+        account: account.into(),
+        region: "us-east-1".into(),
+        image_id: image.into(),
+        image_name: "x".into(),
+        op,
+        plugins: [plugin.to_string()].into(),
+        reasons: vec![format!("{plugin}: edited in")],
+        monthly_cost_delta: 0,
+        one_time_cost: 0,
+    })
+    .unwrap();
+    a["image_name"] = json!("edited");
+    a
+}
+
+#[test]
+fn a_saved_plan_cannot_do_what_the_policy_would_not_plan() {
+    let dir = setup(POLICY, &state());
+    let out = amiwarden(dir.path(), &plan_args("state.json", &["--out", "plan.json"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let saved = read_json(&dir.path().join("plan.json"));
+    let destructive = saved["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| matches!(a["op"].as_str(), Some("deregister" | "delete_snapshot" | "disable")));
+    assert_eq!(destructive.count(), 4, "the fixture plans exactly max_destructive destructive actions");
+    let (web3, keep) = ("ami-0aaaaaaaaaaaaaaa3", "ami-0aaaaaaaaaaaaaaa4");
+    let rows: Vec<(&str, Vec<Value>, i32, &str)> = vec![
+        (
+            "a_saved_plan_cannot_share_publicly_when_the_policy_forbids_it",
+            vec![action("111111111111", web3, json!({"op": "share", "principal": "public"}), "sharing")],
+            3,
+            "guardrails.allow_public is false",
+        ),
+        (
+            "a_saved_plan_cannot_share_with_a_principal_off_the_allow_list",
+            vec![action("111111111111", web3, json!({"op": "share", "principal": "444444444444"}), "sharing")],
+            3,
+            "444444444444 is not on guardrails.allowed_principals",
+        ),
+        (
+            "a_saved_plan_cannot_copy_outside_the_copy_regions",
+            vec![action(
+                "111111111111",
+                web3,
+                json!({"op": "copy", "request": {"region": "us-west-2"}}),
+                "replication",
+            )],
+            3,
+            "us-west-2 is not on guardrails.copy_regions",
+        ),
+        (
+            "a_saved_plan_cannot_deregister_an_exempt_image",
+            vec![action("111111111111", keep, json!({"op": "deregister"}), "retention")],
+            // Within the blast radius once web-1's snapshot deletion is taken out below.
+            2,
+            "the policy does not plan it",
+        ),
+        (
+            "a_saved_plan_cannot_reach_outside_the_scope",
+            vec![action("333333333333", "ami-0ccccccccccccccc1", json!({"op": "deregister"}), "retention")],
+            3,
+            "333333333333/us-east-1 is outside the policy's scope",
+        ),
+        (
+            "a_saved_plan_cannot_exceed_the_blast_radius",
+            vec![
+                action("111111111111", web3, json!({"op": "deregister"}), "retention"),
+                action(
+                    "111111111111",
+                    web3,
+                    json!({"op": "delete_snapshot", "snapshot_id": "snap-0aaaaaaaaaaaaaaa3"}),
+                    "retention",
+                ),
+            ],
+            3,
+            "guardrails.max_destructive",
+        ),
+        (
+            "a_saved_plan_cannot_grant_a_plugin_what_the_policy_does_not",
+            vec![action("111111111111", web3, json!({"op": "tag", "tags": {"team": "x"}}), "sharing")],
+            3,
+            "does not grant `sharing` the `tag` action",
+        ),
+    ];
+    for (name, added, code, needle) in rows {
+        let mut edited = saved.clone();
+        let actions = edited["actions"].as_array_mut().unwrap();
+        if name.contains("exempt") {
+            actions.retain(|a| a["op"] != "delete_snapshot" || a["image_id"] != "ami-0aaaaaaaaaaaaaaa1");
+        }
+        actions.extend(added);
+        write_json(&dir.path().join("edited.json"), &edited);
+        let before = std::fs::read(dir.path().join("state.json")).unwrap();
+        let out = amiwarden(dir.path(), &apply_args("state.json", &["--plan", "edited.json"]));
+        assert_eq!(out.status.code(), Some(code), "{name}: {}", stderr(&out));
+        assert!(stderr(&out).contains(needle), "{name}: {}", stderr(&out));
+        assert_eq!(std::fs::read(dir.path().join("state.json")).unwrap(), before, "{name}: nothing changed");
+    }
+    // The file as written is applied.
+    let out = amiwarden(dir.path(), &apply_args("state.json", &["--plan", "plan.json"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[test]
+fn a_plan_stopped_by_a_guardrail_is_written_for_reading_but_never_applied() {
+    let dir = setup(&POLICY.replace("max_destructive = 4", "max_destructive = 1"), &state());
+    let out = amiwarden(dir.path(), &plan_args("state.json", &["--out", "plan.json"]));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("cannot be applied"), "{}", stderr(&out));
+    let mut plan = read_json(&dir.path().join("plan.json"));
+    assert!(plan["stopped"].as_str().unwrap().contains("max_destructive"), "{plan}");
+    let before = std::fs::read(dir.path().join("state.json")).unwrap();
+    let out = amiwarden(dir.path(), &apply_args("state.json", &["--plan", "plan.json"]));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    // Taking the mark out does not help: the plan is checked again.
+    plan.as_object_mut().unwrap().remove("stopped");
+    write_json(&dir.path().join("plan.json"), &plan);
+    let out = amiwarden(dir.path(), &apply_args("state.json", &["--plan", "plan.json"]));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(std::fs::read(dir.path().join("state.json")).unwrap(), before);
+}
+
+#[test]
+fn a_saved_plan_made_under_another_policy_or_for_a_later_date_is_refused() {
+    let dir = setup(POLICY, &state());
+    let out = amiwarden(dir.path(), &plan_args("state.json", &["--out", "plan.json"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    std::fs::write(dir.path().join("policy.toml"), POLICY.replace("keep_newest = 1", "keep_newest = 2")).unwrap();
+    let out = amiwarden(dir.path(), &apply_args("state.json", &["--plan", "plan.json"]));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("another policy"), "{}", stderr(&out));
+
+    std::fs::write(dir.path().join("policy.toml"), POLICY).unwrap();
+    let later = ["--as-of", "2027-06-01", "--out", "later.json"];
+    let out = amiwarden(
+        dir.path(),
+        &["plan", "--policy", "policy.toml", "--sim", "state.json"].into_iter().chain(later).collect::<Vec<_>>(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = amiwarden(dir.path(), &apply_args("state.json", &["--plan", "later.json"]));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("later than now"), "{}", stderr(&out));
+}
+
+/// Applies on `state.json` and cuts the journal back to its plan line and the `start`
+/// of the first action: an apply killed right after its first call began.
+fn interrupted(dir: &Path, journal: &str) -> Value {
+    let out = amiwarden(dir, &apply_args("state.json", &["--journal", journal]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = std::fs::read_to_string(dir.join(journal)).unwrap();
+    let kept: Vec<&str> = text.lines().take(2).collect();
+    assert!(kept[1].contains("\"start\""), "{kept:?}");
+    std::fs::write(dir.join(journal), kept.join("\n") + "\n").unwrap();
+    serde_json::from_str(kept[0]).unwrap()
+}
+
+#[test]
+fn a_journal_from_another_state_or_policy_is_refused() {
+    let dir = setup(POLICY, &state());
+    let plan_line = interrupted(dir.path(), "j.jsonl");
+    assert!(plan_line["binding"]["backend"].as_str().unwrap().ends_with("state.json"), "{plan_line}");
+    // Another state, and a policy with nothing in it that could stop anything.
+    write_json(&dir.path().join("other.json"), &state());
+    let permissive = POLICY.replace("max_destructive = 4", "max_destructive = 0");
+    std::fs::write(dir.path().join("other.toml"), permissive).unwrap();
+    let before = std::fs::read(dir.path().join("other.json")).unwrap();
+    for (policy, state) in [("other.toml", "other.json"), ("policy.toml", "other.json"), ("other.toml", "state.json")] {
+        let out = amiwarden(
+            dir.path(),
+            &["apply", "--policy", policy, "--sim", state, "--as-of", AS_OF, "--yes", "--journal", "j.jsonl"],
+        );
+        assert_eq!(out.status.code(), Some(2), "{policy} {state}: {}", stderr(&out));
+        assert!(stderr(&out).contains("j.jsonl") && stderr(&out).contains("not resumed here"), "{}", stderr(&out));
+    }
+    assert_eq!(std::fs::read(dir.path().join("other.json")).unwrap(), before);
+}
+
+#[test]
+fn a_failed_action_is_final_and_the_next_run_plans_afresh() {
+    let mut s = state();
+    let region = &mut s["accounts"]["111111111111"]["regions"]["us-east-1"];
+    region["block_public_access"] = json!(true);
+    region["images"][2]["tags"]["share-with"] = json!("everyone");
+    let policy = POLICY
+        .replace("max_destructive = 4", "max_destructive = 4\nallow_public = true\nallowed_principals = [\"public\"]")
+        .replace(
+            "allowed = []",
+            "allowed = []\nallow_public = true\nshare_tag = \"share-with\"\ngroups = { everyone = [\"public\"] }",
+        );
+    let dir = setup(&policy, &s);
+    let first = amiwarden(dir.path(), &apply_args("state.json", &[]));
+    assert_eq!(first.status.code(), Some(1), "the public share fails: {}", stderr(&first));
+    assert!(stderr(&first).contains("1 failed"), "{}", stderr(&first));
+    // Not "interrupted": the next run plans again (the share is due again, and fails again).
+    let second = amiwarden(dir.path(), &apply_args("state.json", &[]));
+    assert!(!stderr(&second).contains("resuming"), "{}", stderr(&second));
+    assert!(stderr(&second).contains("1 failed"), "{}", stderr(&second));
+    // Once the cause is gone the next run does it.
+    let mut fixed = read_json(&dir.path().join("state.json"));
+    fixed["accounts"]["111111111111"]["regions"]["us-east-1"]["block_public_access"] = json!(false);
+    write_json(&dir.path().join("state.json"), &fixed);
+    let third = amiwarden(dir.path(), &apply_args("state.json", &[]));
+    assert_eq!(third.status.code(), Some(0), "{}", stderr(&third));
+    let after = read_json(&dir.path().join("state.json"));
+    let images = after["accounts"]["111111111111"]["regions"]["us-east-1"]["images"].as_array().unwrap();
+    let web3 = images.iter().find(|i| i["id"] == "ami-0aaaaaaaaaaaaaaa3").unwrap();
+    assert_eq!(web3["launch_permissions"], json!(["public"]));
+}
+
+#[test]
+fn a_crash_between_a_deregistration_and_its_journal_line_still_deletes_its_snapshots() {
+    let dir = setup(POLICY, &state());
+    let out = amiwarden(dir.path(), &apply_args("state.json", &["--journal", "j.jsonl"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let done = read_json(&dir.path().join("state.json"));
+    // The journal cut right after the first deregistration's `start` line; the state as
+    // the sim left it once that call took effect.
+    let text = std::fs::read_to_string(dir.path().join("j.jsonl")).unwrap();
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let plan: Value = serde_json::from_str(lines[0]["detail"].as_str().unwrap()).unwrap();
+    let dereg = plan["actions"].as_array().unwrap().iter().find(|a| a["op"] == "deregister").unwrap();
+    let cut = lines.iter().position(|l| l["action_id"] == dereg["id"] && l["phase"] == "start").unwrap();
+    let kept: Vec<String> = lines[..=cut].iter().map(Value::to_string).collect();
+    std::fs::write(dir.path().join("j.jsonl"), kept.join("\n") + "\n").unwrap();
+    let mut crashed = done.clone();
+    let region = &mut crashed["accounts"]["111111111111"]["regions"]["us-east-1"];
+    // Everything after the deregistration undone: every snapshot is back.
+    region["snapshots"] = state()["accounts"]["111111111111"]["regions"]["us-east-1"]["snapshots"].clone();
+    let images = region["images"].as_array().unwrap().clone();
+    let gone = dereg["image_id"].as_str().unwrap();
+    let mut restored: Vec<Value> = state()["accounts"]["111111111111"]["regions"]["us-east-1"]["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["id"] != gone && !images.iter().any(|j| j["id"] == i["id"]))
+        .cloned()
+        .collect();
+    restored.extend(images);
+    region["images"] = json!(restored);
+    write_json(&dir.path().join("state.json"), &crashed);
+
+    let out = amiwarden(dir.path(), &apply_args("state.json", &["--journal", "j.jsonl"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("resuming"), "{}", stderr(&out));
+    let after = read_json(&dir.path().join("state.json"));
+    let snaps: Vec<&str> = after["accounts"]["111111111111"]["regions"]["us-east-1"]["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert!(!snaps.contains(&gone.replace("ami-", "snap-").as_str()), "the orphan is deleted: {snaps:?}");
+    assert_eq!(
+        after["accounts"]["111111111111"]["regions"]["us-east-1"]["snapshots"],
+        done["accounts"]["111111111111"]["regions"]["us-east-1"]["snapshots"]
+    );
+}
+
+/// A synthetic org large enough that an apply takes a few seconds.
+fn big(dir: &Path) {
+    let out = amiwarden(dir, &["synth", "--images", "300", "--out", "big.json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let policy = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/bench/policy.toml")).unwrap();
+    std::fs::write(dir.join("big.toml"), policy).unwrap();
+}
+
+#[test]
+fn two_applies_on_one_state_or_journal_cannot_run_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    big(dir.path());
+    let apply = |state: &str, journal: &str| {
+        vec!["apply", "--policy", "big.toml", "--sim", state, "--as-of", AS_OF, "--yes", "--journal", journal]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    let args = apply("big.json", "a.jsonl");
+    let mut first = command(dir.path(), &args.iter().map(String::as_str).collect::<Vec<_>>())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while std::fs::read_to_string(dir.path().join("a.jsonl")).unwrap_or_default().lines().count() < 3 {
+        assert!(Instant::now() < deadline, "the first apply never started");
+        assert!(first.try_wait().unwrap().is_none(), "the first apply ended before the test could race it");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::copy(dir.path().join("big.json"), dir.path().join("copy.json")).unwrap();
+    for (state, journal, locked) in [("big.json", "b.jsonl", "big.json.lock"), ("copy.json", "a.jsonl", "a.jsonl.lock")]
+    {
+        let started = Instant::now();
+        let args = apply(state, journal);
+        let out = amiwarden(dir.path(), &args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        let msg = stderr(&out);
+        assert!(msg.contains(&format!("pid {}", first.id())) && msg.contains(locked), "{msg}");
+        assert!(started.elapsed() < Duration::from_secs(60), "refused at once, not after waiting");
+    }
+    assert!(first.try_wait().unwrap().is_none(), "the race happened while the first apply ran");
+    assert!(first.wait().unwrap().success());
+    // Once it is over, the state is free again and already converged.
+    let args = apply("big.json", "c.jsonl");
+    let out = amiwarden(dir.path(), &args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[test]
+fn the_same_image_id_in_two_accounts_is_refused_with_exit_2() {
+    let mut s = state();
+    s["accounts"]["333333333333"]["regions"]["us-east-1"]["images"][0]["id"] = json!("ami-0aaaaaaaaaaaaaaa1");
+    let dir = setup(POLICY, &s);
+    let out = amiwarden(dir.path(), &plan_args("state.json", &[]));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let msg = stderr(&out);
+    assert!(
+        msg.contains("state.json") && msg.contains("ami-0aaaaaaaaaaaaaaa1") && msg.contains("333333333333"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn escape_sequences_in_names_never_reach_the_terminal_raw() {
+    let mut s = state();
+    s["accounts"]["111111111111"]["regions"]["us-east-1"]["images"][0]["name"] =
+        json!("web\u{1b}[2K\u{1b}[1Ahidden\u{202e}");
+    let dir = setup(POLICY, &s);
+    let out = amiwarden(dir.path(), &plan_args("state.json", &[]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let all = [out.stdout.as_slice(), out.stderr.as_slice()].concat();
+    let text = String::from_utf8_lossy(&all);
+    assert!(!text.contains('\u{1b}') && !text.contains('\u{202e}'), "{text}");
+    assert!(text.contains("web\\u{1b}[2K"), "{text}");
+}
+
+#[test]
+fn nothing_is_silently_dropped_from_the_command_line() {
+    let dir = setup(POLICY, &state());
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (plan_args("state.json", &["--regions", "us-east1"]), "not a region name"),
+        (plan_args("state.json", &["--regions", "ap-south-1"]), "only narrows the scope"),
+    ];
+    for (args, needle) in cases {
+        let out = amiwarden(dir.path(), &args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(needle), "{args:?}: {}", stderr(&out));
+    }
+    let truncated: String = POLICY.lines().take_while(|l| !l.starts_with("[[plugin]]")).collect::<Vec<_>>().join("\n");
+    std::fs::write(dir.path().join("policy.toml"), truncated).unwrap();
+    let out = amiwarden(dir.path(), &plan_args("state.json", &[]));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no enabled [[plugin]]"), "{}", stderr(&out));
+}

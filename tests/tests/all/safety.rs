@@ -1,0 +1,199 @@
+//! Safety holes a hostile plugin or input would try, each closed: reserved tags, absurd
+//! deprecations, terminal escapes, proposals and verdicts about nothing, events that
+//! contradict EC2, and vetoes that would keep forbidden access.
+
+use std::path::PathBuf;
+
+use amiwarden::config::Policy;
+use amiwarden::engine::load_plugins;
+use amiwarden::model::{Action, Principal, Timestamp};
+use amiwarden::plan::{Op, Plan, RefusalKind};
+use amiwarden::plugin::{PluginFailure, Runtime, Stage};
+use amiwarden::run::{Source, plan};
+use amiwarden::sim::{SimBackend, SimState};
+use amiwarden_tests::HOSTILE;
+
+const AS_OF: Timestamp = Timestamp(1_795_478_400); // 2026-11-24
+
+const STATE: &str = r#"{"version": 1, "accounts": {"111111111111": {"regions": {"us-east-1": {
+  "images": [
+    {"id": "ami-0aaaaaaaaaaaaaaa1", "name": "web-1", "creation_time": "2026-01-01T00:00:00Z",
+     "launch_permissions": ["public"], "tags": {"family": "web"},
+     "block_devices": [{"device_name": "/dev/xvda", "snapshot_id": "snap-0aaaaaaaaaaaaaaa1", "size_gib": 8}]},
+    {"id": "ami-0aaaaaaaaaaaaaaa2", "name": "web-2", "creation_time": "2026-11-01T00:00:00Z", "tags": {"family": "web"},
+     "block_devices": [{"device_name": "/dev/xvda", "snapshot_id": "snap-0aaaaaaaaaaaaaaa2", "size_gib": 8}]}
+  ],
+  "snapshots": [{"id": "snap-0aaaaaaaaaaaaaaa1", "size_gib": 8}, {"id": "snap-0aaaaaaaaaaaaaaa2", "size_gib": 8}]}}}}}"#;
+
+fn sha256(path: &str) -> String {
+    amiwarden::plugin::sha256_hex(&std::fs::read(path).unwrap())
+}
+
+/// A policy with the hostile plugin (mode and review mode as given, every kind granted)
+/// and any extra plugin tables.
+fn policy(mode: &str, review_mode: &str, extra: &str) -> Policy {
+    let text = format!(
+        r#"
+[scope]
+accounts = ["111111111111"]
+regions = ["us-east-1"]
+
+[guardrails]
+max_destructive = 100
+max_destructive_percent = 100.0
+
+[[plugin]]
+name = "hostile"
+source = "{HOSTILE}"
+sha256 = "{}"
+grants = ["tag", "untag", "retain", "share", "copy", "deprecate"]
+[plugin.config]
+mode = "{mode}"
+review_mode = "{review_mode}"
+{extra}
+"#,
+        sha256(HOSTILE)
+    );
+    let mut policy = Policy::parse(&text).unwrap();
+    policy.base_dir = PathBuf::from("/");
+    policy
+}
+
+fn plan_on(policy: &Policy, state: &str, source: &Source) -> Plan {
+    let runtime = Runtime::new(Some(crate::support::cache_dir())).unwrap();
+    let plugins = load_plugins(&runtime, policy).unwrap();
+    let backend = SimBackend::in_memory(SimState::parse(state, "state.json").unwrap(), AS_OF);
+    plan(policy, &plugins, &backend, source, AS_OF, &|_, _| ()).unwrap().plan
+}
+
+fn malformed(plan: &Plan) -> Vec<String> {
+    plan.errors
+        .iter()
+        .filter_map(|e| match &e.failure {
+            PluginFailure::Malformed(m) => Some(m.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_plugin_granted_tag_cannot_write_or_remove_the_hosts_own_tags() {
+    for mode in ["host-tag", "host-untag"] {
+        let plan = plan_on(&policy(mode, "", ""), STATE, &Source::Scheduled);
+        let reserved = |op: &Op| match op {
+            Op::Tag { tags } => tags.keys().any(|k| k.starts_with("amiwarden:") || k.starts_with("aws:")),
+            Op::Untag { keys } => keys.iter().any(|k| k.starts_with("amiwarden:") || k.starts_with("aws:")),
+            _ => false,
+        };
+        assert!(!plan.actions.iter().any(|a| reserved(&a.op)), "{mode}: {:#?}", plan.actions);
+        let refused: Vec<_> = plan.refused.iter().filter(|r| r.kind == RefusalKind::Guardrail).collect();
+        assert_eq!(refused.len(), 2, "{mode}: one refusal per image: {:#?}", plan.refused);
+        assert!(refused.iter().all(|r| r.reason.contains("reserved")), "{mode}: {refused:#?}");
+    }
+    // The harmless tag of the same proposal still goes through.
+    let plan = plan_on(&policy("host-tag", "", ""), STATE, &Source::Scheduled);
+    let team = plan.actions.iter().filter(|a| matches!(&a.op, Op::Tag { tags } if tags.contains_key("team")));
+    assert_eq!(team.count(), 2);
+}
+
+#[test]
+fn a_deprecation_at_the_end_of_time_is_a_plugin_error_not_a_crash() {
+    let plan = plan_on(&policy("deprecate-max", "", ""), STATE, &Source::Scheduled);
+    assert!(plan.actions.is_empty(), "{:#?}", plan.actions);
+    let errors = malformed(&plan);
+    assert_eq!(errors.len(), 2, "{:#?}", plan.errors);
+    assert!(errors.iter().all(|m| m.contains("10 years")), "{errors:?}");
+    // Whatever is written can be read back.
+    let text = serde_json::to_string(&plan).unwrap();
+    assert_eq!(serde_json::from_str::<Plan>(&text).unwrap(), plan);
+}
+
+#[test]
+fn control_characters_in_plugin_text_are_refused_at_the_edge() {
+    for mode in ["ansi-reason", "ansi-tag"] {
+        let plan = plan_on(&policy(mode, "", ""), STATE, &Source::Scheduled);
+        let errors = malformed(&plan);
+        assert_eq!(errors.len(), 2, "{mode}: {:#?}", plan.errors);
+        assert!(errors.iter().all(|m| m.contains("control character") && !m.contains('\u{1b}')), "{errors:?}");
+        assert!(plan.actions.is_empty() && plan.refused.is_empty(), "{mode}");
+    }
+}
+
+#[test]
+fn a_proposal_for_an_image_outside_the_inventory_is_a_plugin_error_not_a_silent_drop() {
+    let plan = plan_on(&policy("unknown-image", "", ""), STATE, &Source::Scheduled);
+    let errors = malformed(&plan);
+    assert_eq!(errors.len(), 2, "{:#?}", plan.errors);
+    assert!(errors.iter().all(|m| m.contains("ami-00000000000000000") && m.contains("not in the inventory")));
+}
+
+const RETENTION: &str = r#"
+[[plugin]]
+name = "retention"
+source = "builtin:retention"
+grants = ["deprecate", "disable", "deregister", "delete-snapshots", "retain"]
+[plugin.config]
+family = { tag = "family" }
+keep_newest = 1
+deprecate_after_days = 30
+deregister_after_days = 90
+delete_snapshots = true
+
+[[plugin]]
+name = "sharing"
+source = "builtin:sharing"
+grants = ["share", "unshare"]
+[plugin.config]
+allowed = []
+"#;
+
+#[test]
+fn a_verdict_on_an_action_the_plan_lacks_is_a_review_error_that_blocks_destruction() {
+    let plan = plan_on(&policy("ok", "unknown-verdict", RETENTION), STATE, &Source::Scheduled);
+    let review: Vec<_> = plan.errors.iter().filter(|e| e.stage == Stage::Review).collect();
+    assert_eq!(review.len(), 1, "{:#?}", plan.errors);
+    assert!(review[0].to_string().contains("not an action of the plan"), "{}", review[0]);
+    assert!(!plan.actions.iter().any(|a| a.op.is_destructive()), "{:#?}", plan.actions);
+    assert!(plan.refused.iter().any(|r| r.kind == RefusalKind::PluginFailed));
+}
+
+#[test]
+fn a_veto_cannot_keep_an_image_public_when_the_policy_forbids_it() {
+    let plan = plan_on(&policy("ok", "veto-all", RETENTION), STATE, &Source::Scheduled);
+    let unshare = plan.actions.iter().find(|a| a.op == Op::Unshare { principal: Principal::Public });
+    let unshare = unshare.unwrap_or_else(|| panic!("the public share is revoked: {:#?}", plan.actions));
+    assert!(unshare.reasons.iter().any(|r| r.contains("veto ignored")), "{:?}", unshare.reasons);
+    // Every other action is vetoed as usual.
+    assert_eq!(plan.actions.len(), 1, "{:#?}", plan.actions);
+    assert!(
+        plan.refused.iter().any(|r| r.kind == RefusalKind::Vetoed && matches!(r.action, Action::Deregister { .. }))
+    );
+}
+
+fn examples() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("examples")
+}
+
+fn event(kind: &str, image: &str) -> Source {
+    let text = serde_json::json!({
+        "version": "0", "id": "e", "detail-type": "EC2 AMI State Change", "source": "aws.ec2",
+        "account": "111111111111", "time": "2026-11-23T16:02:40Z", "region": "us-east-1", "resources": [],
+        "detail": {"RequestId": "r", "ImageId": image, "State": kind, "ErrorReason": ""}
+    });
+    Source::Event { text: text.to_string(), origin: "event.json".into() }
+}
+
+#[test]
+fn a_deregistered_event_for_a_live_image_does_not_retire_its_replicas() {
+    let policy = Policy::load(&examples().join("policy.toml")).unwrap();
+    let state = std::fs::read_to_string(examples().join("sim/demo.json")).unwrap();
+    // golden-web-2026-09-07 is alive in us-east-1; its replica lives in eu-west-1.
+    let (source, replica) = ("ami-002604f5ed051e1fd", "ami-00434109243220b3a");
+    let retires = |plan: &Plan| plan.actions.iter().any(|a| a.image_id == replica && a.op.is_destructive());
+    assert!(!retires(&plan_on(&policy, &state, &Source::Scheduled)), "a scheduled run keeps the replica");
+    let plan = plan_on(&policy, &state, &event("deregistered", source));
+    assert!(!retires(&plan), "{:#?}", plan.actions);
+    // An event about an image that really is gone still reaches the plugins.
+    let gone = plan_on(&policy, &state, &event("deregistered", "ami-0123456789abcdef0"));
+    assert!(gone.errors.is_empty(), "{:#?}", gone.errors);
+}
