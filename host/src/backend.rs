@@ -19,7 +19,7 @@ pub const ACTION_TAG: &str = "amiwarden:action-id";
 /// The result of executing one planned action.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case", tag = "outcome")]
-pub enum Outcome {
+pub enum ActionOutcome {
     /// The change was made; `detail` says what (for example the new image id of a copy).
     Done { detail: String },
     /// Nothing was done because it was not needed or no longer safe.
@@ -48,21 +48,17 @@ pub trait Backend: Sync {
     /// Costs are left at zero; the engine prices images.
     fn collect(&self, scope: &Scope, needs: &BTreeSet<InventoryNeed>) -> anyhow::Result<Vec<Image>>;
 
-    /// Re-reads one image, with usage and launch permissions, right before a
-    /// destructive call; `None` when it no longer exists.
-    fn refresh(&self, location: &Location, image_id: &str) -> anyhow::Result<Option<Image>>;
-
-    /// `refresh` for several images of one location; every id gets an entry.
-    fn refresh_many(&self, location: &Location, image_ids: &[String]) -> anyhow::Result<Vec<(String, Option<Image>)>> {
-        image_ids.iter().map(|id| Ok((id.clone(), self.refresh(location, id)?))).collect()
-    }
+    /// Re-reads images of one location, with usage and launch permissions, right before
+    /// destructive calls; every id gets an entry, `None` when the image no longer exists.
+    /// (One image is `refresh_many(location, &[id])`.)
+    fn refresh_many(&self, location: &Location, image_ids: &[String]) -> anyhow::Result<Vec<(String, Option<Image>)>>;
 
     /// Whether any image (not deregistered) in `location` uses a snapshot.
     fn snapshot_in_use(&self, location: &Location, snapshot_id: &str) -> anyhow::Result<bool>;
 
     /// Executes one action. Must be idempotent for the same `action.id`: a copy with the
     /// same id returns the earlier copy instead of making a second one.
-    fn execute(&self, action: &PlannedAction) -> Outcome;
+    fn execute(&self, action: &PlannedAction) -> ActionOutcome;
 
     /// Makes executed changes durable (the sim writes its state file); a no-op on AWS.
     fn commit(&self) -> anyhow::Result<()> {

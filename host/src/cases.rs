@@ -10,8 +10,9 @@ use serde::Deserialize;
 
 use crate::config::{Guardrails, Policy, PricingOverrides, Scope};
 use crate::cost::Pricing;
-use crate::engine::{self, LoadedPlugin, Proposed};
-use crate::model::{Action, ActionKind, Timestamp};
+use crate::model::Proposed;
+use crate::model::{Action, Timestamp};
+use crate::plugin::{self, Plugin};
 use crate::plugin::{Limits, PluginSpec, Runtime};
 use crate::resolve;
 use crate::run::{self, Source};
@@ -114,7 +115,7 @@ pub fn run_case(runtime: &Runtime, subject: &Subject<'_>, dir: &Path) -> anyhow:
         plugins: Vec::new(),
         base_dir: PathBuf::new(),
     };
-    let (policy, plugins): (Policy, Vec<LoadedPlugin>) = match subject {
+    let (policy, plugins): (Policy, Vec<Plugin>) = match subject {
         Subject::Plugin { bytes, origin } => {
             let spec = PluginSpec {
                 name: "under-test".into(),
@@ -125,22 +126,22 @@ pub fn run_case(runtime: &Runtime, subject: &Subject<'_>, dir: &Path) -> anyhow:
                 config: case.config.to_string(),
             };
             let plugin = runtime.load(bytes, spec)?;
-            let grants: BTreeSet<ActionKind> = ActionKind::ALL.into_iter().collect();
-            (scope_policy(Guardrails::default()), vec![LoadedPlugin { plugin, grants }])
+            (scope_policy(Guardrails::default()), vec![plugin])
         }
         Subject::Policy(p) => {
             let mut policy = (*p).clone();
             policy.scope = scope_policy(Guardrails::default()).scope;
-            let plugins = engine::load_plugins(runtime, &policy)?;
+            let plugins = plugin::load_plugins(runtime, &policy)?;
             (policy, plugins)
         }
     };
     let backend = SimBackend::in_memory(state, case.now);
-    let needs = engine::needs(&plugins);
+    let needs = plugin::needs(&plugins);
     let inventory = run::collect(&policy, &backend, &needs)?;
-    let (events, _notes) = run::events(&policy, &inventory, &source, case.now).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (events, _notes) =
+        crate::event::events(&policy, &inventory, &source, case.now).map_err(|e| anyhow::anyhow!("{e}"))?;
     let inventory = Arc::new(inventory);
-    let proposals = engine::propose(&policy, &plugins, &inventory, &events, case.now, &|_| ());
+    let proposals = plugin::propose(&policy, &plugins, &inventory, &events, case.now, &|_| ());
     let mut differences: Vec<String> = proposals.failures.iter().map(|e| format!("plugin error: {e}")).collect();
     let got: Vec<(String, Action, String)> = proposals
         .proposed
@@ -168,12 +169,12 @@ pub fn run_case(runtime: &Runtime, subject: &Subject<'_>, dir: &Path) -> anyhow:
             continue;
         }
         if let Some(image) = inventory.get(&p.proposal.image_id) {
-            candidates.push(resolve::price(&inventory, &pricing, image, p.proposal.action.clone(), &[p]));
+            candidates.push(resolve::candidate(&inventory, &pricing, image, p.proposal.action.clone(), &[p]));
         }
     }
     resolve::order_candidates(&mut candidates);
     let priced = resolve::priced_plan(&inventory, &candidates, case.now);
-    let (verdicts, failures) = engine::review(&plugins, &inventory, &priced, case.now);
+    let (verdicts, failures) = plugin::review(&plugins, &inventory, &priced, case.now);
     differences.extend(failures.iter().map(|e| format!("plugin error: {e}")));
     let by_id: BTreeMap<&str, &resolve::Candidate> = candidates.iter().map(|c| (c.id.as_str(), c)).collect();
     let vetoes: Vec<(String, Action, String)> = verdicts

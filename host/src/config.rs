@@ -10,7 +10,6 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{ActionKind, Principal};
-use crate::plugin::Limits;
 
 /// A whole policy file.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -121,6 +120,28 @@ pub struct PluginEntry {
     /// Whether it runs (default true).
     #[serde(default = "yes")]
     pub enabled: bool,
+}
+
+/// The per-plugin limits, as written in the policy file's `[plugin.limits]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// CPU budget of one call, in milliseconds.
+    pub time_ms: u64,
+    /// Cap on linear memory, in MiB.
+    pub memory_mib: u64,
+    /// Most proposals one `propose` call may return.
+    pub max_proposals: usize,
+    /// Events evaluated in one fresh store (1 gives every event its own instance).
+    pub batch: usize,
+    /// Bytes of stdout plus stderr kept per store.
+    pub output_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { time_ms: 100, memory_mib: 64, max_proposals: 1000, batch: 256, output_bytes: 64 * 1024 }
+    }
 }
 
 fn yes() -> bool {

@@ -1,5 +1,6 @@
-//! Prices: EBS snapshot storage per GiB-month (standard and archive tiers) and
-//! inter-region transfer per GiB, with per-region overrides from the policy file.
+//! Pricing, in one place: EBS snapshot storage per GiB-month (standard and archive
+//! tiers) and inter-region transfer per GiB with the policy's overrides; what an image
+//! costs, what an action changes, and the ledger per account and region plugins review.
 //!
 //! Money is integer micro-dollars (`Micros`). A snapshot is billed on its full size when
 //! EC2 reports it (`full_size_bytes`), else on its provisioned size: an upper bound.
@@ -7,7 +8,8 @@
 use std::collections::BTreeMap;
 
 use crate::config::PricingOverrides;
-use crate::model::{BlockDevice, Micros, StorageTier};
+use crate::inventory::Inventory;
+use crate::model::{Action, BlockDevice, Image, Micros, StorageTier};
 
 /// The built-in table, USD: (region, standard $/GiB-month, transfer-out $/GiB).
 /// Archive storage is a quarter of standard in every region.
@@ -110,6 +112,110 @@ impl Pricing {
             .map(|d| micros(billable_gib(d) * self.transfer(source)))
             .sum()
     }
+}
+
+/// What one action changes in cost.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ActionCost {
+    /// Change in monthly cost (negative saves).
+    pub monthly: Micros,
+    /// One-time cost (copy transfer).
+    pub one_time: Micros,
+    /// The snapshots a deregistration deletes (used by no other image), with the monthly
+    /// cost each saves (negative).
+    pub snapshots: Vec<(String, Micros)>,
+}
+
+impl Pricing {
+    /// What `action` on `image` changes in cost: a copy's storage and transfer, the
+    /// snapshots a deregistration with its snapshots frees.
+    pub fn action_cost(&self, inventory: &Inventory, image: &Image, action: &Action) -> ActionCost {
+        let mut cost = ActionCost::default();
+        match action {
+            Action::CopyToRegion(c) => {
+                cost.monthly = self.copy_monthly(&c.region, &image.block_devices);
+                cost.one_time = self.copy_transfer(&image.region, &image.block_devices);
+            }
+            Action::Deregister { delete_snapshots: true } => {
+                for dev in &image.block_devices {
+                    let Some(snap) = &dev.snapshot_id else { continue };
+                    if inventory.snapshot_users(snap).all(|user| user == image.id) {
+                        let saved = self.snapshot_monthly(&image.region, dev);
+                        cost.monthly = cost.monthly.saturating_sub(saved);
+                        cost.snapshots.push((snap.clone(), -saved));
+                    }
+                }
+            }
+            _ => {}
+        }
+        cost
+    }
+
+    /// Fills each image's monthly cost; a snapshot shared by several images of one
+    /// account and region is split evenly between them.
+    pub fn price_images(&self, mut images: Vec<Image>) -> Vec<Image> {
+        let mut users: BTreeMap<(String, String, String), i64> = BTreeMap::new();
+        for image in &images {
+            for snap in image.snapshot_ids() {
+                *users.entry((image.account.clone(), image.region.clone(), snap.to_string())).or_default() += 1;
+            }
+        }
+        for image in &mut images {
+            image.monthly_cost = image
+                .block_devices
+                .iter()
+                .map(|d| {
+                    let n = d
+                        .snapshot_id
+                        .as_ref()
+                        .and_then(|s| users.get(&(image.account.clone(), image.region.clone(), s.clone())))
+                        .copied()
+                        .unwrap_or(1)
+                        .max(1);
+                    self.snapshot_monthly(&image.region, d) / n
+                })
+                .fold(0, Micros::saturating_add);
+        }
+        images
+    }
+}
+
+/// One account and region's monthly cost before and after a plan, and its one-time cost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerEntry {
+    pub account: String,
+    pub region: String,
+    pub monthly_before: Micros,
+    pub monthly_after: Micros,
+    pub one_time: Micros,
+}
+
+/// The ledger per (account, region): today's cost of `images`, changed by `changes` of
+/// (account, region the cost lands in, monthly delta, one-time cost).
+pub fn ledger<'a>(
+    images: &[Image],
+    changes: impl Iterator<Item = (&'a str, &'a str, Micros, Micros)>,
+) -> Vec<LedgerEntry> {
+    let mut rows: BTreeMap<(String, String), (Micros, Micros, Micros)> = BTreeMap::new();
+    for image in images {
+        let e = rows.entry((image.account.clone(), image.region.clone())).or_default();
+        e.0 = e.0.saturating_add(image.monthly_cost);
+        e.1 = e.1.saturating_add(image.monthly_cost);
+    }
+    for (account, region, monthly, one_time) in changes {
+        let e = rows.entry((account.to_string(), region.to_string())).or_default();
+        e.1 = e.1.saturating_add(monthly);
+        e.2 = e.2.saturating_add(one_time);
+    }
+    rows.into_iter()
+        .map(|((account, region), (before, after, one_time))| LedgerEntry {
+            account,
+            region,
+            monthly_before: before,
+            monthly_after: after,
+            one_time,
+        })
+        .collect()
 }
 
 /// GiB billed for a snapshot: its full size if known, else the volume size.

@@ -8,7 +8,7 @@ pub mod cases;
 pub mod cli;
 pub mod config;
 pub mod cost;
-pub mod engine;
+pub mod error;
 pub mod event;
 pub mod inventory;
 pub mod model;

@@ -4,71 +4,24 @@
 //! and of the AWS SDK (converted in `aws`). Their serde form is the JSON of sim state
 //! files, plan files and test cases.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+mod action;
+mod failure;
+pub mod id;
+mod image;
 pub mod text;
 mod time;
+pub use action::{Action, ActionKind, CopyRequest, InventoryNeed, PluginInfo, Proposal, Proposed, Verdict};
+pub use failure::{PluginError, PluginFailure, PolicyErrorKind, Stage};
+pub use image::{Architecture, BlockDevice, Image, ImageState, Location, Platform, RootDeviceType, StorageTier, Usage};
 pub use time::{DAY, Timestamp};
 
 /// Money in millionths of a US dollar.
 pub type Micros = i64;
-
-/// An image's lifecycle state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ImageState {
-    Pending,
-    Available,
-    Failed,
-    Disabled,
-    Deregistered,
-}
-
-/// An image's CPU architecture, spelled as EC2 spells it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum Architecture {
-    #[serde(rename = "i386")]
-    I386,
-    #[serde(rename = "x86_64")]
-    X86_64,
-    #[serde(rename = "arm64")]
-    Arm64,
-    #[serde(rename = "x86_64_mac")]
-    X86_64Mac,
-    #[serde(rename = "arm64_mac")]
-    Arm64Mac,
-}
-
-/// An image's operating system family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum Platform {
-    #[default]
-    Linux,
-    Windows,
-}
-
-/// Where an image's root device lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum RootDeviceType {
-    #[default]
-    Ebs,
-    InstanceStore,
-}
-
-/// A snapshot's storage tier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum StorageTier {
-    #[default]
-    Standard,
-    Archive,
-}
 
 /// Someone an image is shared with. Written as text: a 12-digit account id, an
 /// organization or OU ARN, or `public`.
@@ -172,207 +125,6 @@ pub fn is_reserved_tag(key: &str) -> bool {
 /// How far ahead EC2 accepts a deprecation time: 10 years (3,650 days, to stay inside
 /// EC2's limit whatever leap days fall in between).
 pub const MAX_DEPRECATE_AHEAD: i64 = 3650 * DAY;
-
-/// One block device of an image with what is known of its snapshot.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BlockDevice {
-    pub device_name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub snapshot_id: Option<String>,
-    pub size_gib: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub full_size_bytes: Option<u64>,
-    #[serde(default)]
-    pub storage_tier: StorageTier,
-}
-
-/// What still uses an image.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct Usage {
-    pub instances: u32,
-    pub launch_templates: Vec<String>,
-    pub last_launched: Option<Timestamp>,
-}
-
-impl Usage {
-    /// Whether instances or launch templates reference the image now.
-    pub fn in_use(&self) -> bool {
-        self.instances > 0 || !self.launch_templates.is_empty()
-    }
-}
-
-/// An image as the inventory sees it, with usage and cost filled in.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Image {
-    pub id: String,
-    pub account: String,
-    pub region: String,
-    pub name: String,
-    pub description: String,
-    pub creation_time: Timestamp,
-    pub state: ImageState,
-    pub architecture: Architecture,
-    pub platform: Platform,
-    pub root_device_type: RootDeviceType,
-    /// `None` when the backend did not fetch launch permissions.
-    pub launch_permissions: Option<BTreeSet<Principal>>,
-    pub tags: BTreeMap<String, String>,
-    pub block_devices: Vec<BlockDevice>,
-    pub deprecation_time: Option<Timestamp>,
-    pub source_image_id: Option<String>,
-    pub source_region: Option<String>,
-    pub usage: Usage,
-    pub monthly_cost: Micros,
-}
-
-impl Image {
-    /// Whether anyone may launch it.
-    pub fn is_public(&self) -> bool {
-        self.launch_permissions.as_ref().is_some_and(|p| p.contains(&Principal::Public))
-    }
-
-    /// The ids of the snapshots behind it.
-    pub fn snapshot_ids(&self) -> impl Iterator<Item = &str> {
-        self.block_devices.iter().filter_map(|b| b.snapshot_id.as_deref())
-    }
-
-    /// The account and region it lives in.
-    pub fn location(&self) -> Location {
-        Location { account: self.account.clone(), region: self.region.clone() }
-    }
-}
-
-/// An account and region: the unit of inventory, rate limits and ledgers.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Location {
-    pub account: String,
-    pub region: String,
-}
-
-impl fmt::Display for Location {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.account, self.region)
-    }
-}
-
-/// How a copy to another region is made.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct CopyRequest {
-    pub region: String,
-    #[serde(default)]
-    pub encrypted: bool,
-    #[serde(default)]
-    pub kms_key_id: Option<String>,
-    #[serde(default)]
-    pub copy_tags: bool,
-    #[serde(default)]
-    pub name: Option<String>,
-}
-
-/// A change a plugin proposes.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    Share(Principal),
-    Unshare(Principal),
-    CopyToRegion(CopyRequest),
-    DeprecateAt(Timestamp),
-    Disable,
-    Deregister { delete_snapshots: bool },
-    Tag(BTreeMap<String, String>),
-    Untag(BTreeSet<String>),
-    Retain,
-}
-
-impl Action {
-    /// The kind a policy file grants.
-    pub fn kind(&self) -> ActionKind {
-        match self {
-            Action::Share(_) => ActionKind::Share,
-            Action::Unshare(_) => ActionKind::Unshare,
-            Action::CopyToRegion(_) => ActionKind::Copy,
-            Action::DeprecateAt(_) => ActionKind::Deprecate,
-            Action::Disable => ActionKind::Disable,
-            Action::Deregister { .. } => ActionKind::Deregister,
-            Action::Tag(_) => ActionKind::Tag,
-            Action::Untag(_) => ActionKind::Untag,
-            Action::Retain => ActionKind::Retain,
-        }
-    }
-}
-
-/// The kinds of action a policy file grants to a plugin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ActionKind {
-    Share,
-    Unshare,
-    Copy,
-    Deprecate,
-    Disable,
-    Deregister,
-    DeleteSnapshots,
-    Tag,
-    Untag,
-    Retain,
-}
-
-impl ActionKind {
-    /// Every kind, in declaration order.
-    pub const ALL: [ActionKind; 10] = [
-        ActionKind::Share,
-        ActionKind::Unshare,
-        ActionKind::Copy,
-        ActionKind::Deprecate,
-        ActionKind::Disable,
-        ActionKind::Deregister,
-        ActionKind::DeleteSnapshots,
-        ActionKind::Tag,
-        ActionKind::Untag,
-        ActionKind::Retain,
-    ];
-}
-
-impl fmt::Display for ActionKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let text = serde_json::to_value(self).ok().and_then(|v| v.as_str().map(str::to_string));
-        f.write_str(text.as_deref().unwrap_or("?"))
-    }
-}
-
-/// Inventory data a plugin needs beyond image basics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum InventoryNeed {
-    LaunchPermissions,
-    Usage,
-    Snapshots,
-}
-
-/// What a plugin says about itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PluginInfo {
-    pub name: String,
-    pub version: String,
-    pub actions: BTreeSet<ActionKind>,
-    pub needs: BTreeSet<InventoryNeed>,
-}
-
-/// A plugin's proposal about one image.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Proposal {
-    pub image_id: String,
-    pub action: Action,
-    pub reason: String,
-}
-
-/// A plugin's decision on one candidate action.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Verdict {
-    pub action_id: String,
-    /// `None` approves; `Some(reason)` vetoes.
-    pub veto: Option<String>,
-}
 
 /// What happened to an image.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

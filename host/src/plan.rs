@@ -6,8 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::model::{Action, CopyRequest, Image, Micros, Principal, Timestamp};
-use crate::plugin::PluginError;
+use crate::model::{Action, ActionKind, CopyRequest, Image, Micros, PluginError, Principal, Timestamp};
 
 /// The version of the plan file schema. 2 added the policy fingerprint, the source and
 /// `stopped`; a plan of another version is refused.
@@ -39,24 +38,29 @@ pub enum Op {
 }
 
 impl Op {
-    /// Where the op falls in the safe apply order: tags, shares, copies, deprecations,
-    /// disables, deregistrations, snapshot deletions.
-    pub fn phase(&self) -> u8 {
+    /// The action kind a policy must grant for it.
+    pub fn kind(&self) -> ActionKind {
         match self {
-            Op::Tag { .. } | Op::Untag { .. } => 0,
-            Op::Unshare { .. } => 1,
-            Op::Share { .. } => 2,
-            Op::Copy { .. } => 3,
-            Op::Deprecate { .. } => 4,
-            Op::Disable => 5,
-            Op::Deregister => 6,
-            Op::DeleteSnapshot { .. } => 7,
+            Op::Tag { .. } => ActionKind::Tag,
+            Op::Untag { .. } => ActionKind::Untag,
+            Op::Unshare { .. } => ActionKind::Unshare,
+            Op::Share { .. } => ActionKind::Share,
+            Op::Copy { .. } => ActionKind::Copy,
+            Op::Deprecate { .. } => ActionKind::Deprecate,
+            Op::Disable => ActionKind::Disable,
+            Op::Deregister => ActionKind::Deregister,
+            Op::DeleteSnapshot { .. } => ActionKind::DeleteSnapshots,
         }
     }
 
-    /// Whether it cannot simply be undone: disable, deregister, snapshot deletion.
+    /// Where the op falls in the safe apply order (`ActionKind::phase`).
+    pub fn phase(&self) -> u8 {
+        self.kind().phase()
+    }
+
+    /// Whether it cannot simply be undone (`ActionKind::is_destructive`).
     pub fn is_destructive(&self) -> bool {
-        matches!(self, Op::Disable | Op::Deregister | Op::DeleteSnapshot { .. })
+        self.kind().is_destructive()
     }
 
     /// A short verb for tables.
@@ -103,13 +107,9 @@ pub struct PlannedAction {
 impl PlannedAction {
     /// The stable id of an op on an image.
     pub fn id_for(account: &str, region: &str, image_id: &str, op: &Op) -> String {
-        stable_id("act", &format!("{account}/{region}/{image_id}/{}", serde_json::to_string(op).unwrap_or_default()))
+        let seed = format!("{account}/{region}/{image_id}/{}", serde_json::to_string(op).unwrap_or_default());
+        crate::model::id::stable_id("act", seed.as_bytes(), 20)
     }
-}
-
-/// A short id derived from `seed`: the same seed always gives the same id.
-pub fn stable_id(prefix: &str, seed: &str) -> String {
-    format!("{prefix}-{}", &hex::encode(Sha256::digest(seed.as_bytes()))[..20])
 }
 
 /// Why a proposal did not make it into the plan.

@@ -25,7 +25,7 @@ mod support;
 use std::collections::BTreeSet;
 
 use amiwarden::aws::{AwsBackend, AwsOptions};
-use amiwarden::backend::{ACTION_TAG, Backend, Outcome, SOURCE_IMAGE_TAG, SOURCE_REGION_TAG};
+use amiwarden::backend::{ACTION_TAG, ActionOutcome, Backend, SOURCE_IMAGE_TAG, SOURCE_REGION_TAG};
 use amiwarden::config::{AwsSettings, Scope};
 use amiwarden::model::{CopyRequest, InventoryNeed, Location, Principal};
 use amiwarden::plan::{Op, PlannedAction};
@@ -52,9 +52,9 @@ fn action(image: &str, image_name: &str, op: Op) -> PlannedAction {
     }
 }
 
-fn done(outcome: Outcome) -> String {
+fn done(outcome: ActionOutcome) -> String {
     match outcome {
-        Outcome::Done { detail } => detail,
+        ActionOutcome::Done { detail } => detail,
         other => panic!("expected Done, got {other:?}"),
     }
 }
@@ -162,7 +162,8 @@ fn the_aws_backend_collects_and_applies_against_moto() {
     done(backend.execute(&action(&a, "golden-a", Op::Share { principal: Principal::Public })));
     done(backend.execute(&action(&a, "golden-a", Op::Unshare { principal: Principal::Public })));
     assert_eq!(rt.block_on(launch_permissions(&east, &a)), [FRIEND]);
-    let refreshed = backend.refresh(&east_loc, &a).expect("refresh").expect("still there");
+    let refreshed =
+        backend.refresh_many(&east_loc, std::slice::from_ref(&a)).expect("refresh").remove(0).1.expect("still there");
     assert_eq!(refreshed.launch_permissions, Some([Principal::Account(FRIEND.into())].into()));
 
     // Tag and untag.
@@ -215,27 +216,29 @@ fn the_aws_backend_collects_and_applies_against_moto() {
     // Deprecation: moto lacks it.
     let at = "2030-01-01".parse().expect("date");
     match backend.execute(&action(&a, "golden-a", Op::Deprecate { at })) {
-        Outcome::Failed { error } => assert!(error.contains("EnableImageDeprecation is not implemented"), "{error}"),
+        ActionOutcome::Failed { error } => {
+            assert!(error.contains("EnableImageDeprecation is not implemented"), "{error}")
+        }
         other => panic!("expected a clear failure, got {other:?}"),
     }
 
     // A snapshot of a registered image is not deleted.
     let kept = backend.execute(&action(&a, "golden-a", Op::DeleteSnapshot { snapshot_id: snap_a.clone() }));
-    assert!(matches!(&kept, Outcome::Skipped { reason } if reason.contains(&a)), "{kept:?}");
+    assert!(matches!(&kept, ActionOutcome::Skipped { reason } if reason.contains(&a)), "{kept:?}");
     assert!(backend.snapshot_in_use(&east_loc, &snap_a).expect("in use"));
 
     // Deregister C, then delete its snapshot; both are idempotent.
     done(backend.execute(&action(&c, "golden-c", Op::Deregister)));
-    assert!(backend.refresh(&east_loc, &c).expect("refresh").is_none());
+    assert!(backend.refresh_many(&east_loc, std::slice::from_ref(&c)).expect("refresh")[0].1.is_none());
     assert!(!backend.snapshot_in_use(&east_loc, &snap_c).expect("in use"));
     assert_eq!(
         done(backend.execute(&action(&c, "golden-c", Op::DeleteSnapshot { snapshot_id: snap_c.clone() }))),
         format!("deleted {snap_c}")
     );
-    assert!(matches!(backend.execute(&action(&c, "golden-c", Op::Deregister)), Outcome::Skipped { .. }));
+    assert!(matches!(backend.execute(&action(&c, "golden-c", Op::Deregister)), ActionOutcome::Skipped { .. }));
     assert!(matches!(
         backend.execute(&action(&c, "golden-c", Op::DeleteSnapshot { snapshot_id: snap_c.clone() })),
-        Outcome::Skipped { .. }
+        ActionOutcome::Skipped { .. }
     ));
 
     let (left, snapshot_gone) = rt.block_on(async {

@@ -7,9 +7,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use amiwarden::engine::{LoadedPlugin, scheduled_events};
-use amiwarden::model::{self, ActionKind, Timestamp};
-use amiwarden::plugin::{Limits, PluginSpec, Runtime, wit};
+use amiwarden::event::scheduled_events;
+use amiwarden::model::{self, Timestamp};
+use amiwarden::plugin::{Limits, Lowered, PluginSpec, Runtime};
 use amiwarden_sdk as sdk;
 
 const NOW: Timestamp = Timestamp(1_795_478_400); // 2026-11-24
@@ -126,7 +126,7 @@ fn main() {
         [model::InventoryNeed::LaunchPermissions, model::InventoryNeed::Usage, model::InventoryNeed::Snapshots].into();
     let inventory = Arc::new(amiwarden::run::collect(&policy, &backend, &all_needs).expect("collect"));
     let events = scheduled_events(&inventory, NOW);
-    let wit_events: Vec<wit::ImageEvent> = events.iter().map(wit::ImageEvent::from).collect();
+    let wit_events: Vec<Lowered> = events.iter().map(Lowered::from).collect();
     let sdk_events: Vec<sdk::ImageEvent> = events
         .iter()
         .map(|e| sdk::ImageEvent {
@@ -164,13 +164,13 @@ fn main() {
         compile_rows.push((s.name, s.wasm.len(), cold, cached));
 
         // Wasm, one core: a fresh store per batch of events, as the engine does.
-        let loaded = [LoadedPlugin { plugin, grants: ActionKind::ALL.into_iter().collect() }];
+        let loaded = [plugin];
         let start = Instant::now();
         let mut produced = 0;
         for chunk in wit_events.chunks(Limits::default().batch) {
-            let mut session = loaded[0].plugin.session(Arc::clone(&inventory), NOW).expect("session");
+            let mut session = loaded[0].session(Arc::clone(&inventory), NOW).expect("session");
             for e in chunk {
-                produced += session.propose(e).map(|p| p.len()).unwrap_or(0);
+                produced += session.propose_lowered(e).map(|p| p.len()).unwrap_or(0);
             }
         }
         let wasm = start.elapsed();
@@ -185,14 +185,14 @@ fn main() {
         let fresh_n = 2000.min(wit_events.len());
         let start = Instant::now();
         for e in &wit_events[..fresh_n] {
-            let mut session = loaded[0].plugin.session(Arc::clone(&inventory), NOW).expect("session");
-            let _ = session.propose(e);
+            let mut session = loaded[0].session(Arc::clone(&inventory), NOW).expect("session");
+            let _ = session.propose_lowered(e);
         }
         let fresh = start.elapsed();
-        let mut session = loaded[0].plugin.session(Arc::clone(&inventory), NOW).expect("session");
+        let mut session = loaded[0].session(Arc::clone(&inventory), NOW).expect("session");
         let start = Instant::now();
         for e in &wit_events[..fresh_n] {
-            let _ = session.propose(e);
+            let _ = session.propose_lowered(e);
         }
         let warm = start.elapsed();
 

@@ -8,10 +8,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
+use crate::error::InputError;
 use crate::plan::Plan;
-use crate::run::InputError;
 
 /// Where an action (or the plan) stands in the journal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -62,8 +61,7 @@ pub struct JournalEntry {
 
 /// The id of a plan: sha256 of its actions.
 pub fn plan_id(plan: &Plan) -> String {
-    let bytes = serde_json::to_vec(&plan.actions).unwrap_or_default();
-    format!("plan-{}", &hex::encode(Sha256::digest(bytes))[..20])
+    crate::model::id::stable_id("plan", &serde_json::to_vec(&plan.actions).unwrap_or_default(), 20)
 }
 
 /// The journal key of a fresh run of `plan`: its id and when the run started. A plan
@@ -85,8 +83,8 @@ pub fn default_path(backend_identity: &str, state_file: Option<&Path>) -> PathBu
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
         .unwrap_or_else(std::env::temp_dir);
-    let hash = hex::encode(Sha256::digest(backend_identity.as_bytes()));
-    base.join("amiwarden").join(format!("journal-{}.jsonl", &hash[..16]))
+    base.join("amiwarden")
+        .join(format!("{}.jsonl", crate::model::id::stable_id("journal", backend_identity.as_bytes(), 16)))
 }
 
 /// An append-only journal file, opened for one plan.

@@ -8,10 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-/// Another process holds the lock: exit code 1, with who holds it.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Busy(pub String);
+use crate::error::Busy;
 
 /// A held lock; released when dropped (or when the process ends, however it ends).
 #[derive(Debug)]

@@ -12,14 +12,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 pub use journal::{Binding, Journal, JournalEntry, Phase, Unfinished, default_path, plan_id, run_id, unfinished_plan};
-pub use lock::{Busy, Lock};
+pub use lock::Lock;
 
-use crate::backend::{Backend, Outcome};
+use crate::backend::{ActionOutcome, Backend};
 use crate::config::Policy;
+use crate::error::GuardrailStop;
 use crate::inventory::Inventory;
 use crate::model::{Image, Location, Timestamp};
 use crate::plan::{Op, Plan, PlannedAction};
-use crate::resolve::GuardrailStop;
 use crate::resolve::guardrails::check_planned;
 
 /// What an apply checks against: the policy, the inventory read before it, the images
@@ -185,7 +185,7 @@ pub fn apply(
     backend: &dyn Backend,
     plan: &Plan,
     journal: &mut Journal,
-    progress: &dyn Fn(&PlannedAction, &Outcome),
+    progress: &dyn Fn(&PlannedAction, &ActionOutcome),
 ) -> anyhow::Result<Report> {
     check(checks, plan)?;
     journal.record_plan(plan)?;
@@ -216,8 +216,8 @@ pub fn apply(
             None
         };
         let outcome = match hold {
-            Some(Hold::Gone) => Outcome::Skipped { reason: format!("{}{GONE}", action.image_id) },
-            Some(Hold::Unsafe(why)) => Outcome::Skipped { reason: why },
+            Some(Hold::Gone) => ActionOutcome::Skipped { reason: format!("{}{GONE}", action.image_id) },
+            Some(Hold::Unsafe(why)) => ActionOutcome::Skipped { reason: why },
             None => {
                 journal.record(&action.id, Phase::Start, "")?;
                 let outcome = backend.execute(action);
@@ -226,9 +226,9 @@ pub fn apply(
             }
         };
         let (phase, detail) = match &outcome {
-            Outcome::Done { detail } => (Phase::Done, detail.clone()),
-            Outcome::Skipped { reason } => (Phase::Skipped, reason.clone()),
-            Outcome::Failed { error } => (Phase::Failed, error.clone()),
+            ActionOutcome::Done { detail } => (Phase::Done, detail.clone()),
+            ActionOutcome::Skipped { reason } => (Phase::Skipped, reason.clone()),
+            ActionOutcome::Failed { error } => (Phase::Failed, error.clone()),
         };
         if matches!(action.op, Op::Disable | Op::Deregister)
             && (phase == Phase::Failed || (phase == Phase::Skipped && !detail.ends_with(GONE)))

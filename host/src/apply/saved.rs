@@ -11,12 +11,12 @@ use std::sync::Arc;
 
 use crate::backend::Backend;
 use crate::config::Policy;
-use crate::engine::LoadedPlugin;
+use crate::error::GuardrailStop;
+use crate::error::InputError;
 use crate::inventory::Inventory;
 use crate::model::Timestamp;
 use crate::plan::{Plan, SCHEMA_VERSION};
-use crate::resolve::GuardrailStop;
-use crate::run::InputError;
+use crate::plugin::Plugin;
 
 /// Reads a plan file, refusing what is not a plan of this schema.
 pub fn read(path: &Path) -> anyhow::Result<Plan> {
@@ -39,7 +39,7 @@ pub fn read(path: &Path) -> anyhow::Result<Plan> {
 /// checked on. `now` is the apply's time.
 pub fn check(
     policy: &Policy,
-    plugins: &[LoadedPlugin],
+    plugins: &[Plugin],
     backend: &dyn Backend,
     plan: &Plan,
     path: &Path,
@@ -67,7 +67,7 @@ pub fn check(
         ))
         .into());
     }
-    let needs = crate::engine::needs(plugins);
+    let needs = crate::plugin::needs(plugins);
     let inventory = Arc::new(crate::run::collect(policy, backend, &needs)?);
     let fingerprint = crate::plan::fingerprint(inventory.images());
     if fingerprint != plan.inventory_fingerprint {

@@ -9,12 +9,12 @@ use super::calls::{Ec2, Gaps};
 use super::collect::describe_images;
 use super::convert;
 use super::errors::{ApiError, ErrorKind};
-use crate::backend::{ACTION_TAG, Outcome, SOURCE_IMAGE_TAG, SOURCE_REGION_TAG};
+use crate::backend::{ACTION_TAG, ActionOutcome, SOURCE_IMAGE_TAG, SOURCE_REGION_TAG};
 use crate::model::{CopyRequest, Principal};
 use crate::plan::{Op, PlannedAction};
 
 /// Executes `action` with `ec2` (its location) and, for a copy, `destination`.
-pub async fn run(ec2: &Ec2, destination: Option<&Ec2>, action: &PlannedAction) -> Outcome {
+pub async fn run(ec2: &Ec2, destination: Option<&Ec2>, action: &PlannedAction) -> ActionOutcome {
     let image = action.image_id.as_str();
     let result = match &action.op {
         Op::Tag { tags } => {
@@ -31,7 +31,7 @@ pub async fn run(ec2: &Ec2, destination: Option<&Ec2>, action: &PlannedAction) -
         Op::Copy { request } => match destination {
             Some(dest) => copy(ec2, dest, action, request).await,
             None => {
-                return Outcome::Failed {
+                return ActionOutcome::Failed {
                     error: format!("no client for the copy's destination region {}", request.region),
                 };
             }
@@ -56,17 +56,17 @@ pub async fn run(ec2: &Ec2, destination: Option<&Ec2>, action: &PlannedAction) -
         ),
         Op::DeleteSnapshot { snapshot_id } => delete_snapshot(ec2, snapshot_id).await,
     };
-    result.unwrap_or_else(|e| Outcome::Failed { error: format!("{} in {}: {e}", action.id, ec2.location) })
+    result.unwrap_or_else(|e| ActionOutcome::Failed { error: format!("{} in {}: {e}", action.id, ec2.location) })
 }
 
-fn done(detail: String) -> Outcome {
-    Outcome::Done { detail }
+fn done(detail: String) -> ActionOutcome {
+    ActionOutcome::Done { detail }
 }
 
 /// A deregister or disable of an image that is already gone needs nothing.
-fn gone_is_skipped(result: Result<Outcome, ApiError>, image: &str) -> Result<Outcome, ApiError> {
+fn gone_is_skipped(result: Result<ActionOutcome, ApiError>, image: &str) -> Result<ActionOutcome, ApiError> {
     match result {
-        Err(e) if e.is_not_found() => Ok(Outcome::Skipped { reason: format!("{image} no longer exists") }),
+        Err(e) if e.is_not_found() => Ok(ActionOutcome::Skipped { reason: format!("{image} no longer exists") }),
         other => other,
     }
 }
@@ -75,7 +75,12 @@ fn tag_list(tags: &BTreeMap<String, String>) -> Vec<Tag> {
     tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
 }
 
-async fn modify_permission(ec2: &Ec2, image: &str, principal: &Principal, add: bool) -> Result<Outcome, ApiError> {
+async fn modify_permission(
+    ec2: &Ec2,
+    image: &str,
+    principal: &Principal,
+    add: bool,
+) -> Result<ActionOutcome, ApiError> {
     let permission = convert::launch_permission(principal);
     let change = if add {
         LaunchPermissionModifications::builder().add(permission)
@@ -96,7 +101,12 @@ async fn modify_permission(ec2: &Ec2, image: &str, principal: &Principal, add: b
 /// (an emulator may ignore client tokens). The copy is then tagged with its source and
 /// action, since an emulator records neither, and with the source's tags when asked
 /// (an emulator ignores CopyImageTags).
-async fn copy(source: &Ec2, dest: &Ec2, action: &PlannedAction, request: &CopyRequest) -> Result<Outcome, ApiError> {
+async fn copy(
+    source: &Ec2,
+    dest: &Ec2,
+    action: &PlannedAction,
+    request: &CopyRequest,
+) -> Result<ActionOutcome, ApiError> {
     let mine = Filter::builder().name(format!("tag:{ACTION_TAG}")).values(&action.id).build();
     if let Some(existing) = describe_images(dest, None, vec![mine]).await?.iter().find_map(|i| i.image_id()) {
         return Ok(done(format!("copy of {} already exists in {}: {existing}", action.image_id, request.region)));
@@ -132,28 +142,28 @@ async fn copy(source: &Ec2, dest: &Ec2, action: &PlannedAction, request: &CopyRe
         .client_token(&action.id);
     let out = dest.call("CopyImage", call.send()).await?;
     let Some(new_id) = out.image_id().map(str::to_string) else {
-        return Ok(Outcome::Failed { error: format!("CopyImage of {} returned no image id", action.image_id) });
+        return Ok(ActionOutcome::Failed { error: format!("CopyImage of {} returned no image id", action.image_id) });
     };
     let tagging = dest.client.create_tags().resources(&new_id).set_tags(Some(tag_list(&tags)));
     if let Err(e) = dest.call("CreateTags", tagging.send()).await {
         // Running the action again reuses the client token, gets the same copy and tags it.
-        return Ok(Outcome::Failed {
+        return Ok(ActionOutcome::Failed {
             error: format!("copied {} to {new_id} in {} but could not tag it: {e}", action.image_id, request.region),
         });
     }
     Ok(done(format!("copied {} to {} as {new_id}", action.image_id, request.region)))
 }
 
-async fn delete_snapshot(ec2: &Ec2, snapshot_id: &str) -> Result<Outcome, ApiError> {
+async fn delete_snapshot(ec2: &Ec2, snapshot_id: &str) -> Result<ActionOutcome, ApiError> {
     let users = snapshot_users(ec2, snapshot_id).await?;
     if !users.is_empty() {
-        return Ok(Outcome::Skipped { reason: format!("{snapshot_id} is still used by {}", users.join(", ")) });
+        return Ok(ActionOutcome::Skipped { reason: format!("{snapshot_id} is still used by {}", users.join(", ")) });
     }
     match ec2.call("DeleteSnapshot", ec2.client.delete_snapshot().snapshot_id(snapshot_id).send()).await {
         Ok(_) => Ok(done(format!("deleted {snapshot_id}"))),
-        Err(e) if e.is_not_found() => Ok(Outcome::Skipped { reason: format!("{snapshot_id} no longer exists") }),
+        Err(e) if e.is_not_found() => Ok(ActionOutcome::Skipped { reason: format!("{snapshot_id} no longer exists") }),
         Err(e) if e.kind == ErrorKind::InUse => {
-            Ok(Outcome::Skipped { reason: format!("{snapshot_id} is in use: {e}") })
+            Ok(ActionOutcome::Skipped { reason: format!("{snapshot_id} is in use: {e}") })
         }
         Err(e) => Err(e),
     }

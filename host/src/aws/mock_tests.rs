@@ -26,7 +26,7 @@ use aws_sdk_ec2::types as ec2;
 use aws_smithy_mocks::{MockResponseInterceptor, Rule, RuleMode, create_mock_http_client, mock};
 
 use super::AwsBackend;
-use crate::backend::{ACTION_TAG, Backend, Outcome, SOURCE_IMAGE_TAG, SOURCE_REGION_TAG};
+use crate::backend::{ACTION_TAG, ActionOutcome, Backend, SOURCE_IMAGE_TAG, SOURCE_REGION_TAG};
 use crate::config::Scope;
 use crate::model::{CopyRequest, InventoryNeed, Location, Principal, StorageTier, Timestamp};
 use crate::plan::{Op, PlannedAction};
@@ -264,7 +264,7 @@ fn a_throttled_call_is_retried_by_the_sdk_until_it_succeeds() {
 
     let outcome = backend.execute(&action("us-east-1", "ami-0000000a", tag));
 
-    assert!(matches!(outcome, Outcome::Done { .. }), "{outcome:?}");
+    assert!(matches!(outcome, ActionOutcome::Done { .. }), "{outcome:?}");
     assert_eq!(tags.num_calls(), 3, "two throttled attempts, then success");
     assert_eq!(counts(&backend).get("CreateTags"), Some(&1), "one logical call");
 }
@@ -289,8 +289,8 @@ fn sharing_adds_and_unsharing_removes_the_launch_permission() {
     let shared = backend.execute(&action("us-east-1", "ami-0000000a", Op::Share { principal: org }));
     let unshared = backend.execute(&action("us-east-1", "ami-0000000a", Op::Unshare { principal: Principal::Public }));
 
-    assert!(matches!(&shared, Outcome::Done { detail } if detail.contains("o-abc123")), "{shared:?}");
-    assert!(matches!(&unshared, Outcome::Done { detail } if detail.contains("public")), "{unshared:?}");
+    assert!(matches!(&shared, ActionOutcome::Done { detail } if detail.contains("o-abc123")), "{shared:?}");
+    assert!(matches!(&unshared, ActionOutcome::Done { detail } if detail.contains("public")), "{unshared:?}");
 }
 
 fn copy_action() -> PlannedAction {
@@ -337,7 +337,7 @@ fn a_copy_is_made_in_the_destination_region_and_tagged_with_its_source() {
 
     let outcome = backend.execute(&act);
 
-    assert_eq!(outcome, Outcome::Done { detail: "copied ami-0000000a to eu-west-1 as ami-0000000c".into() });
+    assert_eq!(outcome, ActionOutcome::Done { detail: "copied ami-0000000a to eu-west-1 as ami-0000000c".into() });
 }
 
 #[test]
@@ -354,7 +354,7 @@ fn a_copy_already_made_by_the_same_action_is_returned_instead_of_copied_again() 
     let outcome = backend.execute(&copy_action());
 
     assert!(
-        matches!(&outcome, Outcome::Done { detail } if detail.contains("already exists") && detail.contains("ami-0000000c")),
+        matches!(&outcome, ActionOutcome::Done { detail } if detail.contains("already exists") && detail.contains("ami-0000000c")),
         "{outcome:?}"
     );
     assert_eq!(copy.num_calls(), 0);
@@ -369,7 +369,7 @@ fn deprecation_on_an_endpoint_without_it_fails_with_a_clear_message() {
 
     let outcome = backend.execute(&action("us-east-1", "ami-0000000a", Op::Deprecate { at }));
 
-    let Outcome::Failed { error } = outcome else { panic!("expected a failure, got {outcome:?}") };
+    let ActionOutcome::Failed { error } = outcome else { panic!("expected a failure, got {outcome:?}") };
     assert!(error.contains("EnableImageDeprecation is not implemented by this EC2 endpoint"), "{error}");
 }
 
@@ -383,7 +383,7 @@ fn a_snapshot_still_used_by_another_image_is_not_deleted() {
     let outcome =
         backend.execute(&action("us-east-1", "ami-0000000a", Op::DeleteSnapshot { snapshot_id: "snap-a".into() }));
 
-    assert_eq!(outcome, Outcome::Skipped { reason: "snap-a is still used by ami-0000000b".into() });
+    assert_eq!(outcome, ActionOutcome::Skipped { reason: "snap-a is still used by ami-0000000b".into() });
     assert_eq!(delete.num_calls(), 0);
     assert!(backend.snapshot_in_use(&location("us-east-1"), "snap-a").expect("in use"));
 }
@@ -409,7 +409,7 @@ fn without_the_snapshot_filter_the_images_are_scanned_before_deleting() {
     let second =
         backend.execute(&action("us-east-1", "ami-0000000a", Op::DeleteSnapshot { snapshot_id: "snap-a".into() }));
 
-    assert_eq!(first, Outcome::Done { detail: "deleted snap-a".into() });
+    assert_eq!(first, ActionOutcome::Done { detail: "deleted snap-a".into() });
     assert_eq!(second, first);
     assert_eq!(filtered.num_calls(), 3, "the filter is tried once (3 SDK attempts), then remembered as missing");
     assert_eq!(counts(&backend).get("DescribeImages"), Some(&3));

@@ -32,7 +32,7 @@ pub use errors::{ApiError, ErrorKind};
 pub use iam::iam_policy;
 pub use limiter::{BucketClass, Clock, SystemClock, TokenBucket};
 
-use crate::backend::{Backend, Outcome};
+use crate::backend::{ActionOutcome, Backend};
 use crate::config::{AwsSettings, Scope};
 use crate::model::{Image, ImageState, InventoryNeed, Location};
 use crate::plan::{Op, PlannedAction};
@@ -61,6 +61,38 @@ impl std::fmt::Debug for AwsBackend {
 }
 
 impl AwsBackend {
+    /// One image re-read on its own (after a batch read failed on an id EC2 no longer knows).
+    fn refresh_one(&self, location: &Location, image_id: &str) -> anyhow::Result<Option<Image>> {
+        let ec2 = self.ec2(location)?;
+        self.runtime.block_on(async {
+            let described = match collect::describe_images(&ec2, Some(vec![image_id.to_string()]), Vec::new()).await {
+                Ok(described) => described,
+                Err(e) if e.is_not_found() => return Ok(None),
+                Err(e) => return Err(e).with_context(|| format!("re-reading {image_id} in {location}")),
+            };
+            let Some(raw) = described.first() else { return Ok(None) };
+            let mut image = convert::image(location, raw).map_err(anyhow::Error::msg)?;
+            if image.state == ImageState::Deregistered {
+                return Ok(None);
+            }
+            // Usage and launch permissions only: snapshot sizes are for pricing, and a
+            // DescribeSnapshots per destructive action would spend a fifth of the
+            // Describe* bucket (20/s) that paces a large apply.
+            let ids = vec![image.id.clone()];
+            let (references, permissions) = tokio::try_join!(usage::references(&ec2, &ids), async {
+                collect::launch_permissions(&ec2, &ids)
+                    .await
+                    .with_context(|| format!("launch permissions of {image_id} in {location}"))
+            })?;
+            if let Some(r) = references.get(&image.id) {
+                image.usage.instances = r.instances;
+                image.usage.launch_templates = r.launch_templates.iter().cloned().collect();
+            }
+            image.launch_permissions = permissions.get(&image.id).cloned();
+            Ok(Some(image))
+        })
+    }
+
     /// Loads the AWS configuration and credentials for every account in `scope`.
     pub fn connect(scope: &Scope, settings: &AwsSettings, options: AwsOptions) -> anyhow::Result<AwsBackend> {
         let runtime = runtime()?;
@@ -211,37 +243,6 @@ impl Backend for AwsBackend {
         Ok(images)
     }
 
-    fn refresh(&self, location: &Location, image_id: &str) -> anyhow::Result<Option<Image>> {
-        let ec2 = self.ec2(location)?;
-        self.runtime.block_on(async {
-            let described = match collect::describe_images(&ec2, Some(vec![image_id.to_string()]), Vec::new()).await {
-                Ok(described) => described,
-                Err(e) if e.is_not_found() => return Ok(None),
-                Err(e) => return Err(e).with_context(|| format!("re-reading {image_id} in {location}")),
-            };
-            let Some(raw) = described.first() else { return Ok(None) };
-            let mut image = convert::image(location, raw).map_err(anyhow::Error::msg)?;
-            if image.state == ImageState::Deregistered {
-                return Ok(None);
-            }
-            // Usage and launch permissions only: snapshot sizes are for pricing, and a
-            // DescribeSnapshots per destructive action would spend a fifth of the
-            // Describe* bucket (20/s) that paces a large apply.
-            let ids = vec![image.id.clone()];
-            let (references, permissions) = tokio::try_join!(usage::references(&ec2, &ids), async {
-                collect::launch_permissions(&ec2, &ids)
-                    .await
-                    .with_context(|| format!("launch permissions of {image_id} in {location}"))
-            })?;
-            if let Some(r) = references.get(&image.id) {
-                image.usage.instances = r.instances;
-                image.usage.launch_templates = r.launch_templates.iter().cloned().collect();
-            }
-            image.launch_permissions = permissions.get(&image.id).cloned();
-            Ok(Some(image))
-        })
-    }
-
     fn refresh_many(&self, location: &Location, image_ids: &[String]) -> anyhow::Result<Vec<(String, Option<Image>)>> {
         let ec2 = self.ec2(location)?;
         let batched = self.runtime.block_on(async {
@@ -280,7 +281,7 @@ impl Backend for AwsBackend {
             Some(images) => {
                 Ok(image_ids.iter().map(|id| (id.clone(), images.iter().find(|i| &i.id == id).cloned())).collect())
             }
-            None => image_ids.iter().map(|id| Ok((id.clone(), self.refresh(location, id)?))).collect(),
+            None => image_ids.iter().map(|id| Ok((id.clone(), self.refresh_one(location, id)?))).collect(),
         }
     }
 
@@ -293,10 +294,10 @@ impl Backend for AwsBackend {
         Ok(!users.is_empty())
     }
 
-    fn execute(&self, action: &PlannedAction) -> Outcome {
+    fn execute(&self, action: &PlannedAction) -> ActionOutcome {
         let (ec2, destination) = match self.clients_for(action) {
             Ok(clients) => clients,
-            Err(e) => return Outcome::Failed { error: format!("{e:#}") },
+            Err(e) => return ActionOutcome::Failed { error: format!("{e:#}") },
         };
         self.runtime.block_on(execute::run(&ec2, destination.as_ref(), action))
     }

@@ -8,82 +8,41 @@ mod bindings;
 mod cache;
 mod host_api;
 mod sandbox;
+mod set;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, Store, Trap};
 
-pub use bindings::{PLUGIN_EXPORT, WIT_VERSION, wit};
+pub use crate::config::Limits;
+use bindings::wit;
+pub use bindings::{PLUGIN_EXPORT, WIT_VERSION};
 pub use cache::ArtifactCache;
-pub use sandbox::Limits;
+pub use set::{Proposals, load_plugins, needs, propose, review};
 
 use crate::inventory::Inventory;
-use crate::model::{PluginInfo, Proposal, Timestamp, Verdict};
+use crate::model::{ImageEvent, PluginInfo, Proposal, Timestamp, Verdict};
+pub use crate::model::{PluginError, PluginFailure, PolicyErrorKind, Stage};
 use bindings::{Policy, PolicyPre};
 use sandbox::{EpochTicker, StoreState};
 
-/// Which call of the contract failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Stage {
-    Load,
-    Configure,
-    Propose,
-    Review,
-}
+/// An event lowered to the contract's types: lowered once, evaluated by every plugin.
+pub struct Lowered(wit::ImageEvent);
 
-/// The kind of an expected failure a plugin reported itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PolicyErrorKind {
-    InvalidConfig,
-    InvalidEvent,
-    Failed,
-}
-
-/// Why a plugin call failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case", tag = "cause", content = "detail")]
-pub enum PluginFailure {
-    #[error("ran past its time budget of {0} ms")]
-    Timeout(u64),
-    #[error("hit its memory cap of {0} MiB")]
-    OutOfMemory(u64),
-    #[error("trapped: {0}")]
-    Trap(String),
-    #[error("reported {0:?}: {1}")]
-    Policy(PolicyErrorKind, String),
-    #[error("returned malformed output: {0}")]
-    Malformed(String),
-    #[error("could not be instantiated: {0}")]
-    Instantiate(String),
-}
-
-/// A plugin failure, recorded against the plugin and (when known) the image.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
-#[error("plugin `{plugin}` {stage_text}{image_text}: {failure}", stage_text = stage_text(*.stage), image_text = image_text(.image))]
-pub struct PluginError {
-    pub plugin: String,
-    pub stage: Stage,
-    pub image: Option<String>,
-    pub failure: PluginFailure,
-}
-
-fn stage_text(stage: Stage) -> &'static str {
-    match stage {
-        Stage::Load => "failed to load",
-        Stage::Configure => "rejected its configuration",
-        Stage::Propose => "failed in propose",
-        Stage::Review => "failed in review",
+impl From<&ImageEvent> for Lowered {
+    fn from(event: &ImageEvent) -> Self {
+        Lowered(wit::ImageEvent::from(event))
     }
 }
 
-fn image_text(image: &Option<String>) -> String {
-    image.as_ref().map(|i| format!(" on image {i}")).unwrap_or_default()
+impl Lowered {
+    /// The id of the image the event is about.
+    pub fn image_id(&self) -> &str {
+        &self.0.image.id
+    }
 }
 
 /// The process's plugin runtime.
@@ -127,7 +86,7 @@ pub struct Plugin {
 
 /// The sha256 of `bytes` as lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+    crate::model::id::sha256_hex(bytes)
 }
 
 impl Runtime {
@@ -325,7 +284,14 @@ impl Session<'_> {
     }
 
     /// Proposals for one event, validated. After an error the session must be dropped.
-    pub fn propose(&mut self, event: &wit::ImageEvent) -> Result<Vec<Proposal>, PluginError> {
+    pub fn propose(&mut self, event: &ImageEvent) -> Result<Vec<Proposal>, PluginError> {
+        self.propose_lowered(&Lowered::from(event))
+    }
+
+    /// `propose` on an event already lowered to the contract's types (once for every
+    /// plugin that sees it).
+    pub fn propose_lowered(&mut self, event: &Lowered) -> Result<Vec<Proposal>, PluginError> {
+        let event = &event.0;
         let image = Some(event.image.id.as_str());
         let result = self.call(Stage::Propose, image, |p, s| p.amiwarden_policy_plugin().call_propose(s, event))?;
         let proposals = result.map_err(|e| {
@@ -353,7 +319,11 @@ impl Session<'_> {
     }
 
     /// Verdicts on the candidate plan. After an error the session must be dropped.
-    pub fn review(&mut self, plan: &wit::PricedPlan) -> Result<Vec<Verdict>, PluginError> {
+    pub fn review(&mut self, plan: &crate::resolve::PricedPlan<'_>) -> Result<Vec<Verdict>, PluginError> {
+        self.review_lowered(&wit::PricedPlan::from(plan))
+    }
+
+    fn review_lowered(&mut self, plan: &wit::PricedPlan) -> Result<Vec<Verdict>, PluginError> {
         // One review call sees the whole plan: its budget grows with the plan, one
         // `time_ms` per 100 candidate actions.
         let scale = (plan.actions.len() as u64 / 100).max(1);

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, ResourceLimiter};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use crate::config::Limits;
 use crate::inventory::Inventory;
 use crate::model::Timestamp;
 
@@ -28,28 +28,7 @@ pub const FUEL_PER_MS: u64 = 1_000_000;
 /// count (a slow host call) without making a busy machine fail plugins.
 pub const WALL_CLOCK_FACTOR: u64 = 20;
 
-/// The per-plugin limits, as written in the policy file's `[plugin.limits]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Limits {
-    /// CPU budget of one call, in milliseconds.
-    pub time_ms: u64,
-    /// Cap on linear memory, in MiB.
-    pub memory_mib: u64,
-    /// Most proposals one `propose` call may return.
-    pub max_proposals: usize,
-    /// Events evaluated in one fresh store (1 gives every event its own instance).
-    pub batch: usize,
-    /// Bytes of stdout plus stderr kept per store.
-    pub output_bytes: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits { time_ms: 100, memory_mib: 64, max_proposals: 1000, batch: 256, output_bytes: 64 * 1024 }
-    }
-}
-
+/// How the policy's limits become wasmtime's deadlines and fuel.
 impl Limits {
     /// The wall-clock (epoch) deadline for one call, in ticks.
     pub fn deadline_ticks(&self) -> u64 {

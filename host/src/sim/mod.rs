@@ -12,13 +12,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use sha2::{Digest, Sha256};
+use crate::model::id::stable_id;
 
 pub use state::{
     SimAccount, SimBlockDevice, SimImage, SimInstance, SimLaunchTemplate, SimRegion, SimSnapshot, SimState,
 };
 
-use crate::backend::{ACTION_TAG, Backend, Outcome, SOURCE_IMAGE_TAG, SOURCE_REGION_TAG};
+use crate::backend::{ACTION_TAG, ActionOutcome, Backend, SOURCE_IMAGE_TAG, SOURCE_REGION_TAG};
 use crate::config::Scope;
 use crate::model::{BlockDevice, Image, ImageState, InventoryNeed, Location, Principal, Timestamp, Usage};
 use crate::plan::{Op, PlannedAction};
@@ -56,11 +56,6 @@ impl SimBackend {
         let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
         *calls.entry(call.to_string()).or_default() += 1;
     }
-}
-
-fn derived_id(prefix: &str, seed: &str) -> String {
-    let digest = hex::encode(Sha256::digest(seed.as_bytes()));
-    format!("{prefix}-{}", &digest[..17])
 }
 
 /// The domain view of a simulated image.
@@ -140,17 +135,22 @@ impl Backend for SimBackend {
         Ok(images)
     }
 
-    fn refresh(&self, location: &Location, image_id: &str) -> anyhow::Result<Option<Image>> {
+    fn refresh_many(&self, location: &Location, image_ids: &[String]) -> anyhow::Result<Vec<(String, Option<Image>)>> {
         self.count("DescribeImages");
         let state = self.lock();
-        let Some(region) = state.accounts.get(&location.account).and_then(|a| a.regions.get(&location.region)) else {
-            return Ok(None);
-        };
-        Ok(region
-            .images
+        let region = state.accounts.get(&location.account).and_then(|a| a.regions.get(&location.region));
+        Ok(image_ids
             .iter()
-            .find(|i| i.id == image_id)
-            .map(|i| to_image(&location.account, &location.region, region, i, true)))
+            .map(|id| {
+                let found = region.and_then(|r| {
+                    r.images
+                        .iter()
+                        .find(|i| &i.id == id)
+                        .map(|i| to_image(&location.account, &location.region, r, i, true))
+                });
+                (id.clone(), found)
+            })
+            .collect())
     }
 
     fn snapshot_in_use(&self, location: &Location, snapshot_id: &str) -> anyhow::Result<bool> {
@@ -162,7 +162,7 @@ impl Backend for SimBackend {
         }))
     }
 
-    fn execute(&self, action: &PlannedAction) -> Outcome {
+    fn execute(&self, action: &PlannedAction) -> ActionOutcome {
         let mut state = self.lock();
         let call = match &action.op {
             Op::Tag { .. } => "CreateTags",
@@ -190,68 +190,70 @@ impl Backend for SimBackend {
     }
 }
 
-fn execute(state: &mut SimState, action: &PlannedAction, now: Timestamp) -> Outcome {
+fn execute(state: &mut SimState, action: &PlannedAction, now: Timestamp) -> ActionOutcome {
     let Some(region) = state.accounts.get_mut(&action.account).and_then(|a| a.regions.get_mut(&action.region)) else {
-        return Outcome::Failed { error: format!("no such account/region {}/{}", action.account, action.region) };
+        return ActionOutcome::Failed { error: format!("no such account/region {}/{}", action.account, action.region) };
     };
     if let Op::DeleteSnapshot { snapshot_id } = &action.op {
         if let Some(user) =
             region.images.iter().find(|i| i.block_devices.iter().any(|d| d.snapshot_id.as_ref() == Some(snapshot_id)))
         {
-            return Outcome::Failed { error: format!("InvalidSnapshot.InUse: {snapshot_id} is used by {}", user.id) };
+            return ActionOutcome::Failed {
+                error: format!("InvalidSnapshot.InUse: {snapshot_id} is used by {}", user.id),
+            };
         }
         let before = region.snapshots.len();
         region.snapshots.retain(|s| &s.id != snapshot_id);
         return if region.snapshots.len() < before {
-            Outcome::Done { detail: format!("deleted {snapshot_id}") }
+            ActionOutcome::Done { detail: format!("deleted {snapshot_id}") }
         } else {
-            Outcome::Skipped { reason: format!("{snapshot_id} no longer exists") }
+            ActionOutcome::Skipped { reason: format!("{snapshot_id} no longer exists") }
         };
     }
     let block_public = region.block_public_access;
     let Some(pos) = region.images.iter().position(|i| i.id == action.image_id) else {
-        return Outcome::Skipped { reason: format!("{} no longer exists", action.image_id) };
+        return ActionOutcome::Skipped { reason: format!("{} no longer exists", action.image_id) };
     };
     let image = &mut region.images[pos];
     match &action.op {
         Op::Tag { tags } => {
             image.tags.extend(tags.clone());
-            Outcome::Done { detail: format!("tagged {}", action.image_id) }
+            ActionOutcome::Done { detail: format!("tagged {}", action.image_id) }
         }
         Op::Untag { keys } => {
             image.tags.retain(|k, _| !keys.contains(k));
-            Outcome::Done { detail: format!("untagged {}", action.image_id) }
+            ActionOutcome::Done { detail: format!("untagged {}", action.image_id) }
         }
         Op::Share { principal } => {
             if *principal == Principal::Public && block_public {
-                return Outcome::Failed { error: "image block public access is on in this region".into() };
+                return ActionOutcome::Failed { error: "image block public access is on in this region".into() };
             }
             image.launch_permissions.insert(principal.clone());
-            Outcome::Done { detail: format!("shared with {principal}") }
+            ActionOutcome::Done { detail: format!("shared with {principal}") }
         }
         Op::Unshare { principal } => {
             image.launch_permissions.remove(principal);
-            Outcome::Done { detail: format!("unshared from {principal}") }
+            ActionOutcome::Done { detail: format!("unshared from {principal}") }
         }
         Op::Deprecate { at } => {
             image.deprecation_time = Some(*at);
-            Outcome::Done { detail: format!("deprecates at {at}") }
+            ActionOutcome::Done { detail: format!("deprecates at {at}") }
         }
         Op::Disable => {
             image.state = ImageState::Disabled;
             image.launch_permissions.clear();
-            Outcome::Done { detail: "disabled".into() }
+            ActionOutcome::Done { detail: "disabled".into() }
         }
         Op::Deregister => {
             region.images.remove(pos);
-            Outcome::Done { detail: format!("deregistered {}", action.image_id) }
+            ActionOutcome::Done { detail: format!("deregistered {}", action.image_id) }
         }
         Op::Copy { request } => {
             let source = image.clone();
             let source_snapshots = region.snapshots.clone();
             copy(state, action, &source, &source_snapshots, request, now)
         }
-        Op::DeleteSnapshot { .. } => Outcome::Skipped { reason: "handled above".into() },
+        Op::DeleteSnapshot { .. } => ActionOutcome::Skipped { reason: "handled above".into() },
     }
 }
 
@@ -262,20 +264,20 @@ fn copy(
     source_snapshots: &[SimSnapshot],
     request: &crate::model::CopyRequest,
     now: Timestamp,
-) -> Outcome {
+) -> ActionOutcome {
     let Some(account) = state.accounts.get_mut(&action.account) else {
-        return Outcome::Failed { error: format!("no such account {}", action.account) };
+        return ActionOutcome::Failed { error: format!("no such account {}", action.account) };
     };
     let target = account.regions.entry(request.region.clone()).or_default();
     if let Some(existing) = target.images.iter().find(|i| i.tags.get(ACTION_TAG) == Some(&action.id)) {
-        return Outcome::Done { detail: format!("copy {} exists already (same client token)", existing.id) };
+        return ActionOutcome::Done { detail: format!("copy {} exists already (same client token)", existing.id) };
     }
-    let new_id = derived_id("ami", &action.id);
+    let new_id = stable_id("ami", action.id.as_bytes(), 17);
     let mut devices = Vec::new();
     for dev in &source.block_devices {
         let mut dev = dev.clone();
         if let Some(snap_id) = &dev.snapshot_id {
-            let new_snap = derived_id("snap", &format!("{}/{}", action.id, dev.device_name));
+            let new_snap = stable_id("snap", format!("{}/{}", action.id, dev.device_name).as_bytes(), 17);
             let original = source_snapshots.iter().find(|s| &s.id == snap_id);
             target.snapshots.push(SimSnapshot {
                 id: new_snap.clone(),
@@ -311,5 +313,5 @@ fn copy(
         source_region: Some(action.region.clone()),
         last_launched_time: None,
     });
-    Outcome::Done { detail: format!("copied to {new_id} in {}", request.region) }
+    ActionOutcome::Done { detail: format!("copied to {new_id} in {}", request.region) }
 }

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use amiwarden::cases::{Subject, case_dirs, run_case};
-use amiwarden::plugin::{Limits, Plugin, PluginError, PluginFailure, PolicyErrorKind, Runtime, Stage, wit};
+use amiwarden::plugin::Lowered;
+use amiwarden::plugin::{Limits, Plugin, PluginError, PluginFailure, PolicyErrorKind, Runtime, Stage};
 use amiwarden_tests::{
     ARTIFACT_CACHE, REQUIRED_TAGS_JS, REQUIRED_TAGS_JS_NEXT_WIT, REQUIRED_TAGS_PY, REQUIRED_TAGS_RUST,
 };
@@ -198,7 +199,7 @@ fn misbehaving(language: &str, path: &str, mode: &str, limits: Limits) -> Plugin
     let plugin = load(path, json!({ "misbehave": mode }), limits).unwrap_or_else(|e| panic!("{language}: {e}"));
     let img = image("ami-0123456789abcdef0", &[]);
     let mut session = plugin.session(inventory(vec![img.clone()]), NOW).unwrap_or_else(|e| panic!("{language}: {e}"));
-    match session.propose(&wit::ImageEvent::from(&scheduled(img))) {
+    match session.propose(&scheduled(img)) {
         Ok(p) => panic!("{language} with misbehave={mode} should fail, got {p:?}"),
         Err(e) => {
             assert_eq!((e.plugin.as_str(), e.stage), ("required-tags", Stage::Propose), "{language}: {e}");
@@ -257,7 +258,7 @@ fn a_plugin_that_misbehaves_only_fails_the_call_it_misbehaves_in() {
         let healthy = load(path, json!({}), Limits::default()).expect("loads");
         let img = image("ami-0123456789abcdef0", &[("owner", "ops")]);
         let inv = inventory(vec![img.clone()]);
-        let event = wit::ImageEvent::from(&scheduled(img));
+        let event = scheduled(img);
         assert!(failing.session(inv.clone(), NOW).expect("session").propose(&event).is_err(), "{language}");
         let proposals = healthy.session(inv, NOW).expect("session").propose(&event).expect("proposes");
         assert_eq!(proposals.len(), 1, "{language}: {proposals:?}");
@@ -281,13 +282,13 @@ fn bench_images(n: usize) -> Vec<amiwarden::model::Image> {
 /// Events per second on this thread (one core) when every `batch` events share a store.
 fn evaluations_per_second(plugin: &Plugin, images: &[amiwarden::model::Image], batch: usize) -> f64 {
     let inv = inventory(images.to_vec());
-    let events: Vec<wit::ImageEvent> = images.iter().map(|i| wit::ImageEvent::from(&scheduled(i.clone()))).collect();
+    let events: Vec<Lowered> = images.iter().map(|i| Lowered::from(&scheduled(i.clone()))).collect();
     let started = std::time::Instant::now();
     let mut proposals = 0;
     for chunk in events.chunks(batch) {
         let mut session = plugin.session(inv.clone(), NOW).expect("session");
         for event in chunk {
-            proposals += session.propose(event).expect("proposes").len();
+            proposals += session.propose_lowered(event).expect("proposes").len();
         }
     }
     assert_eq!(proposals, images.len() / 2);

@@ -5,10 +5,10 @@ use std::path::PathBuf;
 
 use amiwarden::backend::Backend;
 use amiwarden::config::Policy;
-use amiwarden::engine::load_plugins;
 use amiwarden::model::Timestamp;
 use amiwarden::plan::Plan;
 use amiwarden::plugin::Runtime;
+use amiwarden::plugin::load_plugins;
 use amiwarden::run::{Source, plan};
 use amiwarden::sim::{SimBackend, SimState};
 

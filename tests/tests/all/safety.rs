@@ -5,9 +5,9 @@
 use std::path::PathBuf;
 
 use amiwarden::config::Policy;
-use amiwarden::engine::load_plugins;
 use amiwarden::model::{Action, Principal, Timestamp};
 use amiwarden::plan::{Op, Plan, RefusalKind};
+use amiwarden::plugin::load_plugins;
 use amiwarden::plugin::{PluginFailure, Runtime, Stage};
 use amiwarden::run::{Source, plan};
 use amiwarden::sim::{SimBackend, SimState};

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use amiwarden::model::{Action, Proposal};
-use amiwarden::plugin::{Limits, Plugin, PluginError, PluginFailure, PolicyErrorKind, Runtime, Stage, wit};
+use amiwarden::plugin::{Limits, Plugin, PluginError, PluginFailure, PolicyErrorKind, Runtime, Stage};
 use amiwarden_tests::HOSTILE;
 use serde_json::json;
 
@@ -28,7 +28,7 @@ fn propose(mode: &str, limits: Limits) -> Result<Vec<Proposal>, PluginError> {
     let img = image("ami-0123456789abcdef0", &[]);
     let inv = inventory(vec![img.clone()]);
     let mut session = plugin.session(inv, NOW)?;
-    session.propose(&wit::ImageEvent::from(&scheduled(img)))
+    session.propose(&scheduled(img))
 }
 
 fn failure(mode: &str, limits: Limits) -> PluginFailure {
@@ -164,7 +164,7 @@ fn with_data_dir(mode: &str) -> Result<Vec<Proposal>, PluginError> {
     let plugin = runtime().load_file(Path::new(HOSTILE), spec).unwrap();
     let img = image("ami-0123456789abcdef0", &[]);
     let mut session = plugin.session(inventory(vec![img.clone()]), NOW)?;
-    let result = session.propose(&wit::ImageEvent::from(&scheduled(img)));
+    let result = session.propose(&scheduled(img));
     assert!(!dir.path().join("written.txt").exists(), "the plugin wrote into its data dir");
     result
 }
@@ -207,7 +207,7 @@ fn one_image_failing_leaves_the_others_evaluated() {
     let mut outcomes = Vec::new();
     for img in images {
         let mut session = plugin.session(Arc::clone(&inv), NOW).unwrap();
-        outcomes.push(session.propose(&wit::ImageEvent::from(&scheduled(img))).map(|p| probe(&p)));
+        outcomes.push(session.propose(&scheduled(img)).map(|p| probe(&p)));
     }
     assert_eq!(outcomes[0].as_deref(), Ok("ok"));
     assert_eq!(outcomes[1].as_ref().unwrap_err().failure, PluginFailure::Timeout(30));
@@ -231,12 +231,13 @@ fn a_file_that_is_not_wasm_is_refused() {
 
 fn counters(batch: usize) -> Vec<String> {
     use amiwarden::config::Policy;
-    use amiwarden::engine::{LoadedPlugin, propose, scheduled_events};
+    use amiwarden::event::scheduled_events;
+    use amiwarden::plugin::propose;
     let plugin = hostile("counter", Limits { batch, ..Limits::default() });
     let images: Vec<_> = (0..10).map(|i| image(&format!("ami-{i:017x}"), &[])).collect();
     let inv = inventory(images);
     let policy = Policy::parse("[scope]\naccounts = [\"111111111111\"]\nregions = [\"us-east-1\"]\n").unwrap();
-    let plugins = [LoadedPlugin { plugin, grants: Default::default() }];
+    let plugins = [plugin];
     let out = propose(&policy, &plugins, &inv, &scheduled_events(&inv, NOW), NOW, &|_| ());
     out.proposed.iter().map(|p| probe(std::slice::from_ref(&p.proposal))).collect()
 }

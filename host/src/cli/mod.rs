@@ -1,19 +1,21 @@
 //! The command line: argument parsing and the commands, wiring everything together.
 
 use std::io::{IsTerminal, Read};
+
+mod apply;
+mod tools;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::backend::Backend;
 use crate::config::Policy;
+use crate::error::InputError;
 use crate::model::Timestamp;
 use crate::plan::Plan;
 use crate::plugin::{ArtifactCache, Runtime};
-use crate::resolve::GuardrailStop;
-use crate::run::{InputError, Source};
+use crate::run::Source;
 
 /// amiwarden: wasm policy plugins decide sharing, retention, replication and cost of your AMIs.
 #[derive(Debug, Parser)]
@@ -188,25 +190,9 @@ pub fn main() -> i32 {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {}", crate::model::text::escape(&format!("{err:#}")));
-            exit_code(&err)
+            crate::error::exit_code(&err)
         }
     }
-}
-
-fn exit_code(err: &anyhow::Error) -> i32 {
-    for cause in err.chain() {
-        if cause.downcast_ref::<GuardrailStop>().is_some() {
-            return 3;
-        }
-        if cause.downcast_ref::<InputError>().is_some() || cause.downcast_ref::<crate::plugin::PluginError>().is_some()
-        {
-            return 2;
-        }
-        if cause.downcast_ref::<crate::apply::Busy>().is_some() {
-            return 1;
-        }
-    }
-    1
 }
 
 fn runtime(cli: &Cli) -> anyhow::Result<Runtime> {
@@ -298,12 +284,12 @@ fn progress_bar() -> impl Fn(u64, u64) + Sync {
     }
 }
 
-fn compute(cli: &Cli, args: &PlanArgs) -> anyhow::Result<(crate::run::Outcome, Box<dyn Backend>)> {
+fn compute(cli: &Cli, args: &PlanArgs) -> anyhow::Result<(crate::run::Planned, Box<dyn Backend>)> {
     let policy = load_policy(&args.policy, &args.backend.regions)?;
     let now = now(args.as_of.as_deref())?;
     let source = source(args.event.as_deref())?;
     let runtime = runtime(cli)?;
-    let plugins = crate::engine::load_plugins(&runtime, &policy)?;
+    let plugins = crate::plugin::load_plugins(&runtime, &policy)?;
     let backend = backend(&args.backend, &policy, now)?;
     let outcome = crate::run::plan(&policy, &plugins, backend.as_ref(), &source, now, &progress_bar())?;
     Ok((outcome, backend))
@@ -312,9 +298,9 @@ fn compute(cli: &Cli, args: &PlanArgs) -> anyhow::Result<(crate::run::Outcome, B
 fn run(cli: Cli) -> anyhow::Result<i32> {
     match &cli.command {
         Command::Plan(args) => plan_command(&cli, args),
-        Command::Apply(args) => apply_command(&cli, args),
-        Command::Test(args) => test_command(&cli, args),
-        Command::Inspect(args) => inspect_command(&cli, args),
+        Command::Apply(args) => apply::apply_command(&cli, args),
+        Command::Test(args) => tools::test_command(&cli, args),
+        Command::Inspect(args) => tools::inspect_command(&cli, args),
         Command::New(args) => {
             let dir = input(crate::scaffold::scaffold(&args.dir, &args.name, args.lang))?;
             eprintln!("created {}: run ./build.sh there, then amiwarden test {}.wasm cases", dir.display(), args.name);
@@ -370,221 +356,4 @@ fn report_calls(backend: &dyn Backend) {
         let list: Vec<String> = calls.iter().map(|(k, v)| format!("{k} {v}")).collect();
         eprintln!("API calls: {}", list.join(", "));
     }
-}
-
-fn apply_command(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<i32> {
-    let policy = load_policy(&args.policy, &args.backend.regions)?;
-    let now = now(args.as_of.as_deref())?;
-    let backend = backend(&args.backend, &policy, now)?;
-    let journal_path =
-        args.journal.clone().unwrap_or_else(|| crate::apply::default_path(&backend.identity(), backend.state_file()));
-    // Held for the whole apply: a second apply on the same journal or state is refused.
-    let _journal_lock = crate::apply::Lock::acquire(&lock_path(&journal_path), "journal")?;
-    let _state_lock = match backend.state_file() {
-        Some(state) => Some(crate::apply::Lock::acquire(&lock_path(state), &backend.name())?),
-        None => None,
-    };
-    let runtime = runtime(cli)?;
-    let plugins = crate::engine::load_plugins(&runtime, &policy)?;
-    let binding = crate::apply::Binding {
-        backend: backend.identity(),
-        policy: crate::run::policy_fingerprint(&policy, &plugins),
-    };
-    let unfinished = if args.plan.is_none() { crate::apply::unfinished_plan(&journal_path)? } else { None };
-    let (plan, inventory, journal) = match (&args.plan, unfinished) {
-        (Some(path), _) => {
-            let plan = crate::apply::saved::read(path)?;
-            let journal = crate::apply::Journal::open(&journal_path, &crate::apply::plan_id(&plan), binding)?;
-            let inventory = if journal.is_resume() {
-                eprintln!("resuming plan {}: an earlier apply of it was interrupted", path.display());
-                Arc::new(crate::run::collect(&policy, backend.as_ref(), &crate::engine::needs(&plugins))?)
-            } else {
-                crate::apply::saved::check(&policy, &plugins, backend.as_ref(), &plan, path, now)?
-            };
-            (plan, inventory, journal)
-        }
-        (None, Some(unfinished)) => {
-            let plan = unfinished.plan;
-            let journal = crate::apply::Journal::open(&journal_path, &unfinished.run_id, binding)?;
-            eprintln!(
-                "resuming {} from {}: an earlier apply of it was interrupted",
-                unfinished.run_id,
-                journal_path.display()
-            );
-            for (id, error) in &unfinished.failed {
-                eprintln!("  {id} failed in that run and is not retried: {}", crate::model::text::escape(error));
-            }
-            let inventory = Arc::new(crate::run::collect(&policy, backend.as_ref(), &crate::engine::needs(&plugins))?);
-            (plan, inventory, journal)
-        }
-        (None, None) => {
-            let outcome =
-                crate::run::plan(&policy, &plugins, backend.as_ref(), &Source::Scheduled, now, &progress_bar())?;
-            if let Some(stop) = outcome.stop {
-                print_plan(&outcome.plan, Format::Table)?;
-                return Err(stop.into());
-            }
-            let journal = crate::apply::Journal::open(&journal_path, &crate::apply::run_id(&outcome.plan), binding)?;
-            (outcome.plan, outcome.inventory, journal)
-        }
-    };
-    let mut journal = journal;
-    print_plan(&plan, Format::Table)?;
-    // Every path meets the same checks before anything is asked: the guardrails on the
-    // whole plan, and the plugins' `retain` on the images it would destroy, as of now.
-    let retained =
-        crate::run::retained(&policy, &plugins, &inventory, &crate::apply::destroyed_images(&plan, &journal), now);
-    let checks = crate::apply::Checks { policy: &policy, planned: &inventory, retained, now };
-    crate::apply::check(&checks, &plan)?;
-    if plan.actions.is_empty() {
-        return Ok(0);
-    }
-    if args.preflight {
-        let verdicts = backend.preflight(&plan.actions).unwrap_or_default();
-        let denied: Vec<String> =
-            verdicts.iter().filter_map(|(id, v)| v.as_ref().err().map(|why| format!("  {id}: {why}"))).collect();
-        eprintln!("preflight: {} of {} call(s) permitted", verdicts.len() - denied.len(), verdicts.len());
-        if !denied.is_empty() {
-            eprintln!("{}", denied.join("\n"));
-            anyhow::bail!(
-                "preflight: the credentials may not perform {} planned call(s); nothing was changed",
-                denied.len()
-            );
-        }
-    }
-    if !args.yes {
-        if !std::io::stdin().is_terminal() {
-            return Err(InputError("refusing to apply without confirmation: pass --yes".into()).into());
-        }
-        eprint!("Apply these {} action(s) to {}? [y/N] ", plan.actions.len(), backend.name());
-        let mut answer = String::new();
-        std::io::stdin().read_line(&mut answer)?;
-        if !matches!(answer.trim(), "y" | "yes" | "Y") {
-            eprintln!("nothing applied");
-            return Ok(0);
-        }
-    }
-    let report = crate::apply::apply(&checks, backend.as_ref(), &plan, &mut journal, &|action, outcome| {
-        eprintln!(
-            "  {} {} {}: {}",
-            action.id,
-            action.image_id,
-            crate::model::text::escape(&action.op.verb()),
-            crate::model::text::escape(&format!("{outcome:?}"))
-        );
-    })?;
-    eprintln!(
-        "applied: {} done, {} skipped, {} failed, {} already ended in an earlier run (journal {})",
-        report.done.len(),
-        report.skipped.len(),
-        report.failed.len(),
-        report.resumed,
-        journal.path().display()
-    );
-    report_calls(backend.as_ref());
-    Ok(if report.failed.is_empty() { 0 } else { 1 })
-}
-
-/// The lock file of a journal or state file: beside it, with `.lock` added.
-fn lock_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(".lock");
-    path.with_file_name(name)
-}
-
-fn plugin_source(spec: &str) -> anyhow::Result<Vec<u8>> {
-    match spec.strip_prefix("builtin:") {
-        Some(name) => crate::builtin::get(name).map(<[u8]>::to_vec).ok_or_else(|| {
-            InputError(format!("no built-in plugin `{name}` (built-ins: {})", crate::builtin::NAMES.join(", "))).into()
-        }),
-        None => std::fs::read(spec).map_err(|e| InputError(format!("cannot read plugin {spec}: {e}")).into()),
-    }
-}
-
-fn test_command(cli: &Cli, args: &TestArgs) -> anyhow::Result<i32> {
-    let runtime = runtime(cli)?;
-    let (policy, bytes, cases_dir, origin);
-    match (&args.policy, &args.plugin, &args.cases) {
-        (Some(p), Some(dir), None) => {
-            policy = Some(load_policy(p, &[])?);
-            bytes = Vec::new();
-            cases_dir = PathBuf::from(dir);
-            origin = p.display().to_string();
-        }
-        (None, Some(plugin), Some(dir)) => {
-            policy = None;
-            bytes = plugin_source(plugin)?;
-            cases_dir = dir.clone();
-            origin = plugin.clone();
-        }
-        _ => {
-            return Err(InputError(
-                "usage: amiwarden test PLUGIN.wasm CASES_DIR | amiwarden test --policy P.toml CASES_DIR".into(),
-            )
-            .into());
-        }
-    }
-    let subject = match &policy {
-        Some(p) => crate::cases::Subject::Policy(p),
-        None => crate::cases::Subject::Plugin { bytes: &bytes, origin: origin.clone() },
-    };
-    let dirs = input(crate::cases::case_dirs(&cases_dir))?;
-    let (mut passed, mut failed) = (0, 0);
-    for dir in dirs {
-        let result = crate::cases::run_case(&runtime, &subject, &dir)
-            .map_err(|e| InputError(format!("case {}: {e:#}", dir.display())))?;
-        if result.differences.is_empty() {
-            passed += 1;
-            eprintln!("ok   {}", result.name);
-        } else {
-            failed += 1;
-            eprintln!("FAIL {} — {}", result.name, result.description);
-            for d in &result.differences {
-                eprintln!("       {d}");
-            }
-        }
-    }
-    eprintln!("{origin}: {passed} passed, {failed} failed");
-    Ok(if failed == 0 { 0 } else { 1 })
-}
-
-fn inspect_command(cli: &Cli, args: &InspectArgs) -> anyhow::Result<i32> {
-    let bytes = plugin_source(&args.plugin)?;
-    let runtime = runtime(cli)?;
-    let spec = crate::plugin::PluginSpec {
-        name: args.plugin.clone(),
-        origin: args.plugin.clone(),
-        sha256: None,
-        limits: Default::default(),
-        data_dir: None,
-        config: "{}".into(),
-    };
-    let plugin = runtime.load_unconfigured(&bytes, spec)?;
-    let info = serde_json::json!({
-        "name": plugin.info.name,
-        "version": plugin.info.version,
-        "wit": format!("amiwarden:policy@{}", crate::plugin::WIT_VERSION),
-        "actions": plugin.info.actions,
-        "needs": plugin.info.needs,
-        "sha256": plugin.sha256,
-        "size_bytes": plugin.size,
-    });
-    match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&info)?),
-        Format::Table => {
-            let mut t = comfy_table::Table::new();
-            t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
-            if let serde_json::Value::Object(map) = &info {
-                for (k, v) in map {
-                    let text = match v {
-                        serde_json::Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    };
-                    t.add_row(vec![k.clone(), text]);
-                }
-            }
-            println!("{t}");
-        }
-    }
-    Ok(0)
 }

@@ -1,5 +1,5 @@
-//! Live events: EventBridge "EC2 AMI State Change" and "AWS API Call via CloudTrail"
-//! records, turned into typed events about images.
+//! Parsing live events: EventBridge "EC2 AMI State Change" and "AWS API Call via
+//! CloudTrail" records, turned into typed events about images.
 
 use serde_json::Value;
 

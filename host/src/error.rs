@@ -1,0 +1,39 @@
+//! The errors a caller branches on, and the exit code each one gives.
+//!
+//! | exit | meaning | error |
+//! |---|---|---|
+//! | 0 | done | — |
+//! | 1 | error: an action failed, another apply holds the lock, EC2 unreachable | `Busy`, anything else |
+//! | 2 | bad usage or bad input: policy, event, plan, journal, state or plugin | `InputError`, `PluginError` at load |
+//! | 3 | a guardrail stopped the run before any change | `GuardrailStop` |
+
+/// Bad input from outside (policy, event, plan, journal or state file, plugin): exit 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InputError(pub String);
+
+/// Why a run stopped before touching anything: exit 3.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct GuardrailStop(pub String);
+
+/// Another process holds a lock this run needs: exit 1, naming the holder.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Busy(pub String);
+
+/// The exit code for an error: the first cause that carries one decides.
+pub fn exit_code(err: &anyhow::Error) -> i32 {
+    for cause in err.chain() {
+        if cause.downcast_ref::<GuardrailStop>().is_some() {
+            return 3;
+        }
+        if cause.downcast_ref::<InputError>().is_some() || cause.downcast_ref::<crate::model::PluginError>().is_some() {
+            return 2;
+        }
+        if cause.downcast_ref::<Busy>().is_some() {
+            return 1;
+        }
+    }
+    1
+}

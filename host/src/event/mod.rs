@@ -1,0 +1,119 @@
+//! Events, from any source: a scheduled run turns every image into an event; a live
+//! EventBridge event (parsed in `parse`) becomes events about the images it names, each
+//! judged as the inventory shows the image now.
+
+mod parse;
+
+pub use parse::{Parsed, SourceEvent, parse};
+
+use crate::config::Policy;
+use crate::error::InputError;
+use crate::inventory::Inventory;
+use crate::model::{EventKind, Image, ImageEvent, ImageState, Timestamp};
+use crate::plan::Source;
+
+/// The events a source turns into, with notes on what was ignored.
+pub fn events(
+    policy: &Policy,
+    inventory: &Inventory,
+    source: &Source,
+    now: Timestamp,
+) -> Result<(Vec<ImageEvent>, Vec<String>), InputError> {
+    match source {
+        Source::Scheduled => Ok((scheduled_events(inventory, now), Vec::new())),
+        Source::Event { text, origin } => {
+            let parsed = parse(text).map_err(|e| InputError(format!("event {origin}: {e}")))?;
+            let mut notes = Vec::new();
+            let mut out = Vec::new();
+            match parsed {
+                Parsed::Ignored(note) => notes.push(format!("event {origin}: {note}")),
+                Parsed::Events(list) => {
+                    for e in list {
+                        match event_image(policy, inventory, &e) {
+                            Ok((kind, image, note)) => {
+                                notes.extend(note.map(|n| format!("event {origin}: {n}")));
+                                out.push(ImageEvent { kind, image, evaluation_time: now, raw: text.clone() })
+                            }
+                            Err(note) => notes.push(format!("event {origin}: {note}")),
+                        }
+                    }
+                }
+            }
+            Ok((out, notes))
+        }
+    }
+}
+
+/// The image an event is about, as the inventory shows it now: the event is a hint to
+/// look, EC2 is the truth. An event that disagrees with the inventory (an image said to
+/// be deregistered or disabled that EC2 still lists otherwise) is noted and the image is
+/// judged as a scheduled run would judge it.
+fn event_image(
+    policy: &Policy,
+    inventory: &Inventory,
+    e: &SourceEvent,
+) -> Result<(EventKind, Image, Option<String>), String> {
+    if !policy.scope.accounts.contains(&e.account) || !policy.scope.regions.contains(&e.region) {
+        return Err(format!("{} in {}/{} is outside the policy's scope; ignored", e.image_id, e.account, e.region));
+    }
+    let known = inventory.get(&e.image_id).filter(|i| i.account == e.account && i.region == e.region);
+    match (&e.kind, known) {
+        (EventKind::Deregistered, None) => {
+            Ok((EventKind::Deregistered, gone_image(None, &e.account, &e.region, &e.image_id), None))
+        }
+        (EventKind::Deregistered, Some(image)) => Ok((
+            EventKind::Scheduled,
+            image.clone(),
+            Some(format!("it says {} was deregistered, but EC2 still lists it; judged as EC2 shows it", e.image_id)),
+        )),
+        (EventKind::Disabled, Some(image)) if image.state != ImageState::Disabled => Ok((
+            EventKind::Scheduled,
+            image.clone(),
+            Some(format!("it says {} was disabled, but EC2 shows it enabled; judged as EC2 shows it", e.image_id)),
+        )),
+        (kind, Some(image)) => Ok((kind.clone(), image.clone(), None)),
+        (_, None) => {
+            Err(format!("{} is not in {}/{} (gone since the event?); ignored", e.image_id, e.account, e.region))
+        }
+    }
+}
+
+/// A scheduled event for every image.
+pub fn scheduled_events(inventory: &Inventory, now: Timestamp) -> Vec<ImageEvent> {
+    inventory
+        .images()
+        .iter()
+        .map(|image| ImageEvent {
+            kind: EventKind::Scheduled,
+            image: image.clone(),
+            evaluation_time: now,
+            raw: String::new(),
+        })
+        .collect()
+}
+
+/// An event about an image that is gone: the last known image or a minimal stand-in.
+pub fn gone_image(known: Option<&Image>, account: &str, region: &str, image_id: &str) -> Image {
+    let mut image = known.cloned().unwrap_or_else(|| Image {
+        id: image_id.to_string(),
+        account: account.to_string(),
+        region: region.to_string(),
+        name: String::new(),
+        description: String::new(),
+        creation_time: Timestamp(0),
+        state: ImageState::Deregistered,
+        architecture: crate::model::Architecture::X86_64,
+        platform: Default::default(),
+        root_device_type: Default::default(),
+        launch_permissions: None,
+        tags: Default::default(),
+        block_devices: Vec::new(),
+        deprecation_time: None,
+        source_image_id: None,
+        source_region: None,
+        usage: Default::default(),
+        monthly_cost: 0,
+    });
+    image.state = ImageState::Deregistered;
+    image
+}

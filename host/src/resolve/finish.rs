@@ -1,0 +1,175 @@
+//! Finishing a plan: the review's verdicts (a veto removes a candidate, except a
+//! revocation the guardrails demand), review failures, the expansion of candidates into
+//! ops (a deregistration and its snapshot deletions), and the blast radius.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{Candidate, Candidates, guardrails};
+use crate::config::Policy;
+use crate::cost::Pricing;
+use crate::error::GuardrailStop;
+use crate::inventory::Inventory;
+use crate::model::{Action, Image, Micros, PluginError, Stage, Timestamp, Verdict};
+use crate::plan::{Op, Plan, PlannedAction, Refusal, RefusalKind, SCHEMA_VERSION, Source, Totals, sort_actions};
+
+/// Applies verdicts and review failures, checks the blast radius and builds the plan.
+/// Returns the plan and, when the blast-radius limit is exceeded, why the run must stop.
+pub fn finish(
+    policy: &Policy,
+    inventory: &Inventory,
+    pricing: &Pricing,
+    mut merged: Candidates,
+    verdicts: &[(String, Verdict)],
+    mut errors: Vec<PluginError>,
+    now: Timestamp,
+) -> (Plan, Option<GuardrailStop>) {
+    let mut vetoes: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut vetoers: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    for (plugin, v) in verdicts {
+        if let Some(reason) = &v.veto {
+            vetoes.entry(v.action_id.as_str()).or_default().push(format!("{plugin}: {reason}"));
+            vetoers.entry(v.action_id.as_str()).or_default().insert(plugin.clone());
+        }
+    }
+    let review_failed: Vec<&str> =
+        errors.iter().filter(|e| e.stage == Stage::Review).map(|e| e.plugin.as_str()).collect();
+    let mut kept = Vec::new();
+    for mut c in merged.candidates {
+        let image = inventory.get(&c.image_id);
+        // Revoking access the guardrails forbid (public when it is not allowed, a
+        // principal off the allow list) is not vetoable: a veto cannot keep it.
+        if let Action::Unshare(principal) = &c.action
+            && let Some(why) = guardrails::share_forbidden(policy, principal)
+            && let Some(reasons) = vetoes.remove(c.id.as_str())
+        {
+            c.reasons.push(format!(
+                "host: veto ignored ({}): {why}, so this revocation cannot be vetoed",
+                reasons.join("; ")
+            ));
+        }
+        let refuse = |kind, reason| Refusal {
+            image_id: c.image_id.clone(),
+            account: c.account.clone(),
+            region: c.region.clone(),
+            action: c.action.clone(),
+            plugins: c.plugins.clone(),
+            kind,
+            reason,
+        };
+        if let Some(reasons) = vetoes.get(c.id.as_str()) {
+            let mut r = refuse(RefusalKind::Vetoed, reasons.join("; "));
+            r.plugins = vetoers.get(c.id.as_str()).cloned().unwrap_or_default();
+            merged.refused.push(r);
+        } else if c.is_destructive() && !review_failed.is_empty() {
+            merged.refused.push(refuse(
+                RefusalKind::PluginFailed,
+                format!("plugin(s) {} failed in review; destructive actions are blocked", review_failed.join(", ")),
+            ));
+        } else if image.is_none() {
+            merged.refused.push(refuse(RefusalKind::Guardrail, "image is not in the inventory".into()));
+        } else {
+            kept.push(c);
+        }
+    }
+    share_out_snapshots(inventory, pricing, &mut kept);
+    let mut actions = Vec::new();
+    for c in &kept {
+        let Some(image) = inventory.get(&c.image_id) else { continue };
+        expand(c, image, &mut actions);
+    }
+    sort_actions(&mut actions);
+    let destructive = actions.iter().filter(|a| a.op.is_destructive()).count();
+    let destroyed: BTreeSet<&str> =
+        actions.iter().filter(|a| a.op.is_destructive()).map(|a| a.image_id.as_str()).collect();
+    let in_scope = inventory.images().len();
+    let stop = guardrails::blast_radius(policy, destructive, destroyed.len(), in_scope).map(GuardrailStop);
+    merged.refused.sort();
+    errors.sort_by(|a, b| (&a.plugin, &a.image, a.stage).cmp(&(&b.plugin, &b.image, b.stage)));
+    let monthly_before: Micros = inventory.images().iter().map(|i| i.monthly_cost).sum();
+    let delta: Micros = actions.iter().map(|a| a.monthly_cost_delta).sum();
+    let touched: BTreeSet<&str> = actions.iter().map(|a| a.image_id.as_str()).collect();
+    let totals = Totals {
+        images_in_scope: in_scope,
+        images_touched: touched.len(),
+        actions: actions.len(),
+        destructive: actions.iter().filter(|a| a.op.is_destructive()).count(),
+        refused: merged.refused.len(),
+        plugin_errors: errors.len(),
+        monthly_cost_before: monthly_before,
+        monthly_cost_after: monthly_before + delta,
+        one_time_cost: actions.iter().map(|a| a.one_time_cost).sum(),
+    };
+    let plan = Plan {
+        schema_version: SCHEMA_VERSION,
+        evaluation_time: now,
+        source: Source::Scheduled,
+        inventory_fingerprint: crate::plan::fingerprint(inventory.images()),
+        policy_fingerprint: String::new(),
+        stopped: stop.as_ref().map(|s| s.0.clone()),
+        inventory_needs: BTreeSet::new(),
+        actions,
+        refused: merged.refused,
+        errors,
+        totals,
+    };
+    (plan, stop)
+}
+
+/// A snapshot shared only by images this plan deregisters with their snapshots is
+/// deleted once, after the last of them (by image id); otherwise it would be orphaned.
+fn share_out_snapshots(inventory: &Inventory, pricing: &Pricing, kept: &mut [Candidate]) {
+    let deleting: BTreeSet<String> = kept
+        .iter()
+        .filter(|c| c.action == Action::Deregister { delete_snapshots: true })
+        .map(|c| c.image_id.clone())
+        .collect();
+    for c in kept.iter_mut().filter(|c| c.action == Action::Deregister { delete_snapshots: true }) {
+        let Some(image) = inventory.get(&c.image_id) else { continue };
+        for dev in &image.block_devices {
+            let Some(snap) = &dev.snapshot_id else { continue };
+            if c.snapshots.iter().any(|(s, _)| s == snap) {
+                continue;
+            }
+            let users: Vec<&str> = inventory.snapshot_users(snap).collect();
+            if users.iter().all(|u| deleting.contains(*u)) && users.iter().max() == Some(&c.image_id.as_str()) {
+                let cost = pricing.snapshot_monthly(&image.region, dev);
+                c.snapshots.push((snap.clone(), -cost));
+                c.monthly_cost_delta -= cost;
+                c.reasons.push(format!("host: {snap} is shared only with images this plan deregisters; deleted once"));
+            }
+        }
+    }
+}
+
+fn expand(c: &Candidate, image: &Image, out: &mut Vec<PlannedAction>) {
+    let mut push = |op: Op, monthly: Micros, one_time: Micros| {
+        out.push(PlannedAction {
+            id: PlannedAction::id_for(&c.account, &c.region, &c.image_id, &op),
+            account: c.account.clone(),
+            region: c.region.clone(),
+            image_id: c.image_id.clone(),
+            image_name: image.name.clone(),
+            op,
+            plugins: c.plugins.clone(),
+            reasons: c.reasons.clone(),
+            monthly_cost_delta: monthly,
+            one_time_cost: one_time,
+        });
+    };
+    match &c.action {
+        Action::Share(p) => push(Op::Share { principal: p.clone() }, 0, 0),
+        Action::Unshare(p) => push(Op::Unshare { principal: p.clone() }, 0, 0),
+        Action::CopyToRegion(r) => push(Op::Copy { request: r.clone() }, c.monthly_cost_delta, c.one_time_cost),
+        Action::DeprecateAt(t) => push(Op::Deprecate { at: *t }, 0, 0),
+        Action::Disable => push(Op::Disable, 0, 0),
+        Action::Deregister { .. } => {
+            push(Op::Deregister, 0, 0);
+            for (snap, cost) in &c.snapshots {
+                push(Op::DeleteSnapshot { snapshot_id: snap.clone() }, *cost, 0);
+            }
+        }
+        Action::Tag(tags) => push(Op::Tag { tags: tags.clone() }, 0, 0),
+        Action::Untag(keys) => push(Op::Untag { keys: keys.clone() }, 0, 0),
+        Action::Retain => {}
+    }
+}
