@@ -11,6 +11,8 @@ pub mod guardrails;
 mod lifecycle;
 mod sharing;
 mod tags;
+#[cfg(test)]
+mod tests;
 
 pub use finish::finish;
 pub use lifecycle::{deprecation_time, in_use_reason};
