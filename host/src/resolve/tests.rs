@@ -135,8 +135,16 @@ fn plan(proposed: Vec<Proposed>) -> Plan {
     plan_with(&policy(""), |_| {}, proposed, Vec::new(), Vec::new()).0
 }
 
-/// The plan in short: `op image` per action, `kind action` per refusal.
-fn summary(plan: &Plan) -> (Vec<String>, Vec<String>) {
+/// The plan in short: `op image` per action, `kind image` per refusal.
+type Summary = (Vec<String>, Vec<String>);
+
+/// Rows of a table: a name, the proposals, the plan in short.
+type Rows = Vec<(&'static str, Vec<Proposed>, Summary)>;
+
+/// Rows whose images are adjusted first.
+type AdjustedRows = Vec<(&'static str, Box<dyn Fn(&mut Vec<Image>)>, Vec<Proposed>, Summary)>;
+
+fn summary(plan: &Plan) -> Summary {
     let ops = plan.actions.iter().map(|a| format!("{} {}", a.op.verb(), a.image_id)).collect();
     let refused = plan
         .refused
@@ -146,14 +154,14 @@ fn summary(plan: &Plan) -> (Vec<String>, Vec<String>) {
     (ops, refused)
 }
 
-fn row(ops: &[&str], refused: &[&str]) -> (Vec<String>, Vec<String>) {
+fn row(ops: &[&str], refused: &[&str]) -> Summary {
     (ops.iter().map(|s| s.to_string()).collect(), refused.iter().map(|s| s.to_string()).collect())
 }
 
 #[test]
 fn sharing_unshare_beats_share_and_the_more_private_outcome_wins() {
     let other = "333333333333";
-    let rows: Vec<(&str, Vec<Proposed>, (Vec<String>, Vec<String>))> = vec![
+    let rows: Rows = vec![
         ("a new share", vec![by("p", A, share("111111111111"))], row(&[&format!("share 111111111111 {A}")], &[])),
         ("a share already there", vec![by("p", A, share(PROD))], row(&[], &[])),
         (
@@ -178,7 +186,7 @@ fn copies_merge_when_identical_conflict_when_not_and_go_only_where_allowed() {
         r.source_image_id = Some(A.into());
         images.push(r);
     };
-    let rows: Vec<(&str, bool, Vec<Proposed>, (Vec<String>, Vec<String>))> = vec![
+    let rows: Vec<(&str, bool, Vec<Proposed>, Summary)> = vec![
         (
             "two identical requests",
             false,
@@ -232,7 +240,7 @@ fn copies_merge_when_identical_conflict_when_not_and_go_only_where_allowed() {
 #[test]
 fn tags_merge_and_disagreements_or_reserved_keys_are_refused() {
     let untag = |k: &str| Action::Untag([k.to_string()].into());
-    let rows: Vec<(&str, Vec<Proposed>, (Vec<String>, Vec<String>))> = vec![
+    let rows: Rows = vec![
         ("a new tag", vec![by("p", A, tag("owner", "ops"))], row(&[&format!("tag owner=ops {A}")], &[])),
         (
             "the same tag twice",
@@ -274,7 +282,7 @@ fn retain_beats_every_destructive_action_and_in_use_images_are_never_disabled_or
         }
     };
     let deprecate = Action::DeprecateAt(Timestamp(NOW.0 + 86_400));
-    let rows: Vec<(&str, Box<dyn Fn(&mut Vec<Image>)>, Vec<Proposed>, (Vec<String>, Vec<String>))> = vec![
+    let rows: AdjustedRows = vec![
         (
             "deregistered",
             Box::new(|_| {}),
@@ -369,7 +377,7 @@ fn a_plugin_failure_blocks_destructive_actions_on_its_image_only() {
 
 #[test]
 fn only_granted_kinds_are_planned() {
-    let rows: Vec<(&str, Vec<Proposed>, (Vec<String>, Vec<String>))> = vec![
+    let rows: Rows = vec![
         ("granted", vec![by("narrow", A, tag("owner", "ops"))], row(&[&format!("tag owner=ops {A}")], &[])),
         ("not granted", vec![by("narrow", A, share("111111111111"))], row(&[], &[&format!("not-granted {A}")])),
         ("snapshots not granted", vec![by("narrow", A, DEREGISTER)], row(&[], &[&format!("not-granted {A}")])),
