@@ -1,12 +1,32 @@
 //! The seam between the engine and EC2: inventory in, action outcomes out.
 //!
 //! Two implementations sit behind it: `sim` (a JSON state file) and `aws` (aws-sdk-ec2).
-//! The engine, planner and applier never know which one they talk to.
+//! The engine, planner and applier never know which one they talk to, so both answer
+//! every op by one contract (checked on both by `tests/contract.rs`):
+//!
+//! | situation | outcome |
+//! |---|---|
+//! | the call made the change | `Done` |
+//! | the image no longer exists (any op on it) | `Skipped`: "IMAGE no longer exists" |
+//! | a snapshot to delete is still used by an image | `Skipped`: "SNAP is still used by IMAGE" (never deleted) |
+//! | a snapshot to delete is already gone | `Skipped`: "SNAP no longer exists" |
+//! | a share already present, an unshare of a principal not there | `Done` (EC2's launch permissions are a set) |
+//! | a tag already set, an untag of a key not there | `Done` |
+//! | a copy this action already made (same action id: client token, `amiwarden:action-id` tag) | `Done`, naming the existing copy; never a second copy |
+//! | a deprecation when one is already set | `Done`: EC2 replaces the time |
+//! | throttled, 5xx | retried by the SDK (standard mode); `Failed` once the attempts are spent |
+//! | access denied, any other error | `Failed` with EC2's code and message |
+//!
+//! A copy is named by the request, else after its source (`copy_name`); with
+//! `copy_tags` it carries the source's tags except keys reserved to AWS or the host, and
+//! always the host's own `amiwarden:` tags (`copy_tags`). Emulator gaps (moto's DeleteTags
+//! accepts any image id; DisableImage and EnableImageDeprecation are missing) are listed
+//! in FACTS.md and `tests/moto.rs`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::Scope;
-use crate::model::{Image, InventoryNeed, Location};
+use crate::model::{CopyRequest, Image, InventoryNeed, Location};
 use crate::plan::PlannedAction;
 
 /// Tag the host writes on every copy it makes: the source image id.
@@ -15,6 +35,32 @@ pub const SOURCE_IMAGE_TAG: &str = "amiwarden:source-image-id";
 pub const SOURCE_REGION_TAG: &str = "amiwarden:source-region";
 /// Tag the host writes on every copy it makes: the plan action that made it.
 pub const ACTION_TAG: &str = "amiwarden:action-id";
+
+/// The name a copy gets: the request's, else its source's (as the plan recorded it),
+/// else the source's id.
+pub fn copy_name(action: &PlannedAction, request: &CopyRequest) -> String {
+    request.name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| {
+        if action.image_name.is_empty() { action.image_id.clone() } else { action.image_name.clone() }
+    })
+}
+
+/// The tags a copy gets: with `copy_tags`, the source's tags but those reserved to AWS
+/// (which cannot be set) or the host; always the host's own, which recognise the copy.
+pub fn copy_tags<'a>(
+    action: &PlannedAction,
+    request: &CopyRequest,
+    source_tags: impl Iterator<Item = (&'a str, &'a str)>,
+) -> BTreeMap<String, String> {
+    let mut tags: BTreeMap<String, String> = if request.copy_tags {
+        source_tags.filter(|(k, _)| !crate::model::is_reserved_tag(k)).map(|(k, v)| (k.into(), v.into())).collect()
+    } else {
+        BTreeMap::new()
+    };
+    tags.insert(SOURCE_IMAGE_TAG.to_string(), action.image_id.clone());
+    tags.insert(SOURCE_REGION_TAG.to_string(), action.region.clone());
+    tags.insert(ACTION_TAG.to_string(), action.id.clone());
+    tags
+}
 
 /// The result of executing one planned action.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use aws_sdk_ec2::types::{LaunchPermission, LaunchPermissionModifications, Tag};
-use serde_json::{Value, json};
+use serde_json::Value;
 use support::{Moto, launch_permissions, sdk};
 
 const ACCOUNT: &str = "123456789012";
@@ -109,47 +109,6 @@ async fn seed(ec2: &aws_sdk_ec2::Client) {
     ec2.modify_image_attribute().image_id(&ids[0]).launch_permission(perms).send().await.unwrap();
 }
 
-/// The sim state mirroring what moto holds now.
-async fn mirror(ec2_east: &aws_sdk_ec2::Client) -> Value {
-    let images = ec2_east.describe_images().owners("self").send().await.unwrap().images().to_vec();
-    let instances = ec2_east.describe_instances().send().await.unwrap();
-    let mut sim_images = Vec::new();
-    let mut snapshots = Vec::new();
-    for image in &images {
-        let id = image.image_id().unwrap();
-        let tags: BTreeMap<&str, &str> =
-            image.tags().iter().map(|t| (t.key().unwrap_or(""), t.value().unwrap_or(""))).collect();
-        let mut devices = Vec::new();
-        for m in image.block_device_mappings() {
-            let ebs = m.ebs().unwrap();
-            let snap = ebs.snapshot_id().unwrap();
-            let size = ec2_east.describe_snapshots().snapshot_ids(snap).send().await.unwrap().snapshots()[0]
-                .volume_size()
-                .unwrap_or(0);
-            devices.push(json!({"device_name": m.device_name().unwrap(), "snapshot_id": snap, "size_gib": size}));
-            snapshots.push(json!({"id": snap, "size_gib": size}));
-        }
-        sim_images.push(json!({
-            "id": id,
-            "name": image.name().unwrap(),
-            "creation_time": image.creation_date().unwrap(),
-            "launch_permissions": launch_permissions(ec2_east, id).await,
-            "tags": tags,
-            "block_devices": devices,
-        }));
-    }
-    let sim_instances: Vec<Value> = instances
-        .reservations()
-        .iter()
-        .flat_map(|r| r.instances())
-        .map(|i| json!({"id": i.instance_id().unwrap(), "image_id": i.image_id().unwrap(), "state": "running"}))
-        .collect();
-    json!({"version": 1, "accounts": {ACCOUNT: {"regions": {
-        EAST: {"images": sim_images, "snapshots": snapshots, "instances": sim_instances},
-        WEST: {}
-    }}}})
-}
-
 /// What must match: per region, each image (a copy named by its source) with its
 /// name, tags and launch permissions; and how many snapshots are left.
 type Normal = BTreeMap<String, (BTreeSet<String>, usize)>;
@@ -224,7 +183,7 @@ fn the_same_scenario_ends_in_the_same_state_on_sim_and_on_moto() {
     let east = sdk(&moto, EAST);
     let state = rt.block_on(async {
         seed(&east).await;
-        mirror(&east).await
+        support::mirror(&east, ACCOUNT, EAST, WEST).await
     });
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("policy.toml"), POLICY).unwrap();
@@ -252,10 +211,34 @@ fn the_same_scenario_ends_in_the_same_state_on_sim_and_on_moto() {
     let on_moto = rt.block_on(moto_state(&moto));
     let on_sim = sim_state(&dir.path().join("state.json"));
     assert_eq!(on_sim, on_moto);
+    // Action by action, both backends report the same outcome (backend.rs's contract).
+    let (sim_outcomes, aws_outcomes) =
+        (outcomes(&dir.path().join("sim.jsonl")), outcomes(&dir.path().join("aws.jsonl")));
+    assert_eq!(sim_outcomes.len(), sim_plan.len(), "{sim_outcomes:#?}");
+    assert_eq!(sim_outcomes, aws_outcomes);
     // And both converge.
     let (again_sim, again_aws) = (plan(&sim), plan(&aws));
     assert!(again_sim.is_empty(), "{again_sim:#?}");
     assert!(again_aws.is_empty(), "{again_aws:#?}");
+}
+
+/// Each action's final journal line: its phase, and a skip's reason.
+fn outcomes(journal: &Path) -> BTreeMap<String, String> {
+    let text = std::fs::read_to_string(journal).unwrap();
+    let mut out = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let v: Value = serde_json::from_str(line).unwrap();
+        let phase = v["phase"].as_str().unwrap();
+        if matches!(phase, "done" | "failed") {
+            out.insert(v["action_id"].as_str().unwrap().to_string(), phase.to_string());
+        } else if phase == "skipped" {
+            out.insert(
+                v["action_id"].as_str().unwrap().to_string(),
+                format!("skipped: {}", v["detail"].as_str().unwrap()),
+            );
+        }
+    }
+    out
 }
 
 fn time_in_60_days() -> String {

@@ -92,21 +92,7 @@ async fn images_in(ec2: &aws_sdk_ec2::Client) -> Vec<aws_sdk_ec2::types::Image> 
 
 #[test]
 fn the_aws_backend_collects_and_applies_against_moto() {
-    // Before any other thread exists: the backend takes its credentials from the
-    // standard chain, as it does in production.
-    #[expect(unsafe_code, reason = "set_var is unsafe in edition 2024; no other thread runs yet")]
-    unsafe {
-        for (key, value) in [
-            ("AWS_ACCESS_KEY_ID", "testing"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
-            ("AWS_SESSION_TOKEN", "testing"),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-            ("AWS_CONFIG_FILE", "/nonexistent/amiwarden-test"),
-            ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/amiwarden-test"),
-        ] {
-            std::env::set_var(key, value);
-        }
-    }
+    support::use_test_credentials();
     let moto = Moto::start();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let east = sdk(&moto, EAST);

@@ -9,7 +9,7 @@ use super::calls::{Ec2, Gaps};
 use super::collect::describe_images;
 use super::convert;
 use super::errors::{ApiError, ErrorKind};
-use crate::backend::{ACTION_TAG, ActionOutcome, SOURCE_IMAGE_TAG, SOURCE_REGION_TAG};
+use crate::backend::{ACTION_TAG, ActionOutcome, copy_name, copy_tags};
 use crate::model::{CopyRequest, Principal};
 use crate::plan::{Op, PlannedAction};
 
@@ -19,17 +19,23 @@ pub async fn run(ec2: &Ec2, destination: Option<&Ec2>, action: &PlannedAction) -
     let result = match &action.op {
         Op::Tag { tags } => {
             let request = ec2.client.create_tags().resources(image).set_tags(Some(tag_list(tags)));
-            ec2.call("CreateTags", request.send()).await.map(|_| done(format!("tagged {image}")))
+            gone_is_skipped(
+                ec2.call("CreateTags", request.send()).await.map(|_| done(format!("tagged {image}"))),
+                image,
+            )
         }
         Op::Untag { keys } => {
             let tags = keys.iter().map(|k| Tag::builder().key(k).build()).collect();
             let request = ec2.client.delete_tags().resources(image).set_tags(Some(tags));
-            ec2.call("DeleteTags", request.send()).await.map(|_| done(format!("untagged {image}")))
+            gone_is_skipped(
+                ec2.call("DeleteTags", request.send()).await.map(|_| done(format!("untagged {image}"))),
+                image,
+            )
         }
-        Op::Share { principal } => modify_permission(ec2, image, principal, true).await,
-        Op::Unshare { principal } => modify_permission(ec2, image, principal, false).await,
+        Op::Share { principal } => gone_is_skipped(modify_permission(ec2, image, principal, true).await, image),
+        Op::Unshare { principal } => gone_is_skipped(modify_permission(ec2, image, principal, false).await, image),
         Op::Copy { request } => match destination {
-            Some(dest) => copy(ec2, dest, action, request).await,
+            Some(dest) => gone_is_skipped(copy(ec2, dest, action, request).await, image),
             None => {
                 return ActionOutcome::Failed {
                     error: format!("no client for the copy's destination region {}", request.region),
@@ -38,9 +44,12 @@ pub async fn run(ec2: &Ec2, destination: Option<&Ec2>, action: &PlannedAction) -
         },
         Op::Deprecate { at } => {
             let request = ec2.client.enable_image_deprecation().image_id(image).deprecate_at(DateTime::from_secs(at.0));
-            ec2.call("EnableImageDeprecation", request.send())
-                .await
-                .map(|_| done(format!("{image} deprecated at {at}")))
+            gone_is_skipped(
+                ec2.call("EnableImageDeprecation", request.send())
+                    .await
+                    .map(|_| done(format!("{image} deprecated at {at}"))),
+                image,
+            )
         }
         Op::Disable => gone_is_skipped(
             ec2.call("DisableImage", ec2.client.disable_image().image_id(image).send())
@@ -63,7 +72,7 @@ fn done(detail: String) -> ActionOutcome {
     ActionOutcome::Done { detail }
 }
 
-/// A deregister or disable of an image that is already gone needs nothing.
+/// An op on an image that is already gone needs nothing (the outcome contract).
 fn gone_is_skipped(result: Result<ActionOutcome, ApiError>, image: &str) -> Result<ActionOutcome, ApiError> {
     match result {
         Err(e) if e.is_not_found() => Ok(ActionOutcome::Skipped { reason: format!("{image} no longer exists") }),
@@ -111,25 +120,18 @@ async fn copy(
     if let Some(existing) = describe_images(dest, None, vec![mine]).await?.iter().find_map(|i| i.image_id()) {
         return Ok(done(format!("copy of {} already exists in {}: {existing}", action.image_id, request.region)));
     }
-    let mut tags = BTreeMap::new();
+    let mut source_tags = Vec::new();
     if request.copy_tags {
         for found in describe_images(source, Some(vec![action.image_id.clone()]), Vec::new()).await? {
             for tag in found.tags() {
-                if let (Some(k), Some(v)) = (tag.key(), tag.value())
-                    && !k.starts_with("aws:")
-                {
-                    tags.insert(k.to_string(), v.to_string());
+                if let (Some(k), Some(v)) = (tag.key(), tag.value()) {
+                    source_tags.push((k.to_string(), v.to_string()));
                 }
             }
         }
     }
-    tags.insert(SOURCE_IMAGE_TAG.to_string(), action.image_id.clone());
-    tags.insert(SOURCE_REGION_TAG.to_string(), action.region.clone());
-    tags.insert(ACTION_TAG.to_string(), action.id.clone());
-
-    let name = request.name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| {
-        if action.image_name.is_empty() { action.image_id.clone() } else { action.image_name.clone() }
-    });
+    let tags = copy_tags(action, request, source_tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let name = copy_name(action, request);
     let call = dest
         .client
         .copy_image()

@@ -18,7 +18,7 @@ pub use state::{
     SimAccount, SimBlockDevice, SimImage, SimInstance, SimLaunchTemplate, SimRegion, SimSnapshot, SimState,
 };
 
-use crate::backend::{ACTION_TAG, ActionOutcome, Backend, SOURCE_IMAGE_TAG, SOURCE_REGION_TAG};
+use crate::backend::{ACTION_TAG, ActionOutcome, Backend, SOURCE_IMAGE_TAG, SOURCE_REGION_TAG, copy_name, copy_tags};
 use crate::config::Scope;
 use crate::model::{BlockDevice, Image, ImageState, InventoryNeed, Location, Principal, Timestamp, Usage};
 use crate::plan::{Op, PlannedAction};
@@ -198,9 +198,7 @@ fn execute(state: &mut SimState, action: &PlannedAction, now: Timestamp) -> Acti
         if let Some(user) =
             region.images.iter().find(|i| i.block_devices.iter().any(|d| d.snapshot_id.as_ref() == Some(snapshot_id)))
         {
-            return ActionOutcome::Failed {
-                error: format!("InvalidSnapshot.InUse: {snapshot_id} is used by {}", user.id),
-            };
+            return ActionOutcome::Skipped { reason: format!("{snapshot_id} is still used by {}", user.id) };
         }
         let before = region.snapshots.len();
         region.snapshots.retain(|s| &s.id != snapshot_id);
@@ -292,13 +290,10 @@ fn copy(
         }
         devices.push(dev);
     }
-    let mut tags = if request.copy_tags { source.tags.clone() } else { BTreeMap::new() };
-    tags.insert(SOURCE_IMAGE_TAG.into(), source.id.clone());
-    tags.insert(SOURCE_REGION_TAG.into(), action.region.clone());
-    tags.insert(ACTION_TAG.into(), action.id.clone());
+    let tags = copy_tags(action, request, source.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     target.images.push(SimImage {
         id: new_id.clone(),
-        name: request.name.clone().unwrap_or_else(|| source.name.clone()),
+        name: copy_name(action, request),
         description: source.description.clone(),
         creation_time: now,
         state: ImageState::Available,

@@ -5,7 +5,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::config::{BehaviorVersion, Credentials, Region};
+use std::collections::BTreeMap;
+
 use aws_sdk_ec2::types::ImageAttributeName;
+use serde_json::{Value, json};
 
 /// A moto server of our own, killed when dropped.
 pub struct Moto {
@@ -73,4 +76,66 @@ pub async fn launch_permissions(ec2: &aws_sdk_ec2::Client, image: &str) -> Vec<S
         .collect();
     list.sort();
     list
+}
+
+/// The sim state mirroring what moto holds now.
+#[allow(dead_code, reason = "not every test binary mirrors moto into a sim state")]
+#[allow(clippy::unwrap_used, reason = "test fixtures fail loudly")]
+pub async fn mirror(ec2_east: &aws_sdk_ec2::Client, account: &str, east: &str, west: &str) -> Value {
+    let images = ec2_east.describe_images().owners("self").send().await.unwrap().images().to_vec();
+    let instances = ec2_east.describe_instances().send().await.unwrap();
+    let mut sim_images = Vec::new();
+    let mut snapshots = Vec::new();
+    for image in &images {
+        let id = image.image_id().unwrap();
+        let tags: BTreeMap<&str, &str> =
+            image.tags().iter().map(|t| (t.key().unwrap_or(""), t.value().unwrap_or(""))).collect();
+        let mut devices = Vec::new();
+        for m in image.block_device_mappings() {
+            let ebs = m.ebs().unwrap();
+            let snap = ebs.snapshot_id().unwrap();
+            let size = ec2_east.describe_snapshots().snapshot_ids(snap).send().await.unwrap().snapshots()[0]
+                .volume_size()
+                .unwrap_or(0);
+            devices.push(json!({"device_name": m.device_name().unwrap(), "snapshot_id": snap, "size_gib": size}));
+            snapshots.push(json!({"id": snap, "size_gib": size}));
+        }
+        sim_images.push(json!({
+            "id": id,
+            "name": image.name().unwrap(),
+            "creation_time": image.creation_date().unwrap(),
+            "launch_permissions": launch_permissions(ec2_east, id).await,
+            "tags": tags,
+            "block_devices": devices,
+        }));
+    }
+    let sim_instances: Vec<Value> = instances
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .map(|i| json!({"id": i.instance_id().unwrap(), "image_id": i.image_id().unwrap(), "state": "running"}))
+        .collect();
+    json!({"version": 1, "accounts": {account: {"regions": {
+        east: {"images": sim_images, "snapshots": snapshots, "instances": sim_instances},
+        west: {}
+    }}}})
+}
+
+/// Static test credentials for the standard chain, set before any other thread exists:
+/// the backend takes its credentials from the chain, as it does in production.
+#[allow(dead_code, reason = "not every test binary builds an AWS backend in process")]
+pub fn use_test_credentials() {
+    #[expect(unsafe_code, reason = "set_var is unsafe in edition 2024; no other thread runs yet")]
+    unsafe {
+        for (key, value) in [
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_SESSION_TOKEN", "testing"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("AWS_CONFIG_FILE", "/nonexistent/amiwarden-test"),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/amiwarden-test"),
+        ] {
+            std::env::set_var(key, value);
+        }
+    }
 }
