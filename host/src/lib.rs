@@ -8,6 +8,7 @@ pub mod cases;
 pub mod cli;
 pub mod config;
 pub mod cost;
+pub mod enforce;
 pub mod error;
 pub mod event;
 pub mod inventory;

@@ -1,0 +1,138 @@
+//! One enforcement, shared by `amiwarden apply` and the service: under the journal's
+//! and the state's locks, the plan to apply — the one an interrupted apply left in the
+//! journal, a saved file, or one computed now — checked the same way on every path,
+//! then applied.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::apply::{self, Binding, Checks, Journal, Lock, Report};
+use crate::backend::{ActionOutcome, Backend};
+use crate::config::Policy;
+use crate::error::GuardrailStop;
+use crate::inventory::Inventory;
+use crate::model::Timestamp;
+use crate::plan::{Plan, PlannedAction, Source};
+use crate::plugin::Plugin;
+
+/// The locks an apply holds from start to end: its journal, and the sim state it
+/// changes (AWS keeps its own state). Released on drop or when the process ends.
+#[derive(Debug)]
+pub struct Locks {
+    _journal: Lock,
+    _state: Option<Lock>,
+}
+
+/// The lock file of a journal or state file: beside it, with `.lock` added.
+pub fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".lock");
+    path.with_file_name(name)
+}
+
+/// Takes the locks, or fails at once naming the holder (`Busy`).
+pub fn lock(backend: &dyn Backend, journal: &Path) -> anyhow::Result<Locks> {
+    let journal = Lock::acquire(&lock_path(journal), "journal")?;
+    let state = match backend.state_file() {
+        Some(state) => Some(Lock::acquire(&lock_path(state), &backend.name())?),
+        None => None,
+    };
+    Ok(Locks { _journal: journal, _state: state })
+}
+
+/// Where the plan comes from when the journal holds no interrupted one.
+#[derive(Debug, Clone, Copy)]
+pub enum Origin<'a> {
+    /// Plan `source` now.
+    Fresh(&'a Source),
+    /// A plan file: applied only if it is what the policy plans now (`apply::saved`).
+    Saved(&'a Path),
+}
+
+/// A plan ready to apply: checked, with what it was checked against.
+pub struct Prepared {
+    pub plan: Plan,
+    pub inventory: Arc<Inventory>,
+    pub journal: Journal,
+    /// Images plugins retain (or fail on) now: no destructive action touches them.
+    pub retained: BTreeMap<String, String>,
+    /// Set when the plan is an interrupted one resumed from the journal: the actions
+    /// that failed in that run (final, not retried).
+    pub resumed: Option<Vec<(String, String)>>,
+    /// Notes from planning (ignored or contradicted events).
+    pub notes: Vec<String>,
+    /// Why a guardrail stopped a fresh plan: it is shown, never applied.
+    pub stop: Option<GuardrailStop>,
+}
+
+/// Finds or makes the plan and checks it: the guardrails on the whole plan and the
+/// plugins' `retain` on what it would destroy, as of `now`. Call under `lock`.
+pub fn prepare(
+    policy: &Policy,
+    plugins: &[Plugin],
+    backend: &dyn Backend,
+    journal_path: &Path,
+    origin: Origin<'_>,
+    now: Timestamp,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> anyhow::Result<Prepared> {
+    let binding = Binding { backend: backend.identity(), policy: crate::run::policy_fingerprint(policy, plugins) };
+    let collect = || -> anyhow::Result<Arc<Inventory>> {
+        Ok(Arc::new(crate::run::collect(policy, backend, &crate::plugin::needs(plugins))?))
+    };
+    let unfinished = match origin {
+        Origin::Fresh(_) => apply::unfinished_plan(journal_path)?,
+        Origin::Saved(_) => None,
+    };
+    let (plan, inventory, journal, resumed, notes, stop) = match (origin, unfinished) {
+        (Origin::Saved(path), _) => {
+            let plan = apply::saved::read(path)?;
+            let journal = Journal::open(journal_path, &apply::plan_id(&plan), binding)?;
+            let (inventory, resumed) = if journal.is_resume() {
+                (collect()?, Some(Vec::new()))
+            } else {
+                (apply::saved::check(policy, plugins, backend, &plan, path, now)?, None)
+            };
+            (plan, inventory, journal, resumed, Vec::new(), None)
+        }
+        (Origin::Fresh(_), Some(unfinished)) => {
+            let journal = Journal::open(journal_path, &unfinished.run_id, binding)?;
+            (unfinished.plan, collect()?, journal, Some(unfinished.failed), Vec::new(), None)
+        }
+        (Origin::Fresh(source), None) => {
+            let planned = crate::run::plan(policy, plugins, backend, source, now, progress)?;
+            let journal = Journal::open(journal_path, &apply::run_id(&planned.plan), binding)?;
+            (planned.plan, planned.inventory, journal, None, planned.notes, planned.stop)
+        }
+    };
+    let destroyed = apply::destroyed_images(&plan, &journal);
+    let retained = crate::run::retained(policy, plugins, &inventory, &destroyed, now);
+    let prepared = Prepared { plan, inventory, journal, retained, resumed, notes, stop };
+    if prepared.stop.is_none() {
+        apply::check(&prepared.checks(policy, now), &prepared.plan)?;
+    }
+    Ok(prepared)
+}
+
+impl Prepared {
+    /// What the apply checks against.
+    pub fn checks<'a>(&'a self, policy: &'a Policy, now: Timestamp) -> Checks<'a> {
+        Checks { policy, planned: &self.inventory, retained: self.retained.clone(), now }
+    }
+
+    /// Applies the plan (checked once more), journaling every call.
+    pub fn execute(
+        &mut self,
+        policy: &Policy,
+        backend: &dyn Backend,
+        now: Timestamp,
+        progress: &dyn Fn(&PlannedAction, &ActionOutcome),
+    ) -> anyhow::Result<Report> {
+        if let Some(stop) = &self.stop {
+            return Err(stop.clone().into());
+        }
+        let checks = Checks { policy, planned: &self.inventory, retained: self.retained.clone(), now };
+        apply::apply(&checks, backend, &self.plan, &mut self.journal, progress)
+    }
+}
