@@ -106,6 +106,12 @@ pub trait Backend: Sync {
     /// same id returns the earlier copy instead of making a second one.
     fn execute(&self, action: &PlannedAction) -> ActionOutcome;
 
+    /// Reads the state afresh where the backend keeps a copy of it (the sim, whose file
+    /// another process may have changed); called under the state's lock. A no-op on AWS.
+    fn reload(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
+
     /// Makes executed changes durable (the sim writes its state file); a no-op on AWS.
     fn commit(&self) -> anyhow::Result<()> {
         Ok(())

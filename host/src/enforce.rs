@@ -31,13 +31,16 @@ pub fn lock_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// Takes the locks, or fails at once naming the holder (`Busy`).
-pub fn lock(backend: &dyn Backend, journal: &Path) -> anyhow::Result<Locks> {
-    let journal = Lock::acquire(&lock_path(journal), "journal")?;
+/// Takes the locks, waiting up to `wait` for another holder, or fails naming the holder
+/// (`Busy`). The CLI waits not at all: a second apply is refused at once.
+pub fn lock(backend: &dyn Backend, journal: &Path, wait: std::time::Duration) -> anyhow::Result<Locks> {
+    let journal = Lock::acquire_within(&lock_path(journal), "journal", wait)?;
     let state = match backend.state_file() {
-        Some(state) => Some(Lock::acquire(&lock_path(state), &backend.name())?),
+        Some(state) => Some(Lock::acquire_within(&lock_path(state), &backend.name(), wait)?),
         None => None,
     };
+    // Under the lock, the state is read afresh: another process may have changed it.
+    backend.reload()?;
     Ok(Locks { _journal: journal, _state: state })
 }
 

@@ -2,12 +2,15 @@
 # amiwarden beside Cloud Custodian (c7n) on the moto EC2 emulator, side by side.
 # Results and the reading of them: docs/bench-custodian.md.
 #
-#   scripts/bench/vs-custodian.sh [--images N] [--runs K] [--scenario a|b|c|all]
+#   scripts/bench/vs-custodian.sh [--images N] [--runs K] [--apply-runs K] [--scenario a|b|c|all]
 #                                 [--c7n-public set-permissions|remove-launch-permissions|matched]
 #                                 [--out DIR]
 #
 #   --images N     images in the estate (default 1000); one region, us-east-1
 #   --runs K       repetitions of every measured run (default 3); tables show medians
+#   --apply-runs K repetitions of the applies only (default: --runs; 0: dry runs only, no
+#                  end-state comparison); an amiwarden apply that deletes ~500 snapshots
+#                  takes 20+ minutes on moto (see the doc)
 #   --scenario S   a: deregister AMIs older than 90 days that nothing uses, with snapshots
 #                  b: remove public launch permissions
 #                  c: both (one amiwarden policy with both plugins, one c7n file with both policies)
@@ -40,11 +43,13 @@
 # (user + sys of the tool's process tree), API calls by operation as the proxy saw them.
 # After the last apply both emulators' images are dumped by name and compared.
 set -euo pipefail
+SELF=$(realpath "$0")
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 
 IMAGES=1000
 RUNS=3
+APPLY_RUNS=""
 SCENARIOS="a b c"
 C7N_PUBLIC=set-permissions
 OUT=""
@@ -52,13 +57,15 @@ while [ $# -gt 0 ]; do
   case $1 in
     --images) IMAGES=$2; shift 2 ;;
     --runs) RUNS=$2; shift 2 ;;
+    --apply-runs) APPLY_RUNS=$2; shift 2 ;;
     --scenario) case $2 in all) SCENARIOS="a b c" ;; a|b|c) SCENARIOS=$2 ;; *) echo "--scenario a|b|c|all" >&2; exit 2 ;; esac; shift 2 ;;
     --c7n-public) C7N_PUBLIC=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
-    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$SELF" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
+APPLY_RUNS=${APPLY_RUNS:-$RUNS}
 case $C7N_PUBLIC in set-permissions|remove-launch-permissions|matched) ;; *) echo "bad --c7n-public $C7N_PUBLIC" >&2; exit 2 ;; esac
 
 AW_BIN=${AMIWARDEN:-target/release/amiwarden}
@@ -280,7 +287,7 @@ measure() {
   fi
 }
 
-echo "== $IMAGES images, scenarios: $SCENARIOS, $RUNS runs each; amiwarden: $AW_BIN; c7n public policy: $C7N_PUBLIC" >&2
+echo "== $IMAGES images, scenarios: $SCENARIOS, $RUNS dry runs and $APPLY_RUNS applies each; amiwarden: $AW_BIN; c7n public policy: $C7N_PUBLIC" >&2
 echo "   work dir: $OUT" >&2
 for sc in $SCENARIOS; do
   aw_policy "$sc" >"$OUT/aw-$sc.toml"
@@ -293,12 +300,13 @@ for sc in $SCENARIOS; do
     measure custodian dry-run "$sc" "$run"
   done
   echo "== scenario $sc: applies (a freshly seeded emulator before each)" >&2
-  for run in $(seq "$RUNS"); do
+  for run in $(seq "$APPLY_RUNS"); do
     fresh amiwarden
     measure amiwarden apply "$sc" "$run"
     fresh custodian
     measure custodian apply "$sc" "$run"
   done
+  [ "$APPLY_RUNS" -gt 0 ] || continue # --apply-runs 0: dry runs only, no end states
   for tool in amiwarden custodian; do
     "$PY" "$HELPER" dump --endpoint "http://127.0.0.1:${MOTO_PORT[$tool]}" --layout "$OUT/layout.json" \
       --map "$OUT/map-$tool.json" --out "$OUT/end-$IMAGES-$sc-$tool.json"

@@ -12,7 +12,7 @@ The estate (one region, us-east-1, account 123456789012), image i of N:
   name bench-NNNNN, tags team=t(i%4) and bench=vs-custodian
   old (created 91..690 days ago)          when i % 5 in {0, 1, 2}   (60%), else 1..85 days old
   used by a running instance              when i % 10 == 0          (10%, all of them old)
-  in a launch template (no ASG)           when i % 25 == 1          (4%, all of them old)
+  in a launch template (no ASG)           when i % 25 == 1 and i < 375  (at most 15, all of them old: see below)
   public (launch permission Group=all)    when i % 8 == 3           (12.5%)
   shared with 222222222222 (legitimate)   when i % 6 == 1           (16.7%; public and shared when i % 24 == 19)
 
@@ -21,6 +21,10 @@ it, so the images are loaded at start-up from MOTO_AMIS_PATH (a JSON list moto r
 every region's backend when the backend is created; the ids are ours, so both emulators
 hold the same ids). Everything else (shares, instances, launch templates) is made through
 the EC2 API by `seed`. Only us-east-1 is used: every region would get the same images.
+
+At most 15 launch templates: moto 5.2's DescribeLaunchTemplates returns the first
+MaxResults (default 15) templates and no NextToken, so a client that pages correctly
+still sees only 15. With more, amiwarden would miss the others on moto (not on EC2).
 """
 import argparse
 import glob
@@ -53,7 +57,7 @@ def layout_of(i, now):
         "created": (now - timedelta(days=age)).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
         "old": old,
         "instance": i % 10 == 0,
-        "launch_template": i % 25 == 1,
+        "launch_template": i % 25 == 1 and i < 375,
         "public": i % 8 == 3,
         "shared": i % 6 == 1,
         "tags": {"team": f"t{i % 4}", "bench": "vs-custodian"},
@@ -348,6 +352,19 @@ def cmd_report(a):
                     end = "not compared"
                 out.append(f"| {tool} | {mode} | {len(rs)} | {wall:.1f} s | {cpu:.1f} s | {total:g}{spread} | "
                            f"{fmt_counts(med['counts'])} | {ec2_floor(med['counts']):.0f} s | {rcs} | {end} |")
+        shapes = []
+        for tool in ("amiwarden", "custodian"):
+            for mode in ("dry-run", "apply"):
+                rs = groups.get((images, scenario, tool, mode))
+                if rs and rs[-1].get("detail"):
+                    d = rs[-1]["detail"]
+                    shapes.append(f"- {tool} {mode} (run {rs[-1]['run']}): " + "; ".join(
+                        f"`{k.replace('ec2:', '')}` {v['calls']}" + (f" ({v['errors']} err)" if v["errors"] else "")
+                        + f" [{v['upstream_s']:.1f} s in moto]"
+                        for k, v in sorted(d.items(), key=lambda kv: -kv[1]["calls"])))
+        if shapes:
+            out.append("\nCalls by request shape, with the time the emulator spent answering them:\n")
+            out.extend(shapes)
         if "amiwarden" in dry and "custodian" in dry:
             for key, label in (("deregister", "deregister"), ("unshare_public", "make private")):
                 x, y = set(dry["amiwarden"].get(key, [])), set(dry["custodian"].get(key, []))

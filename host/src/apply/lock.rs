@@ -21,6 +21,24 @@ impl Lock {
     /// Takes the lock at `path` (created if missing) for `what`, or fails at once with
     /// `Busy` naming the process that holds it.
     pub fn acquire(path: &Path, what: &str) -> anyhow::Result<Lock> {
+        Lock::acquire_within(path, what, std::time::Duration::ZERO)
+    }
+
+    /// `acquire`, waiting up to `wait` for another holder to let go (a service worker
+    /// queues behind another rather than bouncing its message).
+    pub fn acquire_within(path: &Path, what: &str, wait: std::time::Duration) -> anyhow::Result<Lock> {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            match Lock::try_once(path, what) {
+                Err(e) if e.downcast_ref::<Busy>().is_some() && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn try_once(path: &Path, what: &str) -> anyhow::Result<Lock> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         }

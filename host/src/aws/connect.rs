@@ -36,28 +36,35 @@ pub struct Connection {
 /// The default session name for AssumeRole.
 const SESSION_NAME: &str = "amiwarden";
 
+/// The SDK configuration of the standard chain (or `options.profile`), for `region`,
+/// with `options`' endpoint and retries: the base every client is built from.
+pub async fn sdk_config(options: &AwsOptions, region: &str) -> anyhow::Result<aws_config::SdkConfig> {
+    let mut retry = RetryConfig::standard();
+    if let Some(n) = options.max_attempts {
+        retry = retry.with_max_attempts(n.max(1));
+    }
+    let mut loader =
+        aws_config::defaults(BehaviorVersion::latest()).region(Region::new(region.to_string())).retry_config(retry);
+    if let Some(profile) = &options.profile {
+        loader = loader.profile_name(profile);
+    }
+    if let Some(url) = &options.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    let base = loader.load().await;
+    if base.credentials_provider().is_none() {
+        bail!("no AWS credentials: set AWS_PROFILE or --profile, environment keys, SSO, or an instance role");
+    }
+    Ok(base)
+}
+
 impl Connection {
     /// Loads the standard credential chain (or `profile`), then either prepares an
     /// AssumeRole provider per account in scope (`role_arn_template`) or checks with
     /// GetCallerIdentity that the ambient credentials belong to the only account in scope.
     pub async fn open(scope: &Scope, settings: &AwsSettings, options: &AwsOptions) -> anyhow::Result<Connection> {
         let home_region = scope.regions.iter().next().context("scope.regions is empty")?.clone();
-        let mut retry = RetryConfig::standard();
-        if let Some(n) = options.max_attempts {
-            retry = retry.with_max_attempts(n.max(1));
-        }
-        let mut loader =
-            aws_config::defaults(BehaviorVersion::latest()).region(Region::new(home_region)).retry_config(retry);
-        if let Some(profile) = &options.profile {
-            loader = loader.profile_name(profile);
-        }
-        if let Some(url) = &options.endpoint_url {
-            loader = loader.endpoint_url(url);
-        }
-        let base = loader.load().await;
-        if base.credentials_provider().is_none() {
-            bail!("no AWS credentials: set AWS_PROFILE or --profile, environment keys, SSO, or an instance role");
-        }
+        let base = sdk_config(options, &home_region).await?;
 
         let mut connection = Connection { base, assumed: BTreeMap::new(), ambient_account: None };
         if let Some(template) = &settings.role_arn_template {

@@ -34,9 +34,28 @@ fn calls(kind: ActionKind) -> &'static [&'static str] {
     }
 }
 
+/// What a `serve` worker does with its queue: receive, extend, delete; send (schedulers
+/// and `enqueue-run`); read the redrive policy.
+const QUEUE: [&str; 5] = [
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibility",
+    "sqs:GetQueueAttributes",
+    "sqs:SendMessage",
+];
+
+/// The ARN of a queue from its URL (`https://sqs.REGION.amazonaws.com/ACCOUNT/NAME`).
+pub fn queue_arn(url: &str) -> Option<String> {
+    let region = super::queue::region_of(url)?;
+    let mut path = url.split("://").nth(1)?.split('/').skip(1);
+    let (account, name) = (path.next()?, path.next()?);
+    crate::model::is_account_id(account).then(|| format!("arn:aws:sqs:{region}:{account}:{name}"))
+}
+
 /// The IAM policy document (JSON) for the enabled plugins' grants, scoped to the
-/// policy's regions; `sts:AssumeRole` on the role template when one is set.
-pub fn iam_policy(policy: &Policy) -> Value {
+/// policy's regions; `sts:AssumeRole` on the role template when one is set; the queue's
+/// calls when a worker uses `queue_url`.
+pub fn iam_policy(policy: &Policy, queue_url: Option<&str>) -> Value {
     let mut write: BTreeSet<&str> = BTreeSet::new();
     for plugin in policy.plugins.iter().filter(|p| p.enabled) {
         for kind in &plugin.grants {
@@ -68,6 +87,10 @@ pub fn iam_policy(policy: &Policy) -> Value {
             json!({ "Sid": "AmiwardenAssumeRoles", "Effect": "Allow", "Action": "sts:AssumeRole", "Resource": roles }),
         );
     }
+    if let Some(url) = queue_url {
+        let resource = queue_arn(url).unwrap_or_else(|| "*".into());
+        statements.push(json!({ "Sid": "AmiwardenQueue", "Effect": "Allow", "Action": QUEUE, "Resource": resource }));
+    }
     json!({ "Version": "2012-10-17", "Statement": statements })
 }
 
@@ -89,9 +112,14 @@ grants = ["share", "unshare"]
 "#,
         )
         .unwrap();
-        let doc = iam_policy(&policy).to_string();
+        let doc = iam_policy(&policy, None).to_string();
         assert!(doc.contains("ec2:ModifyImageAttribute"));
         assert!(!doc.contains("ec2:DeregisterImage"));
         assert!(!doc.contains("ec2:DeleteSnapshot"));
+        assert!(!doc.contains("sqs:"));
+        let worker = iam_policy(&policy, Some("https://sqs.eu-west-1.amazonaws.com/111111111111/ami-events.fifo"));
+        let queue = &worker["Statement"].as_array().unwrap().last().unwrap();
+        assert_eq!(queue["Resource"], "arn:aws:sqs:eu-west-1:111111111111:ami-events.fifo");
+        assert!(queue["Action"].as_array().unwrap().iter().any(|a| a == "sqs:DeleteMessage"));
     }
 }

@@ -14,6 +14,7 @@ mod errors;
 mod execute;
 mod limiter;
 mod preflight;
+pub mod queue;
 mod usage;
 
 #[cfg(test)]

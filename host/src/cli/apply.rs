@@ -15,7 +15,7 @@ pub(super) fn apply_command(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<i32> 
     let journal_path =
         args.journal.clone().unwrap_or_else(|| crate::apply::default_path(&backend.identity(), backend.state_file()));
     // Held for the whole apply: a second apply on the same journal or state is refused.
-    let _locks = enforce::lock(backend.as_ref(), &journal_path)?;
+    let _locks = enforce::lock(backend.as_ref(), &journal_path, std::time::Duration::ZERO)?;
     let runtime = runtime(cli)?;
     let plugins = crate::plugin::load_plugins(&runtime, &policy)?;
     let origin = match &args.plan {

@@ -3,6 +3,7 @@
 use std::io::{IsTerminal, Read};
 
 mod apply;
+mod serve;
 mod tools;
 use std::path::{Path, PathBuf};
 
@@ -47,6 +48,10 @@ pub enum Command {
     Synth(SynthArgs),
     /// Print the least-privilege IAM policy for the policy file's granted actions.
     IamPolicy(IamPolicyArgs),
+    /// Run as a service: scheduled enforcement and live events from an SQS queue.
+    Serve(serve::ServeArgs),
+    /// Enqueue one shard per account of a scheduled run (for EventBridge Scheduler or a CronJob).
+    EnqueueRun(serve::EnqueueArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -162,6 +167,9 @@ pub struct SynthArgs {
 pub struct IamPolicyArgs {
     #[arg(long, value_name = "P.toml")]
     pub policy: PathBuf,
+    /// Add what a `serve` worker needs on this SQS queue.
+    #[arg(long, value_name = "URL")]
+    pub queue_url: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -312,9 +320,11 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             eprintln!("wrote {} images to {}", args.images, args.out.display());
             Ok(0)
         }
+        Command::Serve(args) => serve::serve_command(&cli, args),
+        Command::EnqueueRun(args) => serve::enqueue_command(args),
         Command::IamPolicy(args) => {
             let policy = load_policy(&args.policy, &[])?;
-            println!("{}", serde_json::to_string_pretty(&crate::aws::iam_policy(&policy))?);
+            println!("{}", serde_json::to_string_pretty(&crate::aws::iam_policy(&policy, args.queue_url.as_deref()))?);
             Ok(0)
         }
     }

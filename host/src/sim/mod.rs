@@ -178,6 +178,13 @@ impl Backend for SimBackend {
         execute(&mut state, action, self.now)
     }
 
+    fn reload(&self) -> anyhow::Result<()> {
+        if let Some(path) = &self.path {
+            *self.lock() = SimState::load(path)?;
+        }
+        Ok(())
+    }
+
     fn commit(&self) -> anyhow::Result<()> {
         match &self.path {
             Some(path) => self.lock().save(path),

@@ -147,19 +147,11 @@ impl SimState {
         SimState::parse(&text, &path.display().to_string())
     }
 
-    /// Writes the state atomically: a temp file in the same directory, then rename.
+    /// Writes the state atomically and durably (`files::write_atomically`).
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let mut text = serde_json::to_string_pretty(self)?;
         text.push('\n');
-        let tmp = dir.join(format!(
-            ".{}.tmp{}",
-            path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-            std::process::id()
-        ));
-        std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
-        Ok(())
+        crate::files::write_atomically(path, text.as_bytes())
     }
 
     fn check(&self) -> anyhow::Result<()> {

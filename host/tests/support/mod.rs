@@ -49,6 +49,7 @@ impl Drop for Moto {
 }
 
 /// A plain SDK client for seeding and checking, outside the backend under test.
+#[allow(dead_code, reason = "not every test binary seeds EC2")]
 pub fn sdk(moto: &Moto, region: &str) -> aws_sdk_ec2::Client {
     let config = aws_sdk_ec2::Config::builder()
         .behavior_version(BehaviorVersion::latest())
@@ -61,6 +62,7 @@ pub fn sdk(moto: &Moto, region: &str) -> aws_sdk_ec2::Client {
 
 /// An image's launch permissions as EC2 reports them: account ids, and `public` for
 /// `Group=all`; sorted.
+#[allow(dead_code, reason = "not every test binary reads launch permissions")]
 pub async fn launch_permissions(ec2: &aws_sdk_ec2::Client, image: &str) -> Vec<String> {
     let out = ec2
         .describe_image_attribute()
