@@ -81,8 +81,9 @@ pub fn prepare(
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> anyhow::Result<Prepared> {
     let binding = Binding { backend: backend.identity(), policy: crate::run::policy_fingerprint(policy, plugins) };
-    let collect = || -> anyhow::Result<Arc<Inventory>> {
-        Ok(Arc::new(crate::run::collect(policy, backend, &crate::plugin::needs(plugins))?))
+    let collect = |source: &Source| -> anyhow::Result<Arc<Inventory>> {
+        let scope = crate::event::collection_scope(policy, source);
+        Ok(Arc::new(crate::run::collect_scope(policy, &scope, backend, &crate::plugin::needs(plugins))?))
     };
     let unfinished = match origin {
         Origin::Fresh(_) => apply::unfinished_plan(journal_path)?,
@@ -93,7 +94,7 @@ pub fn prepare(
             let plan = apply::saved::read(path)?;
             let journal = Journal::open(journal_path, &apply::plan_id(&plan), binding)?;
             let (inventory, resumed) = if journal.is_resume() {
-                (collect()?, Some(Vec::new()))
+                (collect(&plan.source)?, Some(Vec::new()))
             } else {
                 (apply::saved::check(policy, plugins, backend, &plan, path, now)?, None)
             };
@@ -101,7 +102,8 @@ pub fn prepare(
         }
         (Origin::Fresh(_), Some(unfinished)) => {
             let journal = Journal::open(journal_path, &unfinished.run_id, binding)?;
-            (unfinished.plan, collect()?, journal, Some(unfinished.failed), Vec::new(), None)
+            let inventory = collect(&unfinished.plan.source)?;
+            (unfinished.plan, inventory, journal, Some(unfinished.failed), Vec::new(), None)
         }
         (Origin::Fresh(source), None) => {
             let planned = crate::run::plan(policy, plugins, backend, source, now, progress)?;

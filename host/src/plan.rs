@@ -18,6 +18,8 @@ pub const SCHEMA_VERSION: u32 = 2;
 pub enum Source {
     /// Every image in scope.
     Scheduled,
+    /// Every image of one account: a shard of a scheduled run.
+    Shard { account: String },
     /// One EventBridge event: its text, and `origin` naming where it came from.
     Event { origin: String, text: String },
 }

@@ -27,9 +27,19 @@ pub struct Planned {
     pub inventory: Arc<Inventory>,
 }
 
-/// Collects and prices the inventory.
+/// Collects and prices the inventory of the policy's whole scope.
 pub fn collect(policy: &Policy, backend: &dyn Backend, needs: &BTreeSet<InventoryNeed>) -> anyhow::Result<Inventory> {
-    let images = backend.collect(&policy.scope, needs)?;
+    collect_scope(policy, &policy.scope, backend, needs)
+}
+
+/// Collects and prices the inventory of `scope` (a part of the policy's).
+pub fn collect_scope(
+    policy: &Policy,
+    scope: &crate::config::Scope,
+    backend: &dyn Backend,
+    needs: &BTreeSet<InventoryNeed>,
+) -> anyhow::Result<Inventory> {
+    let images = backend.collect(scope, needs)?;
     Inventory::new(Pricing::new(&policy.pricing).price_images(images))
         .map_err(|e| InputError(format!("{}: {e}", backend.name())).into())
 }
@@ -61,7 +71,8 @@ pub fn plan(
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> anyhow::Result<Planned> {
     let needs = plugin::needs(plugins);
-    let inventory = Arc::new(collect(policy, backend, &needs)?);
+    let scope = crate::event::collection_scope(policy, source);
+    let inventory = Arc::new(collect_scope(policy, &scope, backend, &needs)?);
     plan_on(policy, plugins, inventory, source, now, progress)
 }
 

@@ -68,7 +68,8 @@ pub fn check(
         .into());
     }
     let needs = crate::plugin::needs(plugins);
-    let inventory = Arc::new(crate::run::collect(policy, backend, &needs)?);
+    let scope = crate::event::collection_scope(policy, &plan.source);
+    let inventory = Arc::new(crate::run::collect_scope(policy, &scope, backend, &needs)?);
     let fingerprint = crate::plan::fingerprint(inventory.images());
     if fingerprint != plan.inventory_fingerprint {
         return Err(InputError(format!(

@@ -3,10 +3,11 @@
 
 use std::io::IsTerminal;
 
-use super::{ApplyArgs, Cli, Format, backend, load_policy, now, print_plan, progress_bar, report_calls, runtime};
+use super::{
+    ApplyArgs, Cli, Format, backend, load_policy, now, print_plan, progress_bar, report_calls, runtime, source,
+};
 use crate::enforce::{self, Origin};
 use crate::error::InputError;
-use crate::run::Source;
 
 pub(super) fn apply_command(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<i32> {
     let policy = load_policy(&args.policy, &args.backend.regions)?;
@@ -18,9 +19,10 @@ pub(super) fn apply_command(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<i32> 
     let _locks = enforce::lock(backend.as_ref(), &journal_path, std::time::Duration::ZERO)?;
     let runtime = runtime(cli)?;
     let plugins = crate::plugin::load_plugins(&runtime, &policy)?;
+    let fresh = source(args.event.as_deref())?;
     let origin = match &args.plan {
         Some(path) => Origin::Saved(path),
-        None => Origin::Fresh(&Source::Scheduled),
+        None => Origin::Fresh(&fresh),
     };
     let mut prepared =
         enforce::prepare(&policy, &plugins, backend.as_ref(), &journal_path, origin, now, &progress_bar())?;

@@ -30,6 +30,15 @@ pub struct Cli {
     /// Do not cache compiled plugins on disk.
     #[arg(long, global = true)]
     pub no_cache: bool,
+    /// Log lines as text or as JSON objects (for a log pipeline). Levels: AMIWARDEN_LOG or RUST_LOG.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -107,9 +116,12 @@ pub struct ApplyArgs {
     pub policy: PathBuf,
     #[command(flatten)]
     pub backend: BackendArgs,
-    /// Apply this saved plan (refused if the inventory changed since).
+    /// Apply this saved plan (refused unless it is what the policy plans now).
     #[arg(long, value_name = "plan.json")]
     pub plan: Option<PathBuf>,
+    /// Evaluate this EventBridge event (`-` for stdin) instead of a scheduled run.
+    #[arg(long, value_name = "E.json", conflicts_with = "plan")]
+    pub event: Option<String>,
     /// Do not ask for confirmation.
     #[arg(long)]
     pub yes: bool,
@@ -189,11 +201,18 @@ pub fn main() -> i32 {
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("AMIWARDEN_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    // A service logs what it does by default; a command only its warnings.
+    let default = if matches!(cli.command, Command::Serve(_)) { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AMIWARDEN_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| default.into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => {
+            logs.with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()).init()
+        }
+    }
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
@@ -256,7 +275,7 @@ fn now(as_of: Option<&str>) -> anyhow::Result<Timestamp> {
     }
 }
 
-fn source(event: Option<&str>) -> anyhow::Result<Source> {
+pub(super) fn source(event: Option<&str>) -> anyhow::Result<Source> {
     match event {
         None => Ok(Source::Scheduled),
         Some("-") => {

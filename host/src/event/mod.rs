@@ -6,11 +6,31 @@ mod parse;
 
 pub use parse::{Parsed, SourceEvent, parse};
 
-use crate::config::Policy;
+use crate::config::{Policy, Scope};
 use crate::error::InputError;
 use crate::inventory::Inventory;
 use crate::model::{EventKind, Image, ImageEvent, ImageState, Timestamp};
 use crate::plan::Source;
+
+/// What a source needs collected: the whole scope for a scheduled run; one account for
+/// a shard; the accounts an event names (all their regions in scope: replicas and their
+/// sources live in one account, and a plugin must see a source's region to tell "gone"
+/// from "out of view"). Only collection narrows: guardrails keep the policy's scope.
+pub fn collection_scope(policy: &Policy, source: &Source) -> Scope {
+    let accounts = match source {
+        Source::Scheduled => return policy.scope.clone(),
+        Source::Shard { account } => [account.clone()].into(),
+        Source::Event { text, .. } => match parse(text) {
+            Ok(Parsed::Events(list)) => list.into_iter().map(|e| e.account).collect(),
+            Ok(Parsed::Ignored(_)) => Default::default(),
+            Err(_) => return policy.scope.clone(),
+        },
+    };
+    Scope {
+        accounts: policy.scope.accounts.intersection(&accounts).cloned().collect(),
+        regions: policy.scope.regions.clone(),
+    }
+}
 
 /// The events a source turns into, with notes on what was ignored.
 pub fn events(
@@ -20,7 +40,7 @@ pub fn events(
     now: Timestamp,
 ) -> Result<(Vec<ImageEvent>, Vec<String>), InputError> {
     match source {
-        Source::Scheduled => Ok((scheduled_events(inventory, now), Vec::new())),
+        Source::Scheduled | Source::Shard { .. } => Ok((scheduled_events(inventory, now), Vec::new())),
         Source::Event { text, origin } => {
             let parsed = parse(text).map_err(|e| InputError(format!("event {origin}: {e}")))?;
             let mut notes = Vec::new();

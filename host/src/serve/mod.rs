@@ -71,15 +71,6 @@ pub struct Service<'a> {
     pub stop: Arc<AtomicBool>,
 }
 
-/// The policy narrowed to one account: a shard's or an event's inventory. Replicas and
-/// their sources live in one account, so a plugin sees every region it needs to tell a
-/// gone source from one outside its view.
-fn for_account(policy: &Policy, account: &str) -> Policy {
-    let mut narrowed = policy.clone();
-    narrowed.scope.accounts = [account.to_string()].into();
-    narrowed
-}
-
 fn safe_name(text: &str) -> String {
     text.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect()
 }
@@ -240,7 +231,7 @@ impl Service<'_> {
             }
             let source = Source::Event { text: text.to_string(), origin: format!("sqs:{key}") };
             let journal = self.settings.state_dir.join("events").join(format!("{}.jsonl", safe_name(key)));
-            let disposition = self.enforce(&for_account(self.policy, account), &source, &journal, "event");
+            let disposition = self.enforce(&source, &journal, "event");
             if !matches!(disposition, Disposition::Done(_)) {
                 return disposition;
             }
@@ -257,8 +248,8 @@ impl Service<'_> {
         let started = Instant::now();
         let dir = self.settings.state_dir.join("runs").join(safe_name(&shard.tick));
         let journal = dir.join(format!("{}.jsonl", shard.account));
-        let disposition =
-            self.enforce(&for_account(self.policy, &shard.account), &Source::Scheduled, &journal, "shard");
+        let source = Source::Shard { account: shard.account.clone() };
+        let disposition = self.enforce(&source, &journal, "shard");
         self.metrics.run_seconds.observe(started.elapsed().as_secs_f64());
         let result = match &disposition {
             Disposition::Done(r) => *r,
@@ -269,11 +260,11 @@ impl Service<'_> {
         disposition
     }
 
-    /// Plans (and, unless a dry run, applies) `source` under `policy`, journaling to
-    /// `journal`; the plan is kept beside the journal.
-    fn enforce(&self, policy: &Policy, source: &Source, journal: &Path, kind: &str) -> Disposition {
+    /// Plans (and, unless a dry run, applies) `source`, journaling to `journal`; the plan
+    /// is kept beside the journal. A shard or an event collects only its account.
+    fn enforce(&self, source: &Source, journal: &Path, kind: &str) -> Disposition {
         let before = self.backend.call_counts();
-        let result = self.enforce_inner(policy, source, journal);
+        let result = self.enforce_inner(self.policy, source, journal);
         self.metrics.ec2_calls(&before, &self.backend.call_counts());
         let disposition = match result {
             Ok(result) => Disposition::Done(result),
