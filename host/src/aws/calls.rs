@@ -12,13 +12,15 @@ use super::errors::ApiError;
 use super::limiter::Pacer;
 use crate::model::Location;
 
-/// API calls made, by operation name.
+/// API calls made, by operation name; calls that ended throttled (after the SDK's
+/// retries) also count under `OPERATION throttled`.
 #[derive(Debug, Default)]
-pub struct CallCounts(Mutex<BTreeMap<&'static str, u64>>);
+pub struct CallCounts(Mutex<BTreeMap<String, u64>>);
 
 impl CallCounts {
-    fn add(&self, operation: &'static str) {
-        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).entry(operation).or_default() += 1;
+    fn add(&self, key: &str) {
+        let mut counts = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *counts.entry(key.to_string()).or_default() += 1;
     }
 
     /// The counts, sorted by operation name.
@@ -82,6 +84,9 @@ impl Ec2 {
         self.counts.add(operation);
         request.await.map_err(|e| {
             let err = ApiError::from_sdk(operation, &e);
+            if err.kind == super::errors::ErrorKind::Throttled {
+                self.counts.add(&format!("{operation} throttled"));
+            }
             tracing::debug!(location = %self.location, "{err}");
             err
         })

@@ -48,6 +48,10 @@ pub struct ServeArgs {
     /// SQS endpoint, e.g. an emulator on 127.0.0.1 (default: --endpoint-url).
     #[arg(long, value_name = "URL")]
     pub queue_endpoint_url: Option<String>,
+    /// The queue's region when its URL names none (an emulator's); default: the URL's, else
+    /// the policy's first region.
+    #[arg(long, value_name = "REGION")]
+    pub queue_region: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -66,6 +70,9 @@ pub struct EnqueueArgs {
     /// SQS endpoint, e.g. an emulator on 127.0.0.1.
     #[arg(long)]
     pub endpoint_url: Option<String>,
+    /// The queue's region when its URL names none (an emulator's).
+    #[arg(long, value_name = "REGION")]
+    pub queue_region: Option<String>,
 }
 
 fn metrics_addr(text: &str) -> Result<SocketAddr, InputError> {
@@ -100,7 +107,8 @@ pub(super) fn serve_command(cli: &Cli, args: &ServeArgs) -> anyhow::Result<i32> 
         endpoint_url: args.queue_endpoint_url.clone().or_else(|| args.backend.endpoint_url.clone()),
         max_attempts: args.backend.max_attempts,
     };
-    let home = policy.scope.regions.iter().next().cloned().unwrap_or_else(|| "us-east-1".into());
+    let home = args.queue_region.clone().or_else(|| policy.scope.regions.iter().next().cloned());
+    let home = home.unwrap_or_else(|| "us-east-1".into());
     let queue = args.queue_url.as_deref().map(|url| queue(url, &options, &home)).transpose()?;
     if let (Some(q), Some(_)) = (&queue, &schedule)
         && !q.is_fifo()
@@ -186,8 +194,8 @@ pub(super) fn enqueue_command(args: &EnqueueArgs) -> anyhow::Result<i32> {
     };
     let options =
         AwsOptions { profile: args.profile.clone(), endpoint_url: args.endpoint_url.clone(), max_attempts: None };
-    let home = policy.scope.regions.iter().next().cloned().unwrap_or_else(|| "us-east-1".into());
-    let queue = queue(&args.queue_url, &options, &home)?;
+    let home = args.queue_region.clone().or_else(|| policy.scope.regions.iter().next().cloned());
+    let queue = queue(&args.queue_url, &options, &home.unwrap_or_else(|| "us-east-1".into()))?;
     for account in &policy.scope.accounts {
         crate::serve::enqueue(&queue, &Shard::new(&tick.to_string(), account))?;
     }
