@@ -8,7 +8,7 @@
 //! |---|---|
 //! | the call made the change | `Done` |
 //! | the image no longer exists (any op on it) | `Skipped`: "IMAGE no longer exists" |
-//! | a snapshot to delete is still used by an image | `Skipped`: "SNAP is still used by IMAGE" (never deleted) |
+//! | a snapshot to delete is still used by an image | `Skipped`: "SNAP is still used by IMAGE" (never deleted; checked by the call, unless the apply's batch read found it unused under `RECHECK_MAX_AGE` ago; EC2 refuses it too) |
 //! | a snapshot to delete is already gone | `Skipped`: "SNAP no longer exists" |
 //! | a share already present, an unshare of a principal not there | `Done` (EC2's launch permissions are a set) |
 //! | a tag already set, an untag of a key not there | `Done` |
@@ -35,6 +35,9 @@ pub const SOURCE_IMAGE_TAG: &str = "amiwarden:source-image-id";
 pub const SOURCE_REGION_TAG: &str = "amiwarden:source-region";
 /// Tag the host writes on every copy it makes: the plan action that made it.
 pub const ACTION_TAG: &str = "amiwarden:action-id";
+
+/// The oldest a re-read of EC2 may be when the destructive action it checks runs.
+pub const RECHECK_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// The name a copy gets: the request's, else its source's (as the plan recorded it),
 /// else the source's id.
@@ -94,13 +97,28 @@ pub trait Backend: Sync {
     /// Costs are left at zero; the engine prices images.
     fn collect(&self, scope: &Scope, needs: &BTreeSet<InventoryNeed>) -> anyhow::Result<Vec<Image>>;
 
-    /// Re-reads images of one location, with usage and launch permissions, right before
-    /// destructive calls; every id gets an entry, `None` when the image no longer exists.
-    /// (One image is `refresh_many(location, &[id])`.)
-    fn refresh_many(&self, location: &Location, image_ids: &[String]) -> anyhow::Result<Vec<(String, Option<Image>)>>;
+    /// Re-reads images of one location, with usage (and launch permissions when
+    /// `permissions`), right before destructive calls; every id gets an entry, `None` when
+    /// the image no longer exists. (One image is `refresh_many(location, &[id], ..)`.)
+    fn refresh_many(
+        &self,
+        location: &Location,
+        image_ids: &[String],
+        permissions: bool,
+    ) -> anyhow::Result<Vec<(String, Option<Image>)>>;
 
-    /// Whether any image (not deregistered) in `location` uses a snapshot.
-    fn snapshot_in_use(&self, location: &Location, snapshot_id: &str) -> anyhow::Result<bool>;
+    /// The images (not deregistered) in `location` that use each of `snapshot_ids`;
+    /// snapshots no image uses are absent. One read for the whole batch.
+    fn snapshot_users(
+        &self,
+        location: &Location,
+        snapshot_ids: &[String],
+    ) -> anyhow::Result<BTreeMap<String, Vec<String>>>;
+
+    /// How many images an apply works on at once inside a phase (1: one call at a time).
+    fn concurrency(&self) -> usize {
+        1
+    }
 
     /// Executes one action. Must be idempotent for the same `action.id`: a copy with the
     /// same id returns the earlier copy instead of making a second one.

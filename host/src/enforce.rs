@@ -132,7 +132,7 @@ impl Prepared {
         policy: &Policy,
         backend: &dyn Backend,
         now: Timestamp,
-        progress: &dyn Fn(&PlannedAction, &ActionOutcome),
+        progress: &(dyn Fn(&PlannedAction, &ActionOutcome) + Sync),
     ) -> anyhow::Result<Report> {
         if let Some(stop) = &self.stop {
             return Err(stop.clone().into());

@@ -115,7 +115,12 @@ fn the_aws_backend_collects_and_applies_against_moto() {
     });
 
     let scope = Scope { accounts: [ACCOUNT.to_string()].into(), regions: [EAST.to_string(), WEST.to_string()].into() };
-    let options = AwsOptions { profile: None, endpoint_url: Some(moto.url.clone()), max_attempts: Some(1) };
+    let options = AwsOptions {
+        profile: None,
+        endpoint_url: Some(moto.url.clone()),
+        max_attempts: Some(1),
+        ..AwsOptions::default()
+    };
     let backend = AwsBackend::connect(&scope, &AwsSettings::default(), options).expect("connect to moto");
     let east_loc = Location { account: ACCOUNT.into(), region: EAST.into() };
 
@@ -148,8 +153,12 @@ fn the_aws_backend_collects_and_applies_against_moto() {
     done(backend.execute(&action(&a, "golden-a", Op::Share { principal: Principal::Public })));
     done(backend.execute(&action(&a, "golden-a", Op::Unshare { principal: Principal::Public })));
     assert_eq!(rt.block_on(launch_permissions(&east, &a)), [FRIEND]);
-    let refreshed =
-        backend.refresh_many(&east_loc, std::slice::from_ref(&a)).expect("refresh").remove(0).1.expect("still there");
+    let refreshed = backend
+        .refresh_many(&east_loc, std::slice::from_ref(&a), true)
+        .expect("refresh")
+        .remove(0)
+        .1
+        .expect("still there");
     assert_eq!(refreshed.launch_permissions, Some([Principal::Account(FRIEND.into())].into()));
 
     // Tag and untag.
@@ -211,12 +220,12 @@ fn the_aws_backend_collects_and_applies_against_moto() {
     // A snapshot of a registered image is not deleted.
     let kept = backend.execute(&action(&a, "golden-a", Op::DeleteSnapshot { snapshot_id: snap_a.clone() }));
     assert!(matches!(&kept, ActionOutcome::Skipped { reason } if reason.contains(&a)), "{kept:?}");
-    assert!(backend.snapshot_in_use(&east_loc, &snap_a).expect("in use"));
+    assert!(backend.snapshot_users(&east_loc, std::slice::from_ref(&snap_a)).expect("users").contains_key(&snap_a));
 
     // Deregister C, then delete its snapshot; both are idempotent.
     done(backend.execute(&action(&c, "golden-c", Op::Deregister)));
-    assert!(backend.refresh_many(&east_loc, std::slice::from_ref(&c)).expect("refresh")[0].1.is_none());
-    assert!(!backend.snapshot_in_use(&east_loc, &snap_c).expect("in use"));
+    assert!(backend.refresh_many(&east_loc, std::slice::from_ref(&c), false).expect("refresh")[0].1.is_none());
+    assert!(backend.snapshot_users(&east_loc, std::slice::from_ref(&snap_c)).expect("users").is_empty());
     assert_eq!(
         done(backend.execute(&action(&c, "golden-c", Op::DeleteSnapshot { snapshot_id: snap_c.clone() }))),
         format!("deleted {snap_c}")

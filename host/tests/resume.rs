@@ -233,8 +233,15 @@ impl Setup {
     /// Starts an apply and kills it (SIGKILL) once the journal holds `kill_at` `done`
     /// lines. Returns the number of journal lines the killed run left.
     fn crash(&self, state: &str, journal: &str, plan: Option<&str>, kill_at: usize) -> usize {
+        self.crash_with(state, journal, plan, kill_at, &[])
+    }
+
+    /// `crash` with more arguments for the killed apply.
+    fn crash_with(&self, state: &str, journal: &str, plan: Option<&str>, kill_at: usize, extra: &[&str]) -> usize {
         let journal_path = self.path(journal);
-        let mut child = command(self.dir.path(), &apply_args(state, journal, plan))
+        let mut args = apply_args(state, journal, plan);
+        args.extend(extra);
+        let mut child = command(self.dir.path(), &args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -323,6 +330,11 @@ fn is_terminal(phase: &str) -> bool {
 /// The checks shared by every scenario; `first` holds the killed run's lines, `second`
 /// the rerun's, `ids` the ids of the actions the (reference) plan has.
 fn check_journal(ids: &[String], first: &[Line], second: &[Line], same_plan: bool) {
+    check_journal_in_flight(ids, first, second, same_plan, 1);
+}
+
+/// `check_journal` for an apply that had up to `workers` calls in flight at the crash.
+fn check_journal_in_flight(ids: &[String], first: &[Line], second: &[Line], same_plan: bool, workers: usize) {
     assert!(first.iter().chain(second).all(|l| l.phase != "failed"), "no action failed");
     let count = |lines: &[Line], id: &str, f: &dyn Fn(&str) -> bool| {
         lines.iter().filter(|l| l.action_id == id && f(&l.phase)).count()
@@ -356,8 +368,8 @@ fn check_journal(ids: &[String], first: &[Line], second: &[Line], same_plan: boo
     let known: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
     let unknown: Vec<&Line> = first.iter().chain(second).filter(|l| !known.contains(l.action_id.as_str())).collect();
     assert!(unknown.is_empty(), "actions the uninterrupted plan does not have: {unknown:?}");
-    assert!(in_flight.len() <= 1, "at most one action was in flight at the crash: {in_flight:?}");
-    if let Some(id) = in_flight.first() {
+    assert!(in_flight.len() <= workers, "at most {workers} action(s) were in flight at the crash: {in_flight:?}");
+    for id in &in_flight {
         eprintln!(
             "in flight at the crash: {id}; rerun lines {:?}",
             second.iter().filter(|l| &l.action_id == id).collect::<Vec<_>>()
@@ -502,6 +514,39 @@ fn a_killed_apply_without_a_saved_plan_resumes_it_from_the_journal() {
         let after = read_json(&setup.path(&state));
         check_replicas(&setup.plan, &after);
         assert_eq!(after, reference, "the rerun converges to the state an uninterrupted apply leaves");
+    }
+}
+
+/// With eight images worked on at once, a kill in any phase leaves at most eight calls in
+/// flight; the rerun (concurrent too) finishes each action exactly once and ends in the
+/// state an uninterrupted one-at-a-time apply leaves.
+#[test]
+fn a_killed_concurrent_apply_resumes_with_nothing_lost_or_repeated() {
+    let setup = Setup::new();
+    let reference = setup.reference();
+    let (copies_at, copies) = setup.range("copy");
+    let (shares_at, shares) = setup.range("share");
+    let (deregisters_at, deregisters) = setup.range("deregister");
+    let concurrent = ["--concurrency", "8"];
+    for (phase, kill_at) in [
+        ("share", shares_at + shares / 2),
+        ("copy", copies_at + copies / 2),
+        ("deregister", deregisters_at + deregisters / 2),
+    ] {
+        eprintln!("--- concurrent, kill in the {phase} phase");
+        let state = setup.copy_state(&format!("concurrent-{phase}.json"));
+        let journal = format!("concurrent-{phase}.jsonl");
+        let split = setup.crash_with(&state, &journal, Some("plan.json"), kill_at, &concurrent);
+        let mut args = apply_args(&state, &journal, Some("plan.json"));
+        args.extend(concurrent);
+        let out = run(setup.dir.path(), &args);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let all = lines(&setup.path(&journal));
+        let (first, second) = all.split_at(split.min(all.len()));
+        check_journal_in_flight(&ids(&setup.plan), first, second, true, 8);
+        let after = read_json(&setup.path(&state));
+        check_replicas(&setup.plan, &after);
+        assert_eq!(after, reference, "the rerun converges to the state a one-at-a-time apply leaves");
     }
 }
 

@@ -89,7 +89,12 @@ fn two_schedulers_enqueue_each_tick_once_and_a_worker_runs_every_shard() {
     let policy = amiwarden::config::Policy::parse(POLICY).unwrap();
     let runtime = amiwarden::plugin::Runtime::new(None).unwrap();
     let plugins = amiwarden::plugin::load_plugins(&runtime, &policy).unwrap();
-    let options = AwsOptions { profile: None, endpoint_url: Some(moto.url.clone()), max_attempts: Some(1) };
+    let options = AwsOptions {
+        profile: None,
+        endpoint_url: Some(moto.url.clone()),
+        max_attempts: Some(1),
+        ..AwsOptions::default()
+    };
     let queue = Queue::connect(&fifo, &options, "us-east-1").unwrap();
     let backend = amiwarden::sim::SimBackend::open(&dir.path().join("state.json"), Timestamp(0)).unwrap();
     let started: Timestamp = "2026-11-24T09:30:00Z".parse().unwrap();

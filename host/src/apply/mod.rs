@@ -3,14 +3,20 @@
 //! re-read before a destructive call; a JSON-lines journal is written before and after
 //! every call so an interrupted run resumes without losing or repeating an action.
 
+mod fresh;
 mod journal;
 mod lock;
 pub mod saved;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::Serialize;
 
+use fresh::Fresh;
+pub use fresh::{MAX_AGE, RECHECK_BATCH};
 pub use journal::{Binding, Journal, JournalEntry, Phase, Unfinished, default_path, plan_id, run_id, unfinished_plan};
 pub use lock::Lock;
 
@@ -18,7 +24,7 @@ use crate::backend::{ActionOutcome, Backend};
 use crate::config::Policy;
 use crate::error::GuardrailStop;
 use crate::inventory::Inventory;
-use crate::model::{Image, Location, Timestamp};
+use crate::model::Timestamp;
 use crate::plan::{Op, Plan, PlannedAction};
 use crate::resolve::guardrails::check_planned;
 
@@ -40,9 +46,6 @@ pub struct Report {
     pub failed: Vec<(String, String)>,
     pub resumed: usize,
 }
-
-/// How many images one re-read covers before disables and deregistrations.
-pub const RECHECK_BATCH: usize = 20;
 
 /// The images a plan's unfinished destructive actions touch: the ones whose `retain`
 /// must be asked again before applying.
@@ -87,34 +90,6 @@ pub fn check(checks: &Checks<'_>, plan: &Plan) -> Result<(), GuardrailStop> {
     )))
 }
 
-/// Before the disable or deregistration at `index`, re-reads its image together with
-/// those of the next unfinished ones in the same account and region, in one batch: the
-/// re-read then costs a few calls per batch instead of per action, so the Describe*
-/// bucket does not pace a large apply. An image read this way is at most one batch old.
-fn prefetch(
-    backend: &dyn Backend,
-    plan: &Plan,
-    index: usize,
-    journal: &Journal,
-    fresh: &mut BTreeMap<String, Option<Image>>,
-) -> anyhow::Result<()> {
-    let action = &plan.actions[index];
-    if !matches!(action.op, Op::Disable | Op::Deregister) || fresh.contains_key(&action.image_id) {
-        return Ok(());
-    }
-    let ids: Vec<String> = plan.actions[index..]
-        .iter()
-        .filter(|a| matches!(a.op, Op::Disable | Op::Deregister))
-        .filter(|a| a.account == action.account && a.region == action.region)
-        .filter(|a| journal.finished(&a.id).is_none())
-        .map(|a| a.image_id.clone())
-        .take(RECHECK_BATCH)
-        .collect();
-    let location = Location { account: action.account.clone(), region: action.region.clone() };
-    fresh.extend(backend.refresh_many(&location, &ids)?);
-    Ok(())
-}
-
 /// Why a destructive action must not run now, if so.
 enum Hold {
     /// The image is already gone: a deregistration needs nothing, and its snapshots may go.
@@ -123,95 +98,98 @@ enum Hold {
     Unsafe(String),
 }
 
-/// Re-checks a destructive action against EC2 as it is now.
-fn recheck(
-    checks: &Checks<'_>,
-    backend: &dyn Backend,
-    plan: &Plan,
-    action: &PlannedAction,
-    fresh: &mut BTreeMap<String, Option<Image>>,
-) -> anyhow::Result<Option<Hold>> {
-    let location = Location { account: action.account.clone(), region: action.region.clone() };
-    if let Op::DeleteSnapshot { snapshot_id } = &action.op {
-        // Any image at all: by now the plan has deregistered the images it deletes the
-        // snapshot for, so a user left (the image itself, if its deregistration did not
-        // happen, or another image) means the snapshot stays.
-        if backend.snapshot_in_use(&location, snapshot_id)? {
-            return Ok(Some(Hold::Unsafe(format!("{snapshot_id} is still used by an image"))));
-        }
-        return Ok(None);
-    }
-    if let Some(why) = checks.retained.get(&action.image_id) {
-        return Ok(Some(Hold::Unsafe(why.clone())));
-    }
-    let current = match fresh.remove(&action.image_id) {
-        Some(read) => read,
-        None => backend.refresh_many(&location, std::slice::from_ref(&action.image_id))?.pop().and_then(|(_, i)| i),
-    };
-    let Some(current) = current else {
-        return Ok(Some(Hold::Gone));
-    };
-    let policy = checks.policy;
-    if policy.guardrails.protect_in_use
-        && let Some(why) = crate::resolve::in_use_reason(&current, policy, checks.now)
-    {
-        return Ok(Some(Hold::Unsafe(format!("image is now {why}"))));
-    }
-    if let (Some(before), Some(after)) = (
-        checks.planned.get(&action.image_id).and_then(|i| i.launch_permissions.as_ref()),
-        current.launch_permissions.as_ref(),
-    ) {
-        // The plan's own shares of this image are expected, not news.
-        let mut expected = before.clone();
-        for a in plan.actions.iter().filter(|a| a.image_id == action.image_id) {
-            if let Op::Share { principal } = &a.op {
-                expected.insert(principal.clone());
-            }
-        }
-        let new: BTreeSet<_> = after.difference(&expected).collect();
-        if !new.is_empty() {
-            let list: Vec<String> = new.iter().map(|p| p.to_string()).collect();
-            return Ok(Some(Hold::Unsafe(format!("image was shared with {} since the plan", list.join(", ")))));
-        }
-    }
-    Ok(None)
+/// One apply in progress, shared by its workers.
+struct Run<'a, 'j> {
+    checks: &'a Checks<'a>,
+    backend: &'a dyn Backend,
+    plan: &'a Plan,
+    journal: Mutex<&'j mut Journal>,
+    fresh: Mutex<Fresh>,
+    /// Images whose disable or deregistration did not happen for a reason other than the
+    /// image being gone: their snapshot deletions are skipped.
+    held: Mutex<BTreeSet<String>>,
+    /// How each action ended, by its index in the plan (`None`: resumed or not reached).
+    ended: Mutex<Vec<Option<(Phase, String)>>>,
+    resumed: AtomicUsize,
+    progress: &'a (dyn Fn(&PlannedAction, &ActionOutcome) + Sync),
 }
 
-/// Executes `plan` in order after checking it (see `check`). Every call is journaled
-/// before and after; actions the journal shows ended (done, skipped or failed) are not
-/// repeated.
-pub fn apply(
-    checks: &Checks<'_>,
-    backend: &dyn Backend,
-    plan: &Plan,
-    journal: &mut Journal,
-    progress: &dyn Fn(&PlannedAction, &ActionOutcome),
-) -> anyhow::Result<Report> {
-    check(checks, plan)?;
-    journal.record_plan(plan)?;
-    let mut report = Report::default();
-    // Images whose disable or deregistration did not happen for a reason other than the
-    // image being gone: their snapshot deletions are skipped.
-    let mut held: BTreeSet<&str> = BTreeSet::new();
-    for action in &plan.actions {
-        if action.op == Op::Deregister
-            && let Some((phase, detail)) = journal.finished(&action.id)
-            && (phase == Phase::Failed || (phase == Phase::Skipped && !detail.ends_with(GONE)))
-        {
-            held.insert(action.image_id.as_str());
-        }
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Whether a disable or deregistration that ended this way leaves its snapshots held.
+fn holds(phase: Phase, detail: &str) -> bool {
+    phase == Phase::Failed || (phase == Phase::Skipped && !detail.ends_with(GONE))
+}
+
+impl Run<'_, '_> {
+    fn pending(&self, action: &PlannedAction) -> bool {
+        lock(&self.journal).finished(&action.id).is_none()
     }
-    let mut fresh: BTreeMap<String, Option<Image>> = BTreeMap::new();
-    for (index, action) in plan.actions.iter().enumerate() {
-        if journal.finished(&action.id).is_some() {
-            report.resumed += 1;
-            continue;
+
+    /// Re-checks the destructive action at `index` against EC2 as it is now.
+    fn recheck(&self, index: usize) -> anyhow::Result<Option<Hold>> {
+        let action = &self.plan.actions[index];
+        let upcoming = &self.plan.actions[index + 1..];
+        let pending = |a: &PlannedAction| self.pending(a);
+        if let Op::DeleteSnapshot { snapshot_id } = &action.op {
+            // Any image at all: by now the plan has deregistered the images it deletes the
+            // snapshot for, so a user left (the image itself, if its deregistration did not
+            // happen, or another image) means the snapshot stays.
+            let users = lock(&self.fresh).snapshot_users(self.backend, action, snapshot_id, upcoming, &pending)?;
+            if !users.is_empty() {
+                return Ok(Some(Hold::Unsafe(format!("{snapshot_id} is still used by {}", users.join(", ")))));
+            }
+            return Ok(None);
         }
-        let hold = if matches!(action.op, Op::DeleteSnapshot { .. }) && held.contains(action.image_id.as_str()) {
+        let checks = self.checks;
+        if let Some(why) = checks.retained.get(&action.image_id) {
+            return Ok(Some(Hold::Unsafe(why.clone())));
+        }
+        let permissions = |id: &str| checks.planned.get(id).is_some_and(|i| i.launch_permissions.is_some());
+        let current = lock(&self.fresh).image(self.backend, action, upcoming, &pending, &permissions)?;
+        let Some(current) = current else {
+            return Ok(Some(Hold::Gone));
+        };
+        let policy = checks.policy;
+        if policy.guardrails.protect_in_use
+            && let Some(why) = crate::resolve::in_use_reason(&current, policy, checks.now)
+        {
+            return Ok(Some(Hold::Unsafe(format!("image is now {why}"))));
+        }
+        if let (Some(before), Some(after)) = (
+            checks.planned.get(&action.image_id).and_then(|i| i.launch_permissions.as_ref()),
+            current.launch_permissions.as_ref(),
+        ) {
+            // The plan's own shares of this image are expected, not news.
+            let mut expected = before.clone();
+            for a in self.plan.actions.iter().filter(|a| a.image_id == action.image_id) {
+                if let Op::Share { principal } = &a.op {
+                    expected.insert(principal.clone());
+                }
+            }
+            let new: BTreeSet<_> = after.difference(&expected).collect();
+            if !new.is_empty() {
+                let list: Vec<String> = new.iter().map(|p| p.to_string()).collect();
+                return Ok(Some(Hold::Unsafe(format!("image was shared with {} since the plan", list.join(", ")))));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Runs the action at `index` unless the journal shows it ended: re-checked when
+    /// destructive, journaled before and after its call.
+    fn step(&self, index: usize) -> anyhow::Result<()> {
+        let action = &self.plan.actions[index];
+        if !self.pending(action) {
+            self.resumed.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        let hold = if matches!(action.op, Op::DeleteSnapshot { .. }) && lock(&self.held).contains(&action.image_id) {
             Some(Hold::Unsafe(format!("deregistering {} did not happen", action.image_id)))
         } else if action.op.is_destructive() {
-            prefetch(backend, plan, index, journal, &mut fresh)?;
-            recheck(checks, backend, plan, action, &mut fresh)?
+            self.recheck(index)?
         } else {
             None
         };
@@ -219,9 +197,9 @@ pub fn apply(
             Some(Hold::Gone) => ActionOutcome::Skipped { reason: format!("{}{GONE}", action.image_id) },
             Some(Hold::Unsafe(why)) => ActionOutcome::Skipped { reason: why },
             None => {
-                journal.record(&action.id, Phase::Start, "")?;
-                let outcome = backend.execute(action);
-                backend.commit()?;
+                lock(&self.journal).record(&action.id, Phase::Start, "")?;
+                let outcome = self.backend.execute(action);
+                self.backend.commit()?;
                 outcome
             }
         };
@@ -230,13 +208,103 @@ pub fn apply(
             ActionOutcome::Skipped { reason } => (Phase::Skipped, reason.clone()),
             ActionOutcome::Failed { error } => (Phase::Failed, error.clone()),
         };
-        if matches!(action.op, Op::Disable | Op::Deregister)
-            && (phase == Phase::Failed || (phase == Phase::Skipped && !detail.ends_with(GONE)))
-        {
-            held.insert(action.image_id.as_str());
+        if matches!(action.op, Op::Disable | Op::Deregister) && holds(phase, &detail) {
+            lock(&self.held).insert(action.image_id.clone());
         }
-        journal.record(&action.id, phase, &detail)?;
-        progress(action, &outcome);
+        lock(&self.journal).record(&action.id, phase, &detail)?;
+        (self.progress)(action, &outcome);
+        lock(&self.ended)[index] = Some((phase, detail));
+        Ok(())
+    }
+
+    /// Runs the actions of one phase: each image's actions in plan order, different
+    /// images on up to `workers` threads. The first error stops the phase once the calls
+    /// in flight are journaled.
+    fn phase(&self, range: Range<usize>, workers: usize) -> anyhow::Result<()> {
+        let mut lanes: Vec<Range<usize>> = Vec::new();
+        for index in range {
+            match lanes.last_mut() {
+                Some(lane) if self.plan.actions[lane.start].image_id == self.plan.actions[index].image_id => {
+                    lane.end = index + 1;
+                }
+                _ => lanes.push(index..index + 1),
+            }
+        }
+        let next = AtomicUsize::new(0);
+        let failed: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+        let work = || {
+            while lock(&failed).is_none() {
+                let Some(lane) = lanes.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
+                for index in lane.clone() {
+                    if let Err(e) = self.step(index) {
+                        lock(&failed).get_or_insert(e);
+                        return;
+                    }
+                }
+            }
+        };
+        let threads = workers.clamp(1, lanes.len().max(1));
+        if threads == 1 {
+            work();
+        } else {
+            std::thread::scope(|scope| {
+                for _ in 0..threads {
+                    scope.spawn(work);
+                }
+            });
+        }
+        match failed.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Executes `plan` after checking it (see `check`), phase by phase in the plan's order
+/// (unshares before deregistrations, snapshot deletions after every deregistration, copies
+/// before their source retires), with up to `backend.concurrency()` images at once inside
+/// a phase. Every call is journaled before and after; actions the journal shows ended
+/// (done, skipped or failed) are not repeated.
+pub fn apply(
+    checks: &Checks<'_>,
+    backend: &dyn Backend,
+    plan: &Plan,
+    journal: &mut Journal,
+    progress: &(dyn Fn(&PlannedAction, &ActionOutcome) + Sync),
+) -> anyhow::Result<Report> {
+    check(checks, plan)?;
+    journal.record_plan(plan)?;
+    let mut held = BTreeSet::new();
+    for action in &plan.actions {
+        if action.op == Op::Deregister
+            && let Some((phase, detail)) = journal.finished(&action.id)
+            && holds(phase, detail)
+        {
+            held.insert(action.image_id.clone());
+        }
+    }
+    let run = Run {
+        checks,
+        backend,
+        plan,
+        journal: Mutex::new(journal),
+        fresh: Mutex::new(Fresh::default()),
+        held: Mutex::new(held),
+        ended: Mutex::new(vec![None; plan.actions.len()]),
+        resumed: AtomicUsize::new(0),
+        progress,
+    };
+    let workers = backend.concurrency();
+    let mut start = 0;
+    while start < plan.actions.len() {
+        let phase = plan.actions[start].op.phase();
+        let end = start + plan.actions[start..].iter().take_while(|a| a.op.phase() == phase).count();
+        run.phase(start..end, workers)?;
+        start = end;
+    }
+    let mut report = Report { resumed: run.resumed.into_inner(), ..Report::default() };
+    for (action, ended) in plan.actions.iter().zip(run.ended.into_inner().unwrap_or_else(|p| p.into_inner())) {
+        let Some((phase, detail)) = ended else { continue };
         let entry = (action.id.clone(), detail);
         match phase {
             Phase::Done => report.done.push(entry),

@@ -21,6 +21,11 @@ pub struct AwsOptions {
     /// SDK attempts per call (standard retry mode); `None` keeps the SDK default (3).
     /// Tests against an emulator set 1 so an unimplemented call fails at once.
     pub max_attempts: Option<u32>,
+    /// Images an apply works on at once inside a phase (default `DEFAULT_CONCURRENCY`).
+    pub concurrency: Option<usize>,
+    /// Do not pace calls by EC2's token buckets: for an emulator that does not throttle
+    /// (real EC2 then throttles, and the SDK retries).
+    pub unpaced: bool,
 }
 
 /// The loaded configuration and the credentials for each account in scope.

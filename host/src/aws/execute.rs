@@ -1,6 +1,6 @@
 //! The applier's EC2 calls: one planned action becomes one (or a few) EC2 calls and an outcome.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_ec2::primitives::DateTime;
 use aws_sdk_ec2::types::{Filter, LaunchPermissionModifications, Tag};
@@ -13,8 +13,10 @@ use crate::backend::{ACTION_TAG, ActionOutcome, copy_name, copy_tags};
 use crate::model::{CopyRequest, Principal};
 use crate::plan::{Op, PlannedAction};
 
-/// Executes `action` with `ec2` (its location) and, for a copy, `destination`.
-pub async fn run(ec2: &Ec2, destination: Option<&Ec2>, action: &PlannedAction) -> ActionOutcome {
+/// Executes `action` with `ec2` (its location) and, for a copy, `destination`. A snapshot
+/// deletion reads the snapshot's users first unless `checked` (the apply read them in
+/// its batch moments ago).
+pub async fn run(ec2: &Ec2, destination: Option<&Ec2>, action: &PlannedAction, checked: bool) -> ActionOutcome {
     let image = action.image_id.as_str();
     let result = match &action.op {
         Op::Tag { tags } => {
@@ -63,7 +65,7 @@ pub async fn run(ec2: &Ec2, destination: Option<&Ec2>, action: &PlannedAction) -
                 .map(|_| done(format!("deregistered {image}"))),
             image,
         ),
-        Op::DeleteSnapshot { snapshot_id } => delete_snapshot(ec2, snapshot_id).await,
+        Op::DeleteSnapshot { snapshot_id } => delete_snapshot(ec2, snapshot_id, checked).await,
     };
     result.unwrap_or_else(|e| ActionOutcome::Failed { error: format!("{} in {}: {e}", action.id, ec2.location) })
 }
@@ -156,11 +158,16 @@ async fn copy(
     Ok(done(format!("copied {} to {} as {new_id}", action.image_id, request.region)))
 }
 
-async fn delete_snapshot(ec2: &Ec2, snapshot_id: &str) -> Result<ActionOutcome, ApiError> {
-    let users = snapshot_users(ec2, snapshot_id).await?;
-    if !users.is_empty() {
-        return Ok(ActionOutcome::Skipped { reason: format!("{snapshot_id} is still used by {}", users.join(", ")) });
+async fn delete_snapshot(ec2: &Ec2, snapshot_id: &str, checked: bool) -> Result<ActionOutcome, ApiError> {
+    if !checked {
+        let ids = [snapshot_id.to_string()];
+        if let Some(users) = snapshot_users(ec2, &ids).await?.remove(snapshot_id) {
+            return Ok(ActionOutcome::Skipped {
+                reason: format!("{snapshot_id} is still used by {}", users.join(", ")),
+            });
+        }
     }
+    // EC2 itself refuses to delete a snapshot a registered image uses (InvalidSnapshot.InUse).
     match ec2.call("DeleteSnapshot", ec2.client.delete_snapshot().snapshot_id(snapshot_id).send()).await {
         Ok(_) => Ok(done(format!("deleted {snapshot_id}"))),
         Err(e) if e.is_not_found() => Ok(ActionOutcome::Skipped { reason: format!("{snapshot_id} no longer exists") }),
@@ -171,34 +178,57 @@ async fn delete_snapshot(ec2: &Ec2, snapshot_id: &str) -> Result<ActionOutcome, 
     }
 }
 
-/// The images (owned, in this location, not deregistered) whose block devices use
-/// `snapshot_id`: by the `block-device-mapping.snapshot-id` filter, or by scanning every
-/// image where the endpoint lacks that filter.
-pub async fn snapshot_users(ec2: &Ec2, snapshot_id: &str) -> Result<Vec<String>, ApiError> {
+/// Values one `block-device-mapping.snapshot-id` filter takes.
+const SNAPSHOT_FILTER_BATCH: usize = 200;
+
+/// The images (owned, in this location, not deregistered) whose block devices use each
+/// of `snapshot_ids` (unused ones absent): by the `block-device-mapping.snapshot-id`
+/// filter, one call per 200 snapshots, or by one scan of every image where the endpoint
+/// lacks that filter.
+pub async fn snapshot_users(ec2: &Ec2, snapshot_ids: &[String]) -> Result<BTreeMap<String, Vec<String>>, ApiError> {
+    if snapshot_ids.is_empty() {
+        return Ok(BTreeMap::new());
+    }
     if !Gaps::known(&ec2.gaps.no_snapshot_filter) {
-        let filter = Filter::builder().name("block-device-mapping.snapshot-id").values(snapshot_id).build();
-        match describe_images(ec2, None, vec![filter]).await {
-            Ok(images) => return Ok(users_of(&images, snapshot_id)),
-            Err(e) if e.kind == ErrorKind::NotImplemented => {
-                if Gaps::learn(&ec2.gaps.no_snapshot_filter) {
-                    tracing::warn!(
-                        "{e}; the block-device-mapping.snapshot-id filter is missing, scanning every image instead"
-                    );
+        let mut found = BTreeMap::new();
+        let mut filtered = true;
+        for batch in snapshot_ids.chunks(SNAPSHOT_FILTER_BATCH) {
+            let filter =
+                Filter::builder().name("block-device-mapping.snapshot-id").set_values(Some(batch.to_vec())).build();
+            match describe_images(ec2, None, vec![filter]).await {
+                Ok(images) => found.extend(users_of(&images, batch)),
+                Err(e) if e.kind == ErrorKind::NotImplemented => {
+                    if Gaps::learn(&ec2.gaps.no_snapshot_filter) {
+                        tracing::warn!(
+                            "{e}; the block-device-mapping.snapshot-id filter is missing, scanning every image instead"
+                        );
+                    }
+                    filtered = false;
+                    break;
                 }
+                Err(e) => return Err(e),
             }
-            Err(e) => return Err(e),
+        }
+        if filtered {
+            return Ok(found);
         }
     }
-    Ok(users_of(&describe_images(ec2, None, Vec::new()).await?, snapshot_id))
+    Ok(users_of(&describe_images(ec2, None, Vec::new()).await?, snapshot_ids))
 }
 
-fn users_of(images: &[aws_sdk_ec2::types::Image], snapshot_id: &str) -> Vec<String> {
-    images
-        .iter()
-        .filter(|i| i.state() != Some(&aws_sdk_ec2::types::ImageState::Deregistered))
-        .filter(|i| {
-            i.block_device_mappings().iter().any(|m| m.ebs().and_then(|e| e.snapshot_id()) == Some(snapshot_id))
-        })
-        .filter_map(|i| i.image_id().map(str::to_string))
-        .collect()
+fn users_of(images: &[aws_sdk_ec2::types::Image], snapshot_ids: &[String]) -> BTreeMap<String, Vec<String>> {
+    let wanted: BTreeSet<&str> = snapshot_ids.iter().map(String::as_str).collect();
+    let mut users: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for image in images.iter().filter(|i| i.state() != Some(&aws_sdk_ec2::types::ImageState::Deregistered)) {
+        let Some(id) = image.image_id() else { continue };
+        for snapshot in image.block_device_mappings().iter().filter_map(|m| m.ebs().and_then(|e| e.snapshot_id())) {
+            if wanted.contains(snapshot) {
+                let entry = users.entry(snapshot.to_string()).or_default();
+                if !entry.iter().any(|u| u == id) {
+                    entry.push(id.to_string());
+                }
+            }
+        }
+    }
+    users
 }

@@ -385,7 +385,24 @@ fn a_snapshot_still_used_by_another_image_is_not_deleted() {
 
     assert_eq!(outcome, ActionOutcome::Skipped { reason: "snap-a is still used by ami-0000000b".into() });
     assert_eq!(delete.num_calls(), 0);
-    assert!(backend.snapshot_in_use(&location("us-east-1"), "snap-a").expect("in use"));
+}
+
+#[test]
+fn the_apply_reads_a_batch_of_snapshots_in_one_call_and_deletes_without_reading_again() {
+    let users = mock!(Client::describe_images)
+        .match_requests(|r| r.filters().iter().any(|f| f.values().len() == 3))
+        .then_output(|| DescribeImagesOutput::builder().images(ec2_image("ami-0000000b", &["snap-a"])).build());
+    let delete = mock!(Client::delete_snapshot).then_output(|| DeleteSnapshotOutput::builder().build());
+    let backend = backend("us-east-1", RuleMode::MatchAny, &[&users, &delete]);
+    let ids: Vec<String> = ["snap-a", "snap-b", "snap-c"].map(String::from).to_vec();
+
+    let found = backend.snapshot_users(&location("us-east-1"), &ids).expect("users");
+    let outcome =
+        backend.execute(&action("us-east-1", "ami-0000000c", Op::DeleteSnapshot { snapshot_id: "snap-c".into() }));
+
+    assert_eq!(found, [("snap-a".to_string(), vec!["ami-0000000b".to_string()])].into());
+    assert_eq!(outcome, ActionOutcome::Done { detail: "deleted snap-c".into() });
+    assert_eq!((users.num_calls(), delete.num_calls()), (1, 1));
 }
 
 #[test]

@@ -22,6 +22,7 @@ mod mock_tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use anyhow::Context;
 use tokio::task::JoinSet;
@@ -33,13 +34,40 @@ pub use errors::{ApiError, ErrorKind};
 pub use iam::iam_policy;
 pub use limiter::{BucketClass, Clock, SystemClock, TokenBucket};
 
-use crate::backend::{ActionOutcome, Backend};
+use crate::backend::{ActionOutcome, Backend, RECHECK_MAX_AGE};
 use crate::config::{AwsSettings, Scope};
 use crate::model::{Image, ImageState, InventoryNeed, Location};
 use crate::plan::{Op, PlannedAction};
 use calls::{CallCounts, Ec2, Gaps};
 use connect::Connection;
 use limiter::Pacer;
+
+/// Fills usage (and launch permissions when asked) of images just re-read.
+async fn complete_usage(ec2: &Ec2, images: &mut [Image], permissions: bool) -> anyhow::Result<()> {
+    let ids: Vec<String> = images.iter().map(|i| i.id.clone()).collect();
+    let location = &ec2.location;
+    let (references, found) = tokio::try_join!(usage::references(ec2, &ids), async {
+        if permissions {
+            collect::launch_permissions(ec2, &ids).await.with_context(|| format!("launch permissions in {location}"))
+        } else {
+            Ok(BTreeMap::new())
+        }
+    })?;
+    for image in images {
+        if let Some(r) = references.get(&image.id) {
+            image.usage.instances = r.instances;
+            image.usage.launch_templates = r.launch_templates.iter().cloned().collect();
+        }
+        if permissions {
+            image.launch_permissions = found.get(&image.id).cloned();
+        }
+    }
+    Ok(())
+}
+
+/// Images an apply works on at once inside a phase, unless `--concurrency` says otherwise:
+/// enough to keep the mutating buckets (5–10 calls/s) busy at EC2's latency.
+pub const DEFAULT_CONCURRENCY: usize = 16;
 
 /// EC2 through aws-sdk-ec2.
 pub struct AwsBackend {
@@ -53,6 +81,9 @@ pub struct AwsBackend {
     label: String,
     /// The label and the accounts: what a journal is bound to.
     identity: String,
+    /// Snapshots the apply found unused, and when (see `Backend::snapshot_users`).
+    verified: Mutex<BTreeMap<String, Instant>>,
+    concurrency: usize,
 }
 
 impl std::fmt::Debug for AwsBackend {
@@ -63,7 +94,7 @@ impl std::fmt::Debug for AwsBackend {
 
 impl AwsBackend {
     /// One image re-read on its own (after a batch read failed on an id EC2 no longer knows).
-    fn refresh_one(&self, location: &Location, image_id: &str) -> anyhow::Result<Option<Image>> {
+    fn refresh_one(&self, location: &Location, image_id: &str, permissions: bool) -> anyhow::Result<Option<Image>> {
         let ec2 = self.ec2(location)?;
         self.runtime.block_on(async {
             let described = match collect::describe_images(&ec2, Some(vec![image_id.to_string()]), Vec::new()).await {
@@ -79,17 +110,7 @@ impl AwsBackend {
             // Usage and launch permissions only: snapshot sizes are for pricing, and a
             // DescribeSnapshots per destructive action would spend a fifth of the
             // Describe* bucket (20/s) that paces a large apply.
-            let ids = vec![image.id.clone()];
-            let (references, permissions) = tokio::try_join!(usage::references(&ec2, &ids), async {
-                collect::launch_permissions(&ec2, &ids)
-                    .await
-                    .with_context(|| format!("launch permissions of {image_id} in {location}"))
-            })?;
-            if let Some(r) = references.get(&image.id) {
-                image.usage.instances = r.instances;
-                image.usage.launch_templates = r.launch_templates.iter().cloned().collect();
-            }
-            image.launch_permissions = permissions.get(&image.id).cloned();
+            complete_usage(&ec2, std::slice::from_mut(&mut image), permissions).await?;
             Ok(Some(image))
         })
     }
@@ -104,8 +125,11 @@ impl AwsBackend {
         };
         let accounts: Vec<&str> = scope.accounts.iter().map(String::as_str).collect();
         let identity = format!("{label} accounts={}", accounts.join(","));
-        let mut backend = AwsBackend::assemble(runtime, Some(connection), label, Arc::new(SystemClock::default()));
+        let clock = Arc::new(SystemClock::default());
+        let pacer = if options.unpaced { Pacer::unpaced(clock) } else { Pacer::new(clock) };
+        let mut backend = AwsBackend::assemble(runtime, Some(connection), label, pacer);
         backend.identity = identity;
+        backend.concurrency = options.concurrency.unwrap_or(DEFAULT_CONCURRENCY).max(1);
         Ok(backend)
     }
 
@@ -113,13 +137,15 @@ impl AwsBackend {
         runtime: tokio::runtime::Runtime,
         connection: Option<Connection>,
         label: String,
-        clock: Arc<dyn Clock>,
+        pacer: Pacer,
     ) -> AwsBackend {
         AwsBackend {
             runtime,
             connection,
             clients: Mutex::new(BTreeMap::new()),
-            pacer: Arc::new(Pacer::new(clock)),
+            pacer: Arc::new(pacer),
+            verified: Mutex::new(BTreeMap::new()),
+            concurrency: DEFAULT_CONCURRENCY,
             counts: Arc::new(CallCounts::default()),
             gaps: Arc::new(Gaps::default()),
             identity: label.clone(),
@@ -134,7 +160,7 @@ impl AwsBackend {
             runtime().expect("a tokio runtime"),
             None,
             "aws:mock".into(),
-            Arc::new(SystemClock::default()),
+            Pacer::new(Arc::new(SystemClock::default())),
         );
         {
             let mut map = backend.clients.lock().expect("fresh mutex");
@@ -244,7 +270,12 @@ impl Backend for AwsBackend {
         Ok(images)
     }
 
-    fn refresh_many(&self, location: &Location, image_ids: &[String]) -> anyhow::Result<Vec<(String, Option<Image>)>> {
+    fn refresh_many(
+        &self,
+        location: &Location,
+        image_ids: &[String],
+        permissions: bool,
+    ) -> anyhow::Result<Vec<(String, Option<Image>)>> {
         let ec2 = self.ec2(location)?;
         let batched = self.runtime.block_on(async {
             // One DescribeImages for the batch; an id EC2 no longer knows fails the whole
@@ -263,36 +294,38 @@ impl Backend for AwsBackend {
                     images.push(image);
                 }
             }
-            let ids: Vec<String> = images.iter().map(|i| i.id.clone()).collect();
-            let (references, permissions) = tokio::try_join!(usage::references(&ec2, &ids), async {
-                collect::launch_permissions(&ec2, &ids)
-                    .await
-                    .with_context(|| format!("launch permissions in {location}"))
-            })?;
-            for image in &mut images {
-                if let Some(r) = references.get(&image.id) {
-                    image.usage.instances = r.instances;
-                    image.usage.launch_templates = r.launch_templates.iter().cloned().collect();
-                }
-                image.launch_permissions = permissions.get(&image.id).cloned();
-            }
+            complete_usage(&ec2, &mut images, permissions).await?;
             anyhow::Ok(Some(images))
         })?;
         match batched {
             Some(images) => {
                 Ok(image_ids.iter().map(|id| (id.clone(), images.iter().find(|i| &i.id == id).cloned())).collect())
             }
-            None => image_ids.iter().map(|id| Ok((id.clone(), self.refresh_one(location, id)?))).collect(),
+            None => image_ids.iter().map(|id| Ok((id.clone(), self.refresh_one(location, id, permissions)?))).collect(),
         }
     }
 
-    fn snapshot_in_use(&self, location: &Location, snapshot_id: &str) -> anyhow::Result<bool> {
+    fn snapshot_users(
+        &self,
+        location: &Location,
+        snapshot_ids: &[String],
+    ) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
         let ec2 = self.ec2(location)?;
         let users = self
             .runtime
-            .block_on(execute::snapshot_users(&ec2, snapshot_id))
-            .with_context(|| format!("which images use {snapshot_id} in {location}"))?;
-        Ok(!users.is_empty())
+            .block_on(execute::snapshot_users(&ec2, snapshot_ids))
+            .with_context(|| format!("which images use {} snapshot(s) in {location}", snapshot_ids.len()))?;
+        let now = Instant::now();
+        let mut verified = self.verified.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        verified.retain(|_, read| read.elapsed() <= RECHECK_MAX_AGE);
+        for id in snapshot_ids.iter().filter(|id| !users.contains_key(*id)) {
+            verified.insert(id.clone(), now);
+        }
+        Ok(users)
+    }
+
+    fn concurrency(&self) -> usize {
+        self.concurrency
     }
 
     fn execute(&self, action: &PlannedAction) -> ActionOutcome {
@@ -300,7 +333,17 @@ impl Backend for AwsBackend {
             Ok(clients) => clients,
             Err(e) => return ActionOutcome::Failed { error: format!("{e:#}") },
         };
-        self.runtime.block_on(execute::run(&ec2, destination.as_ref(), action))
+        // A deletion whose snapshot the apply just found unused is not read again.
+        let checked = match &action.op {
+            Op::DeleteSnapshot { snapshot_id } => self
+                .verified
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(snapshot_id)
+                .is_some_and(|read| read.elapsed() <= RECHECK_MAX_AGE),
+            _ => false,
+        };
+        self.runtime.block_on(execute::run(&ec2, destination.as_ref(), action, checked))
     }
 
     fn call_counts(&self) -> Vec<(String, u64)> {

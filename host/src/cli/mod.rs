@@ -86,6 +86,14 @@ pub struct BackendArgs {
     /// SDK attempts per call (default 3; 1 against an emulator that lacks some APIs).
     #[arg(long, requires = "aws")]
     pub max_attempts: Option<u32>,
+    /// Images an apply works on at once inside a phase (default: 16 on AWS, where the
+    /// calls stay paced by EC2's token buckets; 1 on the sim).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=100))]
+    pub concurrency: Option<u16>,
+    /// Do not pace calls by EC2's token buckets: only for an emulator that does not
+    /// throttle (real EC2 would throttle, and the SDK retry).
+    #[arg(long, requires = "aws")]
+    pub no_pacing: bool,
     /// Regions to look at (default: the policy's scope).
     #[arg(long, value_delimiter = ',')]
     pub regions: Vec<String>,
@@ -255,12 +263,17 @@ fn load_policy(path: &Path, regions: &[String]) -> anyhow::Result<Policy> {
 
 fn backend(args: &BackendArgs, policy: &Policy, now: Timestamp) -> anyhow::Result<Box<dyn Backend>> {
     match (&args.sim, args.aws) {
-        (Some(path), false) => Ok(Box::new(input(crate::sim::SimBackend::open(path, now))?)),
+        (Some(path), false) => {
+            let sim = input(crate::sim::SimBackend::open(path, now))?;
+            Ok(Box::new(sim.with_concurrency(args.concurrency.map_or(1, usize::from))))
+        }
         (None, true) => {
             let options = crate::aws::AwsOptions {
                 profile: args.profile.clone(),
                 endpoint_url: args.endpoint_url.clone(),
                 max_attempts: args.max_attempts,
+                concurrency: args.concurrency.map(usize::from),
+                unpaced: args.no_pacing,
             };
             Ok(Box::new(crate::aws::AwsBackend::connect(&policy.scope, &policy.aws, options)?))
         }

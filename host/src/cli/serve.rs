@@ -106,6 +106,7 @@ pub(super) fn serve_command(cli: &Cli, args: &ServeArgs) -> anyhow::Result<i32> 
         profile: args.backend.profile.clone(),
         endpoint_url: args.queue_endpoint_url.clone().or_else(|| args.backend.endpoint_url.clone()),
         max_attempts: args.backend.max_attempts,
+        ..AwsOptions::default()
     };
     let home = args.queue_region.clone().or_else(|| policy.scope.regions.iter().next().cloned());
     let home = home.unwrap_or_else(|| "us-east-1".into());
@@ -193,7 +194,7 @@ pub(super) fn enqueue_command(args: &EnqueueArgs) -> anyhow::Result<i32> {
         None => Timestamp(Timestamp::now().0 / 60 * 60),
     };
     let options =
-        AwsOptions { profile: args.profile.clone(), endpoint_url: args.endpoint_url.clone(), max_attempts: None };
+        AwsOptions { profile: args.profile.clone(), endpoint_url: args.endpoint_url.clone(), ..AwsOptions::default() };
     let home = args.queue_region.clone().or_else(|| policy.scope.regions.iter().next().cloned());
     let queue = queue(&args.queue_url, &options, &home.unwrap_or_else(|| "us-east-1".into()))?;
     for account in &policy.scope.accounts {

@@ -29,18 +29,32 @@ pub struct SimBackend {
     state: Mutex<SimState>,
     now: Timestamp,
     calls: Mutex<BTreeMap<String, u64>>,
+    /// Images an apply works on at once (the calls still queue on the state's lock).
+    concurrency: usize,
 }
 
 impl SimBackend {
     /// Opens a state file; `now` stamps the creation time of copies.
     pub fn open(path: &Path, now: Timestamp) -> anyhow::Result<SimBackend> {
         let state = SimState::load(path)?;
-        Ok(SimBackend { path: Some(path.to_path_buf()), state: Mutex::new(state), now, calls: Mutex::default() })
+        Ok(SimBackend {
+            path: Some(path.to_path_buf()),
+            state: Mutex::new(state),
+            now,
+            calls: Mutex::default(),
+            concurrency: 1,
+        })
     }
 
     /// A backend over a state held in memory only.
     pub fn in_memory(state: SimState, now: Timestamp) -> SimBackend {
-        SimBackend { path: None, state: Mutex::new(state), now, calls: Mutex::default() }
+        SimBackend { path: None, state: Mutex::new(state), now, calls: Mutex::default(), concurrency: 1 }
+    }
+
+    /// Works on up to `n` images at once in an apply (as `--concurrency` does on AWS).
+    pub fn with_concurrency(mut self, n: usize) -> SimBackend {
+        self.concurrency = n.max(1);
+        self
     }
 
     /// A copy of the current state.
@@ -135,7 +149,12 @@ impl Backend for SimBackend {
         Ok(images)
     }
 
-    fn refresh_many(&self, location: &Location, image_ids: &[String]) -> anyhow::Result<Vec<(String, Option<Image>)>> {
+    fn refresh_many(
+        &self,
+        location: &Location,
+        image_ids: &[String],
+        permissions: bool,
+    ) -> anyhow::Result<Vec<(String, Option<Image>)>> {
         self.count("DescribeImages");
         let state = self.lock();
         let region = state.accounts.get(&location.account).and_then(|a| a.regions.get(&location.region));
@@ -146,20 +165,37 @@ impl Backend for SimBackend {
                     r.images
                         .iter()
                         .find(|i| &i.id == id)
-                        .map(|i| to_image(&location.account, &location.region, r, i, true))
+                        .map(|i| to_image(&location.account, &location.region, r, i, permissions))
                 });
                 (id.clone(), found)
             })
             .collect())
     }
 
-    fn snapshot_in_use(&self, location: &Location, snapshot_id: &str) -> anyhow::Result<bool> {
+    fn snapshot_users(
+        &self,
+        location: &Location,
+        snapshot_ids: &[String],
+    ) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
         self.count("DescribeImages");
         let state = self.lock();
         let region = state.accounts.get(&location.account).and_then(|a| a.regions.get(&location.region));
-        Ok(region.is_some_and(|r| {
-            r.images.iter().any(|i| i.block_devices.iter().any(|d| d.snapshot_id.as_deref() == Some(snapshot_id)))
-        }))
+        let wanted: BTreeSet<&str> = snapshot_ids.iter().map(String::as_str).collect();
+        let mut users: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for image in region.iter().flat_map(|r| &r.images) {
+            for snapshot in image.block_devices.iter().filter_map(|d| d.snapshot_id.as_deref()) {
+                let entry = users.entry(snapshot.to_string()).or_default();
+                if wanted.contains(snapshot) && !entry.contains(&image.id) {
+                    entry.push(image.id.clone());
+                }
+            }
+        }
+        users.retain(|_, images| !images.is_empty());
+        Ok(users)
+    }
+
+    fn concurrency(&self) -> usize {
+        self.concurrency
     }
 
     fn execute(&self, action: &PlannedAction) -> ActionOutcome {
@@ -284,36 +320,46 @@ fn copy(
         if let Some(snap_id) = &dev.snapshot_id {
             let new_snap = stable_id("snap", format!("{}/{}", action.id, dev.device_name).as_bytes(), 17);
             let original = source_snapshots.iter().find(|s| &s.id == snap_id);
-            target.snapshots.push(SimSnapshot {
-                id: new_snap.clone(),
-                size_gib: original.map(|s| s.size_gib).unwrap_or(dev.size_gib),
-                full_size_bytes: original.and_then(|s| s.full_size_bytes),
-                storage_tier: Default::default(),
-                encrypted: request.encrypted || original.is_some_and(|s| s.encrypted),
-                kms_key_id: request.kms_key_id.clone(),
-                tags: BTreeMap::new(),
-            });
+            let at = target.snapshots.iter().position(|s| s.id > new_snap).unwrap_or(target.snapshots.len());
+            target.snapshots.insert(
+                at,
+                SimSnapshot {
+                    id: new_snap.clone(),
+                    size_gib: original.map(|s| s.size_gib).unwrap_or(dev.size_gib),
+                    full_size_bytes: original.and_then(|s| s.full_size_bytes),
+                    storage_tier: Default::default(),
+                    encrypted: request.encrypted || original.is_some_and(|s| s.encrypted),
+                    kms_key_id: request.kms_key_id.clone(),
+                    tags: BTreeMap::new(),
+                },
+            );
             dev.snapshot_id = Some(new_snap);
         }
         devices.push(dev);
     }
     let tags = copy_tags(action, request, source.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    target.images.push(SimImage {
-        id: new_id.clone(),
-        name: copy_name(action, request),
-        description: source.description.clone(),
-        creation_time: now,
-        state: ImageState::Available,
-        architecture: source.architecture,
-        platform: source.platform,
-        root_device_type: source.root_device_type,
-        launch_permissions: BTreeSet::new(),
-        tags,
-        block_devices: devices,
-        deprecation_time: None,
-        source_image_id: Some(source.id.clone()),
-        source_region: Some(action.region.clone()),
-        last_launched_time: None,
-    });
+    // Before the first image with a greater id: the file ends the same whatever order
+    // concurrent copies ran in.
+    let at = target.images.iter().position(|i| i.id > new_id).unwrap_or(target.images.len());
+    target.images.insert(
+        at,
+        SimImage {
+            id: new_id.clone(),
+            name: copy_name(action, request),
+            description: source.description.clone(),
+            creation_time: now,
+            state: ImageState::Available,
+            architecture: source.architecture,
+            platform: source.platform,
+            root_device_type: source.root_device_type,
+            launch_permissions: BTreeSet::new(),
+            tags,
+            block_devices: devices,
+            deprecation_time: None,
+            source_image_id: Some(source.id.clone()),
+            source_region: Some(action.region.clone()),
+            last_launched_time: None,
+        },
+    );
     ActionOutcome::Done { detail: format!("copied to {new_id} in {}", request.region) }
 }

@@ -1,0 +1,116 @@
+//! What the apply re-reads from EC2 right before destructive calls: images (state, usage,
+//! and launch permissions where the plan read them) and the users of snapshots, each in
+//! batches over the next actions of one location, so a re-check costs a few calls per
+//! batch instead of per action. A read is used once, and only while it is young.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::backend::Backend;
+use crate::model::{Image, Location};
+use crate::plan::{Op, PlannedAction};
+
+/// Images (or snapshots) one re-read covers: the `image-id` and snapshot-id filters take
+/// this many values in one call.
+pub const RECHECK_BATCH: usize = 100;
+
+/// The oldest a re-read may be when its action runs; older ones are read again, so a
+/// slow, paced apply never acts on what EC2 said minutes ago.
+pub const MAX_AGE: Duration = crate::backend::RECHECK_MAX_AGE;
+
+/// Reads made ahead of their actions, keyed by image id and snapshot id.
+#[derive(Debug, Default)]
+pub struct Fresh {
+    images: BTreeMap<String, (Instant, Option<Image>)>,
+    snapshots: BTreeMap<String, (Instant, Vec<String>)>,
+}
+
+fn location(action: &PlannedAction) -> Location {
+    Location { account: action.account.clone(), region: action.region.clone() }
+}
+
+fn young(read: Instant) -> bool {
+    read.elapsed() <= MAX_AGE
+}
+
+impl Fresh {
+    /// The image of `action` as EC2 has it now (`None`: gone). Read together with the
+    /// images of the next `upcoming` disables and deregistrations in its location that
+    /// `pending` says still have to run; launch permissions are read only when
+    /// `permissions` says one of the batch's images had them read for the plan (the
+    /// re-check then compares them).
+    pub fn image(
+        &mut self,
+        backend: &dyn Backend,
+        action: &PlannedAction,
+        upcoming: &[PlannedAction],
+        pending: &dyn Fn(&PlannedAction) -> bool,
+        permissions: &dyn Fn(&str) -> bool,
+    ) -> anyhow::Result<Option<Image>> {
+        if let Some((read, image)) = self.images.remove(&action.image_id)
+            && young(read)
+        {
+            return Ok(image);
+        }
+        let mut ids: Vec<String> = vec![action.image_id.clone()];
+        for next in upcoming {
+            if ids.len() >= RECHECK_BATCH {
+                break;
+            }
+            if matches!(next.op, Op::Disable | Op::Deregister)
+                && next.account == action.account
+                && next.region == action.region
+                && !ids.contains(&next.image_id)
+                && !self.images.get(&next.image_id).is_some_and(|(read, _)| young(*read))
+                && pending(next)
+            {
+                ids.push(next.image_id.clone());
+            }
+        }
+        let with_permissions = ids.iter().any(|id| permissions(id));
+        let read = Instant::now();
+        for (id, image) in backend.refresh_many(&location(action), &ids, with_permissions)? {
+            self.images.insert(id, (read, image));
+        }
+        Ok(self.images.remove(&action.image_id).and_then(|(_, image)| image))
+    }
+
+    /// The images still using the snapshot `action` deletes, read together with the
+    /// snapshots of the next `upcoming` deletions in its location.
+    pub fn snapshot_users(
+        &mut self,
+        backend: &dyn Backend,
+        action: &PlannedAction,
+        snapshot_id: &str,
+        upcoming: &[PlannedAction],
+        pending: &dyn Fn(&PlannedAction) -> bool,
+    ) -> anyhow::Result<Vec<String>> {
+        if let Some((read, users)) = self.snapshots.remove(snapshot_id)
+            && young(read)
+        {
+            return Ok(users);
+        }
+        let mut ids: Vec<String> = vec![snapshot_id.to_string()];
+        for next in upcoming {
+            if ids.len() >= RECHECK_BATCH {
+                break;
+            }
+            if let Op::DeleteSnapshot { snapshot_id: next_snapshot } = &next.op
+                && next.account == action.account
+                && next.region == action.region
+                && !ids.contains(next_snapshot)
+                && !self.snapshots.get(next_snapshot).is_some_and(|(read, _)| young(*read))
+                && pending(next)
+            {
+                ids.push(next_snapshot.clone());
+            }
+        }
+        let read = Instant::now();
+        let mut users = backend.snapshot_users(&location(action), &ids)?;
+        for id in ids {
+            let found = users.remove(&id).unwrap_or_default();
+            self.snapshots.insert(id, (read, found));
+        }
+        Ok(self.snapshots.remove(snapshot_id).map(|(_, users)| users).unwrap_or_default())
+    }
+}
