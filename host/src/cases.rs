@@ -26,6 +26,8 @@ struct CaseFile {
     now: Timestamp,
     #[serde(default)]
     config: serde_json::Value,
+    /// The inventory data the plugin is given, as a policy entry's `needs` narrows it.
+    needs: Option<BTreeSet<crate::model::InventoryNeed>>,
     #[serde(default)]
     candidates: Vec<Expectation>,
 }
@@ -125,7 +127,11 @@ pub fn run_case(runtime: &Runtime, subject: &Subject<'_>, dir: &Path) -> anyhow:
                 data_dir: None,
                 config: case.config.to_string(),
             };
-            let plugin = runtime.load(bytes, spec)?;
+            let mut plugin = runtime.load(bytes, spec)?;
+            if let Some(needs) = &case.needs {
+                plugin::narrow_needs(&mut plugin, needs)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", dir.join("case.json").display()))?;
+            }
             (scope_policy(Guardrails::default()), vec![plugin])
         }
         Subject::Policy(p) => {

@@ -115,6 +115,11 @@ pub struct PluginEntry {
     pub config: toml::Table,
     /// A directory it may read, mounted read-only as `/data`.
     pub data_dir: Option<PathBuf>,
+    /// The inventory data it is given, narrowed from what it declares: `needs = []` on a
+    /// sharing plugin that only makes public images private spares one
+    /// DescribeImageAttribute per image (`public` comes with DescribeImages). Unset: all
+    /// it declares.
+    pub needs: Option<BTreeSet<crate::model::InventoryNeed>>,
     #[serde(default)]
     pub limits: Limits,
     /// Whether it runs (default true).

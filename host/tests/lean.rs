@@ -129,3 +129,62 @@ fn a_deregistration_sweep_re_reads_in_batches_and_reads_no_launch_permissions() 
         assert_eq!(snapshots.len(), 2, "the swept images' snapshots are gone: {snapshots:?}");
     }
 }
+
+const PUBLIC_ONLY: &str = r#"
+[scope]
+accounts = ["123456789012"]
+regions = ["us-east-1"]
+
+[guardrails]
+allowed_principals = ["222222222222"]
+
+[[plugin]]
+name = "sharing"
+source = "builtin:sharing"
+grants = ["unshare"]
+# Only make public images private: launch permissions are not read, `public` comes with
+# DescribeImages.
+needs = []
+[plugin.config]
+allowed = ["222222222222"]
+"#;
+
+#[test]
+fn removing_public_access_reads_no_launch_permissions_and_keeps_account_shares() {
+    use aws_sdk_ec2::types::{LaunchPermission, LaunchPermissionModifications, PermissionGroup};
+    support::use_test_credentials();
+    let moto = Moto::start();
+    let ids = seed(&moto);
+    let ec2 = sdk(&moto, EAST);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (public, shared): (Vec<&String>, Vec<&String>) =
+        (ids.iter().step_by(10).collect(), ids.iter().skip(3).step_by(7).collect());
+    rt.block_on(async {
+        for (images, permission) in [
+            (&public, LaunchPermission::builder().group(PermissionGroup::All).build()),
+            (&shared, LaunchPermission::builder().user_id("222222222222").build()),
+        ] {
+            for id in images {
+                let change = LaunchPermissionModifications::builder().add(permission.clone()).build();
+                ec2.modify_image_attribute().image_id(*id).launch_permission(change).send().await.unwrap();
+            }
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("policy.toml"), PUBLIC_ONLY).unwrap();
+
+    let out = amiwarden(dir.path(), &moto, &["apply", "--yes", "--no-pacing"]);
+
+    let calls = calls(&out);
+    eprintln!("{calls:?}");
+    let count = |op: &str| calls.get(op).copied().unwrap_or(0);
+    assert_eq!(count("DescribeImageAttribute"), 0, "{calls:?}");
+    assert_eq!(count("ModifyImageAttribute"), public.len() as u64, "{calls:?}");
+    rt.block_on(async {
+        let still_public = ec2.describe_images().owners("self").send().await.unwrap();
+        assert!(still_public.images().iter().all(|i| i.public() != Some(true)), "no image is public any more");
+        for id in &shared {
+            assert_eq!(support::launch_permissions(&ec2, id).await, ["222222222222"], "{id} keeps its share");
+        }
+    });
+}

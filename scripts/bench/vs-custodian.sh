@@ -21,6 +21,9 @@
 #                                              remove-launch-permissions accounts: matched (deprecated in c7n)
 #                  matched                     filter cross-account (whitelist 222222222222),
 #                                              set-permissions remove: matched
+#   --aw-paced     pace amiwarden's calls by EC2's token buckets, as on real EC2 (default: not
+#                  paced, `--no-pacing`, since moto does not throttle and c7n does not pace;
+#                  the report's "EC2 floor" column says what the buckets would impose)
 #   --out DIR      where runs, logs, end states and report.md go (default: a new /tmp/vs-custodian.XXXXXX)
 #
 # Environment:
@@ -53,6 +56,7 @@ APPLY_RUNS=""
 SCENARIOS="a b c"
 C7N_PUBLIC=set-permissions
 OUT=""
+AW_PACING=(--no-pacing)
 while [ $# -gt 0 ]; do
   case $1 in
     --images) IMAGES=$2; shift 2 ;;
@@ -61,6 +65,7 @@ while [ $# -gt 0 ]; do
     --scenario) case $2 in all) SCENARIOS="a b c" ;; a|b|c) SCENARIOS=$2 ;; *) echo "--scenario a|b|c|all" >&2; exit 2 ;; esac; shift 2 ;;
     --c7n-public) C7N_PUBLIC=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
+    --aw-paced) AW_PACING=(); shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$SELF" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -276,7 +281,7 @@ measure() {
       "$PY" "$HELPER" measure --proxy "$proxy" --out "$RESULTS" --meta "$meta" --stdout "$dir/stdout.log" \
         --stderr "$dir/stderr.log" -- \
         "${aw[@]}" apply --policy "$OUT/aw-$sc.toml" --aws --endpoint-url "$proxy" --max-attempts 1 \
-        --yes --journal "$dir/journal.jsonl"
+        --yes --journal "$dir/journal.jsonl" ${AW_PACING[@]+"${AW_PACING[@]}"}
     fi
   else
     local dry=()

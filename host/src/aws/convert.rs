@@ -90,6 +90,7 @@ pub fn image(location: &Location, img: &ec2::Image) -> Result<Image, String> {
             Some(ec2::DeviceType::InstanceStore) => RootDeviceType::InstanceStore,
             _ => RootDeviceType::Ebs,
         },
+        public: img.public().unwrap_or(false),
         launch_permissions: None,
         tags,
         block_devices,

@@ -9,12 +9,11 @@ use crate::config::Policy;
 use crate::model::ActionKind;
 
 /// The EC2 calls every run makes to build the inventory.
-const READ: [&str; 8] = [
+const READ: [&str; 7] = [
     "ec2:DescribeImages",
     "ec2:DescribeImageAttribute",
     "ec2:DescribeSnapshots",
     "ec2:DescribeInstances",
-    "ec2:DescribeLaunchTemplates",
     "ec2:DescribeLaunchTemplateVersions",
     "ec2:DescribeImageReferences",
     "ec2:DescribeTags",

@@ -20,7 +20,6 @@ use aws_sdk_ec2::operation::describe_image_references::DescribeImageReferencesOu
 use aws_sdk_ec2::operation::describe_images::DescribeImagesOutput;
 use aws_sdk_ec2::operation::describe_instances::DescribeInstancesOutput;
 use aws_sdk_ec2::operation::describe_launch_template_versions::DescribeLaunchTemplateVersionsOutput;
-use aws_sdk_ec2::operation::describe_launch_templates::DescribeLaunchTemplatesOutput;
 use aws_sdk_ec2::operation::describe_snapshots::{DescribeSnapshotsError, DescribeSnapshotsOutput};
 use aws_sdk_ec2::types as ec2;
 use aws_smithy_mocks::{MockResponseInterceptor, Rule, RuleMode, create_mock_http_client, mock};
@@ -146,18 +145,13 @@ fn collect_pages_through_images_and_falls_back_where_the_endpoint_lacks_calls() 
             .reservations(ec2::Reservation::builder().instances(instance("i-1")).instances(instance("i-2")).build())
             .build()
     });
-    let templates = mock!(Client::describe_launch_templates).then_output(|| {
-        DescribeLaunchTemplatesOutput::builder()
-            .launch_templates(ec2::LaunchTemplate::builder().launch_template_id("lt-1").build())
-            .build()
-    });
+    // Every template's $Latest and $Default in one call, without a template id.
     let versions = mock!(Client::describe_launch_template_versions)
-        .match_requests(|r| r.launch_template_id() == Some("lt-1"))
+        .match_requests(|r| r.launch_template_id().is_none() && r.versions().len() == 2)
         .then_output(|| {
             let data = ec2::ResponseLaunchTemplateData::builder().image_id("ami-0000000b").build();
-            DescribeLaunchTemplateVersionsOutput::builder()
-                .launch_template_versions(ec2::LaunchTemplateVersion::builder().launch_template_data(data).build())
-                .build()
+            let version = ec2::LaunchTemplateVersion::builder().launch_template_id("lt-1").launch_template_data(data);
+            DescribeLaunchTemplateVersionsOutput::builder().launch_template_versions(version.build()).build()
         });
     let perms_a = mock!(Client::describe_image_attribute)
         .match_requests(|r| r.image_id() == Some("ami-0000000a"))
@@ -170,20 +164,8 @@ fn collect_pages_through_images_and_falls_back_where_the_endpoint_lacks_calls() 
     let perms_b = mock!(Client::describe_image_attribute)
         .match_requests(|r| r.image_id() == Some("ami-0000000b"))
         .then_output(|| DescribeImageAttributeOutput::builder().build());
-    let rules = [
-        &page1,
-        &page2,
-        &batch,
-        &snap_a,
-        &snap_b,
-        &snap_gone,
-        &references,
-        &instances,
-        &templates,
-        &versions,
-        &perms_a,
-        &perms_b,
-    ];
+    let rules =
+        [&page1, &page2, &batch, &snap_a, &snap_b, &snap_gone, &references, &instances, &versions, &perms_a, &perms_b];
     let backend = backend("us-east-1", RuleMode::MatchAny, &rules);
 
     let needs = [InventoryNeed::LaunchPermissions].into_iter().collect();
@@ -205,7 +187,6 @@ fn collect_pages_through_images_and_falls_back_where_the_endpoint_lacks_calls() 
         ("DescribeImages", 2),
         ("DescribeInstances", 1),
         ("DescribeLaunchTemplateVersions", 1),
-        ("DescribeLaunchTemplates", 1),
         ("DescribeSnapshots", 4),
     ]
     .into_iter()

@@ -4,7 +4,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Context;
 use aws_sdk_ec2::types::{Filter, ImageReferenceResourceType};
-use tokio::task::JoinSet;
 
 use super::calls::{Ec2, Gaps};
 use super::errors::{ApiError, ErrorKind};
@@ -120,48 +119,32 @@ async fn instances(ec2: &Ec2, image_ids: &[String]) -> Result<BTreeMap<String, R
     Ok(found)
 }
 
-/// (launch template id, image id) for the `$Latest` and `$Default` version of every template.
+/// (launch template id, image id) for the `$Latest` and `$Default` version of every
+/// template: one DescribeLaunchTemplateVersions without a template id covers them all,
+/// 200 versions a page.
 async fn launch_template_images(ec2: &Ec2) -> Result<BTreeSet<(String, String)>, ApiError> {
-    let mut templates = Vec::new();
+    let mut found = BTreeSet::new();
     let mut token: Option<String> = None;
     let mut seen = BTreeSet::new();
     loop {
-        let page = ec2
-            .call("DescribeLaunchTemplates", ec2.client.describe_launch_templates().set_next_token(token.take()).send())
-            .await?;
-        templates.extend(page.launch_templates().iter().filter_map(|t| t.launch_template_id().map(str::to_string)));
+        let request = ec2
+            .client
+            .describe_launch_template_versions()
+            .versions("$Latest")
+            .versions("$Default")
+            .max_results(200)
+            .set_next_token(token.take());
+        let page = ec2.call("DescribeLaunchTemplateVersions", request.send()).await?;
+        for version in page.launch_template_versions() {
+            if let (Some(template), Some(image)) =
+                (version.launch_template_id(), version.launch_template_data().and_then(|d| d.image_id()))
+            {
+                found.insert((template.to_string(), image.to_string()));
+            }
+        }
         match page.next_token() {
             Some(next) if !next.is_empty() && seen.insert(next.to_string()) => token = Some(next.to_string()),
             _ => break,
-        }
-    }
-    let mut tasks = JoinSet::new();
-    for template in templates {
-        let ec2 = ec2.clone();
-        tasks.spawn(async move {
-            let request = ec2
-                .client
-                .describe_launch_template_versions()
-                .launch_template_id(&template)
-                .versions("$Latest")
-                .versions("$Default");
-            let out = ec2.call("DescribeLaunchTemplateVersions", request.send()).await;
-            (template, out)
-        });
-    }
-    let mut found = BTreeSet::new();
-    while let Some(joined) = tasks.join_next().await {
-        let Ok((template, out)) = joined else { continue };
-        let out = match out {
-            Ok(out) => out,
-            // Deleted since it was listed.
-            Err(e) if e.is_not_found() => continue,
-            Err(e) => return Err(e),
-        };
-        for version in out.launch_template_versions() {
-            if let Some(image) = version.launch_template_data().and_then(|d| d.image_id()) {
-                found.insert((template.clone(), image.to_string()));
-            }
         }
     }
     Ok(found)

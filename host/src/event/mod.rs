@@ -125,6 +125,7 @@ pub fn gone_image(known: Option<&Image>, account: &str, region: &str, image_id: 
         architecture: crate::model::Architecture::X86_64,
         platform: Default::default(),
         root_device_type: Default::default(),
+        public: false,
         launch_permissions: None,
         tags: Default::default(),
         block_devices: Vec::new(),

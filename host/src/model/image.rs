@@ -102,6 +102,10 @@ pub struct Image {
     pub architecture: Architecture,
     pub platform: Platform,
     pub root_device_type: RootDeviceType,
+    /// Whether anyone may launch it, as DescribeImages says (known without reading
+    /// launch permissions).
+    #[serde(default)]
+    pub public: bool,
     /// `None` when the backend did not fetch launch permissions.
     pub launch_permissions: Option<BTreeSet<Principal>>,
     pub tags: BTreeMap<String, String>,
@@ -116,7 +120,7 @@ pub struct Image {
 impl Image {
     /// Whether anyone may launch it.
     pub fn is_public(&self) -> bool {
-        self.launch_permissions.as_ref().is_some_and(|p| p.contains(&Principal::Public))
+        self.public || self.launch_permissions.as_ref().is_some_and(|p| p.contains(&Principal::Public))
     }
 
     /// The ids of the snapshots behind it.

@@ -33,6 +33,25 @@ fn plugin_bytes(policy: &Policy, entry: &PluginEntry) -> anyhow::Result<Vec<u8>>
         .map_err(|e| InputError(format!("plugin `{}`: cannot read {}: {e}", entry.name, path.display())).into())
 }
 
+/// Gives `plugin` only `needs` of the inventory data it declares (the policy entry's
+/// `needs`); asking for more than it declares is refused.
+pub fn narrow_needs(plugin: &mut Plugin, needs: &BTreeSet<InventoryNeed>) -> Result<(), String> {
+    let names = |set: &mut dyn Iterator<Item = &InventoryNeed>| {
+        let list: Vec<String> =
+            set.filter_map(|n| serde_json::to_value(n).ok()?.as_str().map(str::to_string)).collect();
+        format!("[{}]", list.join(", "))
+    };
+    if !needs.is_subset(&plugin.info.needs) {
+        return Err(format!(
+            "`needs` may only narrow what the plugin declares, {}, not add {}",
+            names(&mut plugin.info.needs.iter()),
+            names(&mut needs.difference(&plugin.info.needs))
+        ));
+    }
+    plugin.info.needs = needs.clone();
+    Ok(())
+}
+
 /// Loads every enabled plugin of the policy; the first failure stops the run.
 pub fn load_plugins(runtime: &Runtime, policy: &Policy) -> anyhow::Result<Vec<Plugin>> {
     let entries: Vec<&PluginEntry> = policy.plugins.iter().filter(|p| p.enabled).collect();
@@ -54,7 +73,11 @@ pub fn load_plugins(runtime: &Runtime, policy: &Policy) -> anyhow::Result<Vec<Pl
                 data_dir: entry.data_dir.as_ref().map(|d| policy.base_dir.join(d)),
                 config: entry.config_json(),
             };
-            Ok(runtime.load(&bytes, spec)?)
+            let mut plugin = runtime.load(&bytes, spec)?;
+            if let Some(needs) = &entry.needs {
+                narrow_needs(&mut plugin, needs).map_err(|e| InputError(format!("plugin `{}`: {e}", entry.name)))?;
+            }
+            Ok(plugin)
         })
         .collect()
 }

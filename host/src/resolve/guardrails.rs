@@ -214,6 +214,7 @@ grants = ["tag"]
             architecture: Architecture::X86_64,
             platform: Default::default(),
             root_device_type: Default::default(),
+            public: false,
             launch_permissions: Some(Default::default()),
             tags: Default::default(),
             block_devices: vec![BlockDevice {

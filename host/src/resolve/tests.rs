@@ -59,6 +59,7 @@ fn image(id: &str, snapshot: &str) -> Image {
         architecture: Architecture::X86_64,
         platform: Default::default(),
         root_device_type: Default::default(),
+        public: false,
         launch_permissions: Some(BTreeSet::from([Principal::Account(PROD.into())])),
         tags: [("team".to_string(), "web".to_string())].into(),
         block_devices: vec![BlockDevice {

@@ -104,6 +104,7 @@ fn to_image(account: &str, region_name: &str, region: &SimRegion, image: &SimIma
         architecture: image.architecture,
         platform: image.platform,
         root_device_type: image.root_device_type,
+        public: image.launch_permissions.contains(&Principal::Public),
         launch_permissions: with_permissions.then(|| image.launch_permissions.clone()),
         tags: image.tags.clone(),
         block_devices,

@@ -15,6 +15,18 @@ pub struct Sharing {
     config: Option<Config>,
 }
 
+/// Without launch permissions (the policy gave the plugin `needs = []`), only what
+/// DescribeImages shows is judged: a public image is made private unless public images
+/// are allowed or desired. Shares with accounts are neither added nor revoked.
+fn public_only(config: &Config, image: &Image) -> Vec<Proposal> {
+    if !image.public || config.allow_public {
+        return Vec::new();
+    }
+    let reason = "the image is public and the policy does not allow public images (launch permissions not read: \
+                  account shares are left as they are)";
+    vec![Proposal::new(&image.id, Action::Unshare(Principal::Public), reason.to_string())]
+}
+
 /// Principals an image should be shared with, by text, with why.
 type Desired = BTreeMap<String, (Principal, Vec<String>)>;
 
@@ -37,14 +49,7 @@ impl Policy for Sharing {
             return Ok(Vec::new());
         }
         let Some(permissions) = &image.launch_permissions else {
-            log(
-                LogLevel::Warn,
-                &format!(
-                    "launch permissions of {} in {}/{} were not fetched; proposing nothing for it",
-                    image.id, image.account, image.region
-                ),
-            );
-            return Ok(Vec::new());
+            return Ok(report(config, image, public_only(config, image)));
         };
         let mut current: BTreeMap<String, Principal> =
             permissions.iter().map(|p| (p.as_str().to_string(), p.clone())).collect();
@@ -71,20 +76,25 @@ impl Policy for Sharing {
             };
             proposals.push(Proposal::new(&image.id, Action::Unshare(principal.clone()), reason));
         }
-        if config.report_only {
-            for proposal in &proposals {
-                let (verb, principal) = match &proposal.action {
-                    Action::Share(p) => ("share", p.as_str()),
-                    Action::Unshare(p) => ("unshare", p.as_str()),
-                    _ => continue,
-                };
-                let message = format!("report only: would {verb} {} with {principal}: {}", image.id, proposal.reason);
-                log(LogLevel::Info, &message);
-            }
-            return Ok(Vec::new());
-        }
-        Ok(proposals)
+        Ok(report(config, image, proposals))
     }
+}
+
+/// The proposals, or with `report_only` none: each is logged instead.
+fn report(config: &Config, image: &Image, proposals: Vec<Proposal>) -> Vec<Proposal> {
+    if !config.report_only {
+        return proposals;
+    }
+    for proposal in &proposals {
+        let (verb, principal) = match &proposal.action {
+            Action::Share(p) => ("share", p.as_str()),
+            Action::Unshare(p) => ("unshare", p.as_str()),
+            _ => continue,
+        };
+        let message = format!("report only: would {verb} {} with {principal}: {}", image.id, proposal.reason);
+        log(LogLevel::Info, &message);
+    }
+    Vec::new()
 }
 
 /// What the share tag and the rules ask for `image`.

@@ -23,6 +23,7 @@ pub fn image(id: &str, tags: &[(&str, &str)]) -> Image {
         architecture: Architecture::X86_64,
         platform: Platform::Linux,
         root_device_type: RootDeviceType::Ebs,
+        public: false,
         launch_permissions: Some(Default::default()),
         tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
         block_devices: Vec::new(),
