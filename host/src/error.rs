@@ -6,6 +6,11 @@
 //! | 1 | error: an action failed, another apply holds the lock, EC2 unreachable | `Busy`, anything else |
 //! | 2 | bad usage or bad input: policy, event, plan, journal, state or plugin | `InputError`, `PluginError` at load |
 //! | 3 | a guardrail stopped the run before any change | `GuardrailStop` |
+//! | 4 | plugins failed: the plan is incomplete (destructive actions on their images blocked); the rest was planned or applied | `PLUGIN_ERRORS_EXIT` |
+
+/// The exit code of a plan or apply that plugins failed in (fail-closed, but not clean):
+/// a cron job must not stay green while a plugin traps on every image.
+pub const PLUGIN_ERRORS_EXIT: i32 = 4;
 
 /// Bad input from outside (policy, event, plan, journal or state file, plugin): exit 2.
 #[derive(Debug, thiserror::Error)]

@@ -33,8 +33,10 @@ pub fn plan(plan: &Plan) -> String {
     for a in &plan.actions {
         groups.entry((&a.account, &a.region)).or_default().push(a);
     }
-    if groups.is_empty() {
+    if groups.is_empty() && plan.errors.is_empty() {
         out.push_str("No changes: the images already follow the policy.\n");
+    } else if groups.is_empty() {
+        out.push_str("No changes planned, but plugins failed: the plan is incomplete (see the errors below).\n");
     }
     for ((account, region), actions) in groups {
         let mut t = table(&["action", "image", "name", "why", "who", "Δ $/month"]);

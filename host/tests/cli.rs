@@ -69,7 +69,7 @@ fn stderr(o: &Output) -> String {
 const PLAN: &[&str] = &["plan", "--policy", "policy.toml", "--sim", "state.json", "--as-of", "2026-11-24"];
 
 #[test]
-fn plan_prints_json_on_stdout_and_the_table_on_stderr() {
+fn plan_prints_json_or_the_table_on_stdout() {
     let dir = setup(POLICY);
     let out = amiwarden(dir.path(), &[PLAN, &["--format", "json"]].concat());
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -81,7 +81,32 @@ fn plan_prints_json_on_stdout_and_the_table_on_stderr() {
     assert!(ops.contains(&"unshare"), "{ops:?}");
     assert!(ops.contains(&"deregister"), "{ops:?}");
     let table = amiwarden(dir.path(), PLAN);
-    assert!(stderr(&table).contains("111111111111 / us-east-1"), "{}", stderr(&table));
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("111111111111 / us-east-1"), "the table goes to stdout (`plan > plan.txt`): {text}");
+}
+
+/// `plan --format json | head -1`, `plan | less` quit early: the closed pipe ends the
+/// output quietly, never a panic (exit 101).
+#[test]
+fn a_reader_that_goes_away_is_not_a_crash() {
+    use std::process::Stdio;
+    let dir = setup(POLICY);
+    for format in ["json", "table"] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_amiwarden"))
+            .current_dir(dir.path())
+            .args(
+                [PLAN, &["--format", format, "--cache-dir", concat!(env!("CARGO_TARGET_TMPDIR"), "/cli-cache")]]
+                    .concat(),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // the reader is gone before the first line is written
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{format}: {}", stderr(&out));
+        assert!(!stderr(&out).contains("panicked"), "{format}: {}", stderr(&out));
+    }
 }
 
 #[test]

@@ -191,11 +191,14 @@ EOF
   if [ "$1" != a ]; then
     cat <<'EOF'
 
-# Revoke public launch permissions; 222222222222 is a legitimate share and stays.
+# Revoke public launch permissions; 222222222222 is a legitimate share and stays. The
+# sharing plugin reads no launch permissions (needs = []): it judges the public flag
+# DescribeImages returns, as c7n's Public filter does.
 [[plugin]]
 name = "sharing"
 source = "builtin:sharing"
 grants = ["unshare"]
+needs = []
 [plugin.limits]
 time_ms = 10000
 [plugin.config]

@@ -6,6 +6,7 @@ use std::io::IsTerminal;
 use super::{
     ApplyArgs, Cli, Format, backend, load_policy, now, print_plan, progress_bar, report_calls, runtime, source,
 };
+use crate::backend::ActionOutcome;
 use crate::enforce::{self, Origin};
 use crate::error::InputError;
 
@@ -27,9 +28,9 @@ pub(super) fn apply_command(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<i32> 
     let mut prepared =
         enforce::prepare(&policy, &plugins, backend.as_ref(), &journal_path, origin, now, &progress_bar())?;
     if let Some(failed) = &prepared.resumed {
-        eprintln!("resuming the plan in {}: an earlier apply of it was interrupted", journal_path.display());
+        say!("resuming the plan in {}: an earlier apply of it was interrupted", journal_path.display());
         for (id, error) in failed {
-            eprintln!("  {id} failed in that run and is not retried: {}", crate::model::text::escape(error));
+            say!("  {id} failed in that run and is not retried: {}", crate::model::text::escape(error));
         }
     }
     print_plan(&prepared.plan, Format::Table)?;
@@ -37,15 +38,15 @@ pub(super) fn apply_command(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<i32> 
         return Err(stop.into());
     }
     if prepared.plan.actions.is_empty() {
-        return Ok(0);
+        return Ok(super::incomplete(&prepared.plan));
     }
     if args.preflight {
         let verdicts = backend.preflight(&prepared.plan.actions).unwrap_or_default();
         let denied: Vec<String> =
             verdicts.iter().filter_map(|(id, v)| v.as_ref().err().map(|why| format!("  {id}: {why}"))).collect();
-        eprintln!("preflight: {} of {} call(s) permitted", verdicts.len() - denied.len(), verdicts.len());
+        say!("preflight: {} of {} call(s) permitted", verdicts.len() - denied.len(), verdicts.len());
         if !denied.is_empty() {
-            eprintln!("{}", denied.join("\n"));
+            say!("{}", denied.join("\n"));
             anyhow::bail!(
                 "preflight: the credentials may not perform {} planned call(s); nothing was changed",
                 denied.len()
@@ -56,24 +57,29 @@ pub(super) fn apply_command(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<i32> 
         if !std::io::stdin().is_terminal() {
             return Err(InputError("refusing to apply without confirmation: pass --yes".into()).into());
         }
-        eprint!("Apply these {} action(s) to {}? [y/N] ", prepared.plan.actions.len(), backend.name());
+        say_inline!("Apply these {} action(s) to {}? [y/N] ", prepared.plan.actions.len(), backend.name());
         let mut answer = String::new();
         std::io::stdin().read_line(&mut answer)?;
         if !matches!(answer.trim(), "y" | "yes" | "Y") {
-            eprintln!("nothing applied");
+            say!("nothing applied");
             return Ok(0);
         }
     }
     let report = prepared.execute(&policy, backend.as_ref(), now, &|action, outcome| {
-        eprintln!(
-            "  {} {} {}: {}",
+        let (ended, detail) = match outcome {
+            ActionOutcome::Done { detail } => ("done", detail),
+            ActionOutcome::Skipped { reason } => ("skipped", reason),
+            ActionOutcome::Failed { error } => ("FAILED", error),
+        };
+        say!(
+            "  {} {} {}: {ended}: {}",
             action.id,
-            action.image_id,
             crate::model::text::escape(&action.op.verb()),
-            crate::model::text::escape(&format!("{outcome:?}"))
+            action.image_id,
+            crate::model::text::escape(detail)
         );
     })?;
-    eprintln!(
+    say!(
         "applied: {} done, {} skipped, {} failed, {} already ended in an earlier run (journal {})",
         report.done.len(),
         report.skipped.len(),
@@ -82,5 +88,5 @@ pub(super) fn apply_command(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<i32> 
         prepared.journal.path().display()
     );
     report_calls(backend.as_ref());
-    Ok(if report.failed.is_empty() { 0 } else { 1 })
+    Ok(if report.failed.is_empty() { super::incomplete(&prepared.plan) } else { 1 })
 }

@@ -2,6 +2,36 @@
 
 use std::io::{IsTerminal, Read};
 
+/// A line for the user on stderr. A closed stderr (`2>&1 | head`) is ignored: an apply
+/// must never die half-way because its reader went away.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// `say!` without the newline (a prompt).
+macro_rules! say_inline {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut err = std::io::stderr();
+        let _ = write!(err, $($arg)*);
+        let _ = err.flush();
+    }};
+}
+
+/// Writes `text` and a newline to stdout. A reader that went away (`| head`) is not an
+/// error: the rest is dropped quietly; any other write error is.
+fn out(text: impl std::fmt::Display) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("cannot write to stdout"),
+        _ => Ok(()),
+    }
+}
+
 mod apply;
 mod serve;
 mod tools;
@@ -224,8 +254,27 @@ pub fn main() -> i32 {
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {}", crate::model::text::escape(&format!("{err:#}")));
+            say!("error: {}", crate::model::text::escape(&format!("{err:#}")));
             crate::error::exit_code(&err)
+        }
+    }
+}
+
+/// Runs one command line (the program name first) without setting up logging, as `main`
+/// does after it: for tests that drive the CLI in process. Returns the exit code.
+pub fn run_args<I, T>(args: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    match Cli::try_parse_from(args) {
+        Ok(cli) => run(cli).unwrap_or_else(|err| {
+            say!("error: {}", crate::model::text::escape(&format!("{err:#}")));
+            crate::error::exit_code(&err)
+        }),
+        Err(e) => {
+            let _ = e.print();
+            if e.use_stderr() { 2 } else { 0 }
         }
     }
 }
@@ -343,20 +392,20 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Inspect(args) => tools::inspect_command(&cli, args),
         Command::New(args) => {
             let dir = input(crate::scaffold::scaffold(&args.dir, &args.name, args.lang))?;
-            eprintln!("created {}: run ./build.sh there, then amiwarden test {}.wasm cases", dir.display(), args.name);
+            say!("created {}: run ./build.sh there, then amiwarden test {}.wasm cases", dir.display(), args.name);
             Ok(0)
         }
         Command::Synth(args) => {
             let state = crate::sim::synth::generate(args.images, now(Some(&args.as_of))?, args.seed);
             state.save(&args.out)?;
-            eprintln!("wrote {} images to {}", args.images, args.out.display());
+            say!("wrote {} images to {}", args.images, args.out.display());
             Ok(0)
         }
         Command::Serve(args) => serve::serve_command(&cli, args),
         Command::EnqueueRun(args) => serve::enqueue_command(args),
         Command::IamPolicy(args) => {
             let policy = load_policy(&args.policy, &[])?;
-            println!("{}", serde_json::to_string_pretty(&crate::aws::iam_policy(&policy, args.queue_url.as_deref()))?);
+            out(serde_json::to_string_pretty(&crate::aws::iam_policy(&policy, args.queue_url.as_deref()))?)?;
             Ok(0)
         }
     }
@@ -364,8 +413,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
 
 fn print_plan(plan: &Plan, format: Format) -> anyhow::Result<()> {
     match format {
-        Format::Table => eprint!("{}", crate::render::plan(plan)),
-        Format::Json => println!("{}", serde_json::to_string_pretty(plan)?),
+        Format::Table => out(crate::render::plan(plan).trim_end())?,
+        Format::Json => out(serde_json::to_string_pretty(plan)?)?,
     }
     Ok(())
 }
@@ -373,7 +422,7 @@ fn print_plan(plan: &Plan, format: Format) -> anyhow::Result<()> {
 fn plan_command(cli: &Cli, args: &PlanArgs) -> anyhow::Result<i32> {
     let (outcome, backend) = compute(cli, args)?;
     for note in &outcome.notes {
-        eprintln!("note: {}", crate::model::text::escape(note));
+        say!("note: {}", crate::model::text::escape(note));
     }
     print_plan(&outcome.plan, args.format)?;
     if let Some(out) = &args.out {
@@ -381,21 +430,35 @@ fn plan_command(cli: &Cli, args: &PlanArgs) -> anyhow::Result<i32> {
         std::fs::write(out, text).with_context(|| format!("cannot write {}", out.display()))?;
         match &outcome.stop {
             // Written for inspection; it records why it stopped, and apply refuses it.
-            Some(_) => eprintln!("plan written to {} (stopped by a guardrail: it cannot be applied)", out.display()),
-            None => eprintln!("plan written to {}", out.display()),
+            Some(_) => say!("plan written to {} (stopped by a guardrail: it cannot be applied)", out.display()),
+            None => say!("plan written to {}", out.display()),
         }
     }
     report_calls(backend.as_ref());
     if let Some(stop) = outcome.stop {
         return Err(stop.into());
     }
-    Ok(0)
+    Ok(incomplete(&outcome.plan))
+}
+
+/// Exit 4 when plugins failed: the plan is incomplete (destructive actions on their
+/// images were blocked), though what was planned stands.
+fn incomplete(plan: &Plan) -> i32 {
+    if plan.errors.is_empty() {
+        return 0;
+    }
+    say!(
+        "{} plugin error(s): the plan is incomplete (destructive actions on those images were blocked); exit {}",
+        plan.errors.len(),
+        crate::error::PLUGIN_ERRORS_EXIT
+    );
+    crate::error::PLUGIN_ERRORS_EXIT
 }
 
 fn report_calls(backend: &dyn Backend) {
     let calls = backend.call_counts();
     if !calls.is_empty() {
         let list: Vec<String> = calls.iter().map(|(k, v)| format!("{k} {v}")).collect();
-        eprintln!("API calls: {}", list.join(", "));
+        say!("API calls: {}", list.join(", "));
     }
 }

@@ -200,6 +200,6 @@ pub(super) fn enqueue_command(args: &EnqueueArgs) -> anyhow::Result<i32> {
     for account in &policy.scope.accounts {
         crate::serve::enqueue(&queue, &Shard::new(&tick.to_string(), account))?;
     }
-    eprintln!("enqueued {} shard(s) of the run at {tick} to {}", policy.scope.accounts.len(), queue.url());
+    say!("enqueued {} shard(s) of the run at {tick} to {}", policy.scope.accounts.len(), queue.url());
     Ok(0)
 }

@@ -46,16 +46,16 @@ pub(super) fn test_command(cli: &Cli, args: &TestArgs) -> anyhow::Result<i32> {
             .map_err(|e| InputError(format!("case {}: {e:#}", dir.display())))?;
         if result.differences.is_empty() {
             passed += 1;
-            eprintln!("ok   {}", result.name);
+            say!("ok   {}", result.name);
         } else {
             failed += 1;
-            eprintln!("FAIL {} — {}", result.name, result.description);
+            say!("FAIL {} — {}", result.name, result.description);
             for d in &result.differences {
-                eprintln!("       {d}");
+                say!("       {d}");
             }
         }
     }
-    eprintln!("{origin}: {passed} passed, {failed} failed");
+    say!("{origin}: {passed} passed, {failed} failed");
     Ok(if failed == 0 { 0 } else { 1 })
 }
 
@@ -81,7 +81,7 @@ pub(super) fn inspect_command(cli: &Cli, args: &InspectArgs) -> anyhow::Result<i
         "size_bytes": plugin.size,
     });
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&info)?),
+        Format::Json => super::out(serde_json::to_string_pretty(&info)?)?,
         Format::Table => {
             let mut t = comfy_table::Table::new();
             t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
@@ -94,7 +94,7 @@ pub(super) fn inspect_command(cli: &Cli, args: &InspectArgs) -> anyhow::Result<i
                     t.add_row(vec![k.clone(), text]);
                 }
             }
-            println!("{t}");
+            super::out(t)?;
         }
     }
     Ok(0)

@@ -197,3 +197,24 @@ fn a_deregistered_event_for_a_live_image_does_not_retire_its_replicas() {
     let gone = plan_on(&policy, &state, &event("deregistered", "ami-0123456789abcdef0"));
     assert!(gone.errors.is_empty(), "{:#?}", gone.errors);
 }
+
+/// A plugin that traps on every image must not look like success: `plan` and `apply`
+/// exit 4 (not 0 with "No changes"), so a scheduled job goes red.
+#[test]
+fn plugin_errors_make_plan_and_apply_exit_4() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[scope]\naccounts = [\"111111111111\"]\nregions = [\"us-east-1\"]\n\n[[plugin]]\nname = \"hostile\"\n\
+         source = \"{HOSTILE}\"\nsha256 = \"{}\"\ngrants = [\"tag\"]\n[plugin.config]\nmode = \"trap\"\n",
+        sha256(HOSTILE)
+    );
+    std::fs::write(dir.path().join("policy.toml"), text).unwrap();
+    std::fs::write(dir.path().join("state.json"), STATE).unwrap();
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    let cache = crate::support::cache_dir().display().to_string();
+    let common = ["--policy", &path("policy.toml"), "--sim", &path("state.json"), "--cache-dir", &cache];
+    let plan = amiwarden::cli::run_args(["amiwarden", "plan"].iter().chain(&common).copied());
+    assert_eq!(plan, 4, "plan with a trapping plugin");
+    let apply = amiwarden::cli::run_args(["amiwarden", "apply", "--yes"].iter().chain(&common).copied());
+    assert_eq!(apply, 4, "apply with a trapping plugin");
+}
