@@ -11,7 +11,7 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use aws_sdk_ec2::types::{LaunchPermission, LaunchPermissionModifications, Tag};
 use serde_json::Value;
@@ -65,16 +65,8 @@ encrypted = false
 "#;
 
 fn amiwarden(dir: &Path, args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_amiwarden"))
-        .current_dir(dir)
+    let out = support::aws_cli(dir, concat!(env!("CARGO_TARGET_TMPDIR"), "/differential-cache"))
         .args(args)
-        .args(["--cache-dir", concat!(env!("CARGO_TARGET_TMPDIR"), "/differential-cache")])
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_SESSION_TOKEN", "testing")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", "/nonexistent/amiwarden-test")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/amiwarden-test")
         .output()
         .expect("amiwarden runs");
     assert!(out.status.success(), "amiwarden {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));

@@ -9,7 +9,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use aws_sdk_ec2::types::Tag;
 use support::{Moto, sdk};
@@ -38,17 +38,10 @@ delete_snapshots = true
 "#;
 
 fn amiwarden(dir: &Path, moto: &Moto, args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_amiwarden"))
-        .current_dir(dir)
+    let out = support::aws_cli(dir, concat!(env!("CARGO_TARGET_TMPDIR"), "/lean-cache"))
         .args(args)
         .args(["--policy", "policy.toml", "--aws", "--endpoint-url", &moto.url, "--max-attempts", "1"])
-        .args(["--as-of", "2031-01-01", "--cache-dir", concat!(env!("CARGO_TARGET_TMPDIR"), "/lean-cache")])
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_SESSION_TOKEN", "testing")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", "/nonexistent/amiwarden-test")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/amiwarden-test")
+        .args(["--as-of", "2031-01-01"])
         .output()
         .expect("amiwarden runs");
     assert!(out.status.success(), "amiwarden {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));

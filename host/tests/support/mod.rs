@@ -123,20 +123,32 @@ pub async fn mirror(ec2_east: &aws_sdk_ec2::Client, account: &str, east: &str, w
     }}}})
 }
 
+/// The test credentials (no AWS config files, no instance metadata), as (key, value).
+const TEST_CREDENTIALS: [(&str, &str); 6] = [
+    ("AWS_ACCESS_KEY_ID", "testing"),
+    ("AWS_SECRET_ACCESS_KEY", "testing"),
+    ("AWS_SESSION_TOKEN", "testing"),
+    ("AWS_EC2_METADATA_DISABLED", "true"),
+    ("AWS_CONFIG_FILE", "/nonexistent/amiwarden-test"),
+    ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/amiwarden-test"),
+];
+
+/// The amiwarden binary run in `dir` with the test credentials and compiled plugins
+/// cached under `cache`, for tests that drive `--aws` against moto.
+#[allow(dead_code, reason = "not every test binary runs the CLI against moto")]
+pub fn aws_cli(dir: &std::path::Path, cache: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_amiwarden"));
+    command.current_dir(dir).args(["--cache-dir", cache]).envs(TEST_CREDENTIALS);
+    command
+}
+
 /// Static test credentials for the standard chain, set before any other thread exists:
 /// the backend takes its credentials from the chain, as it does in production.
 #[allow(dead_code, reason = "not every test binary builds an AWS backend in process")]
 pub fn use_test_credentials() {
     #[expect(unsafe_code, reason = "set_var is unsafe in edition 2024; no other thread runs yet")]
     unsafe {
-        for (key, value) in [
-            ("AWS_ACCESS_KEY_ID", "testing"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
-            ("AWS_SESSION_TOKEN", "testing"),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-            ("AWS_CONFIG_FILE", "/nonexistent/amiwarden-test"),
-            ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/amiwarden-test"),
-        ] {
+        for (key, value) in TEST_CREDENTIALS {
             std::env::set_var(key, value);
         }
     }
