@@ -377,3 +377,51 @@ fn a_dry_run_plans_and_acknowledges_but_changes_nothing() {
     let plan: Value = serde_json::from_str(&std::fs::read_to_string(plans[0].path()).unwrap()).unwrap();
     assert_eq!(plan["actions"][0]["op"], "share");
 }
+
+/// The same path on moto's EC2: a worker with `--aws` re-reads the image named by the
+/// event from EC2, shares it as the policy asks, and deletes the message; other images
+/// are left alone.
+#[test]
+fn an_event_is_applied_on_moto_ec2_through_the_aws_backend() {
+    const MOTO_ACCOUNT: &str = "123456789012";
+    let moto = Moto::start();
+    let sqs = Sqs::new(&moto);
+    let (queue, _) = sqs.queue("aws-events", 3);
+    let ec2 = support::sdk(&moto, "us-east-1");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let ids: Vec<String> = rt.block_on(async {
+        let mut ids = Vec::new();
+        for i in 0..3 {
+            let out = ec2.register_image().name(format!("golden-{i}")).root_device_name("/dev/xvda").send().await;
+            let id = out.unwrap().image_id().unwrap().to_string();
+            let tag = aws_sdk_ec2::types::Tag::builder().key("share-with").value("prod").build();
+            ec2.create_tags().resources(&id).tags(tag).send().await.unwrap();
+            ids.push(id);
+        }
+        ids
+    });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("policy.toml"), POLICY.replace(ACCOUNT, MOTO_ACCOUNT)).unwrap();
+    sqs.send(&queue, &event(MOTO_ACCOUNT, &ids[1]));
+    let log = std::fs::File::create(dir.path().join("w.log")).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_amiwarden"));
+    let mut w = credentials(&mut cmd)
+        .current_dir(dir.path())
+        .args(["serve", "--policy", "policy.toml", "--aws", "--endpoint-url", &moto.url, "--queue-url", &queue])
+        .args(["--max-attempts", "1", "--state-dir", "serve-state", "--poll-wait", "1", "--visibility-timeout", "10"])
+        .arg("--cache-dir")
+        .arg(concat!(env!("CARGO_TARGET_TMPDIR"), "/serve-cache"))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    wait_until("the event handled", Duration::from_secs(60), || sqs.count(&queue) == 0);
+    assert_eq!(terminate(&mut w), Some(0));
+    let log = std::fs::read_to_string(dir.path().join("w.log")).unwrap();
+    rt.block_on(async {
+        assert_eq!(support::launch_permissions(&ec2, &ids[1]).await, [PROD], "{log}");
+        for other in [&ids[0], &ids[2]] {
+            assert!(support::launch_permissions(&ec2, other).await.is_empty(), "only the event's image: {log}");
+        }
+    });
+}

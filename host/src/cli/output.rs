@@ -1,0 +1,68 @@
+//! How the CLI speaks: the plan on stdout, everything else on stderr, and a reader that
+//! goes away (`| head`) never a crash.
+
+use anyhow::Context;
+
+use super::Format;
+use crate::backend::Backend;
+use crate::plan::Plan;
+
+/// A line for the user on stderr. A closed stderr (`2>&1 | head`) is ignored: an apply
+/// must never die half-way because its reader went away.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// `say!` without the newline (a prompt).
+macro_rules! say_inline {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut err = std::io::stderr();
+        let _ = write!(err, $($arg)*);
+        let _ = err.flush();
+    }};
+}
+
+/// Writes `text` and a newline to stdout. A reader that went away (`| head`) is not an
+/// error: the rest is dropped quietly; any other write error is.
+pub(super) fn out(text: impl std::fmt::Display) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("cannot write to stdout"),
+        _ => Ok(()),
+    }
+}
+
+pub(super) fn print_plan(plan: &Plan, format: Format) -> anyhow::Result<()> {
+    match format {
+        Format::Table => out(crate::render::plan(plan).trim_end())?,
+        Format::Json => out(serde_json::to_string_pretty(plan)?)?,
+    }
+    Ok(())
+}
+
+/// Exit 4 when plugins failed: the plan is incomplete (destructive actions on their
+/// images were blocked), though what was planned stands.
+pub(super) fn incomplete(plan: &Plan) -> i32 {
+    if plan.errors.is_empty() {
+        return 0;
+    }
+    say!(
+        "{} plugin error(s): the plan is incomplete (destructive actions on those images were blocked); exit {}",
+        plan.errors.len(),
+        crate::error::PLUGIN_ERRORS_EXIT
+    );
+    crate::error::PLUGIN_ERRORS_EXIT
+}
+
+pub(super) fn report_calls(backend: &dyn Backend) {
+    let calls = backend.call_counts();
+    if !calls.is_empty() {
+        let list: Vec<String> = calls.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        say!("API calls: {}", list.join(", "));
+    }
+}
