@@ -110,12 +110,20 @@ fn report_only_proposes_nothing_and_logs_what_it_would_do() {
 }
 
 #[test]
-fn without_fetched_launch_permissions_nothing_is_proposed_and_a_warning_is_logged() {
-    let mut image = image("golden-web-1", Some("prod"), &[]);
-    image.launch_permissions = None;
-    assert!(propose(&config(), &image).is_empty());
-    let logs = testing::with(|inv| inv.logs.clone());
-    assert!(matches!(&logs[..], [(LogLevel::Warn, line)] if line.contains("were not fetched")), "{logs:?}");
+fn without_launch_permissions_only_public_is_judged() {
+    // Not fetched (the policy said `needs = []`): shares with accounts are unknown, so the
+    // share tag asks for nothing, and only the public flag DescribeImages gives counts.
+    let mut private = image("golden-web-1", Some("prod"), &[]);
+    private.launch_permissions = None;
+    assert!(propose(&config(), &private).is_empty());
+    let mut public = image("golden-web-2", Some("prod"), &[]);
+    public.launch_permissions = None;
+    public.public = true;
+    let proposals = propose(&config(), &public);
+    assert_eq!(texts(&proposals), ["unshare public"]);
+    assert!(proposals[0].reason.contains("launch permissions not read"), "{}", proposals[0].reason);
+    let allowed = config().replace("\"allowed\"", "\"allow_public\":true,\"allowed\"");
+    assert!(propose(&allowed, &public).is_empty(), "allow_public keeps it");
 }
 
 #[test]
