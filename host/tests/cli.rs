@@ -80,6 +80,8 @@ fn plan_prints_json_or_the_table_on_stdout() {
     let ops: Vec<&str> = plan["actions"].as_array().unwrap().iter().map(|a| a["op"].as_str().unwrap()).collect();
     assert!(ops.contains(&"unshare"), "{ops:?}");
     assert!(ops.contains(&"deregister"), "{ops:?}");
+    let aws_habit = amiwarden(dir.path(), &[PLAN, &["--output", "json"]].concat());
+    assert_eq!(aws_habit.stdout, out.stdout, "--output json is --format json: {}", stderr(&aws_habit));
     let table = amiwarden(dir.path(), PLAN);
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(text.contains("111111111111 / us-east-1"), "the table goes to stdout (`plan > plan.txt`): {text}");

@@ -113,7 +113,8 @@ pub struct PlanArgs {
     /// Evaluate as of this date (RFC 3339 or YYYY-MM-DD) to preview the future.
     #[arg(long, value_name = "DATE")]
     pub as_of: Option<String>,
-    #[arg(long, value_enum, default_value = "table")]
+    /// Output format (`--output` is accepted too, as the AWS CLI spells it).
+    #[arg(long, visible_alias = "output", value_enum, default_value = "table")]
     pub format: Format,
     /// Also write the plan as JSON to this file.
     #[arg(long, value_name = "plan.json")]
@@ -198,7 +199,8 @@ pub struct IamPolicyArgs {
 pub struct InspectArgs {
     /// A .wasm file or builtin:NAME.
     pub plugin: String,
-    #[arg(long, value_enum, default_value = "table")]
+    /// Output format (`--output` is accepted too, as the AWS CLI spells it).
+    #[arg(long, visible_alias = "output", value_enum, default_value = "table")]
     pub format: Format,
 }
 
