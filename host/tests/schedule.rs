@@ -34,16 +34,6 @@ share_tag = "share-with"
 groups = { prod = ["222222222222"] }
 "#;
 
-fn state(n: usize) -> Value {
-    let images: Vec<Value> = (0..n)
-        .map(|i| {
-            json!({"id": format!("ami-{:017x}", i + 1), "name": format!("golden-{i}"),
-                   "creation_time": "2026-11-01T00:00:00Z", "tags": {"share-with": "prod"}})
-        })
-        .collect();
-    json!({"version": 1, "accounts": {ACCOUNT: {"regions": {"us-east-1": {"images": images}}}}})
-}
-
 fn shares(state: &std::path::Path) -> Vec<Value> {
     let s: Value = serde_json::from_str(&std::fs::read_to_string(state).unwrap()).unwrap();
     s["accounts"][ACCOUNT]["regions"]["us-east-1"]["images"]
@@ -85,7 +75,11 @@ fn two_schedulers_enqueue_each_tick_once_and_a_worker_runs_every_shard() {
         out.attributes().unwrap()[&QueueAttributeName::ApproximateNumberOfMessages].parse::<usize>().unwrap()
     };
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("state.json"), serde_json::to_string_pretty(&state(4)).unwrap()).unwrap();
+    std::fs::write(
+        dir.path().join("state.json"),
+        serde_json::to_string_pretty(&support::tagged_org(ACCOUNT, 4)).unwrap(),
+    )
+    .unwrap();
     let policy = amiwarden::config::Policy::parse(POLICY).unwrap();
     let runtime = amiwarden::plugin::Runtime::new(None).unwrap();
     let plugins = amiwarden::plugin::load_plugins(&runtime, &policy).unwrap();

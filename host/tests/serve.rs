@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{Value, json};
-use support::Moto;
+use support::{Moto, org_image_id};
 
 const ACCOUNT: &str = "111111111111";
 const PROD: &str = "222222222222";
@@ -35,21 +35,6 @@ grants = ["share", "unshare"]
 share_tag = "share-with"
 groups = { prod = ["222222222222"] }
 "#;
-
-fn image_id(i: usize) -> String {
-    format!("ami-{:017x}", i + 1)
-}
-
-/// A sim org of `n` images, each asking (by tag) to be shared with prod.
-fn state(n: usize) -> Value {
-    let images: Vec<Value> = (0..n)
-        .map(|i| {
-            json!({"id": image_id(i), "name": format!("golden-{i}"), "creation_time": "2026-11-01T00:00:00Z",
-                   "tags": {"share-with": "prod"}})
-        })
-        .collect();
-    json!({"version": 1, "accounts": {ACCOUNT: {"regions": {"us-east-1": {"images": images}}}}})
-}
 
 fn event(account: &str, image: &str) -> String {
     json!({"version": "0", "id": format!("e-{image}"), "detail-type": "EC2 AMI State Change", "source": "aws.ec2",
@@ -139,12 +124,7 @@ impl Sqs {
 }
 
 fn credentials(cmd: &mut Command) -> &mut Command {
-    cmd.env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", "/nonexistent/amiwarden-test")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/amiwarden-test")
-        .env("AMIWARDEN_LOG", "info")
+    cmd.envs(support::TEST_CREDENTIALS).env("AMIWARDEN_LOG", "info")
 }
 
 /// Starts a worker on the sim state in `dir`; its stderr goes to `log`.
@@ -202,7 +182,11 @@ fn terminate(child: &mut Child) -> Option<i32> {
 fn setup(n: usize) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("policy.toml"), POLICY).unwrap();
-    std::fs::write(dir.path().join("state.json"), serde_json::to_string_pretty(&state(n)).unwrap()).unwrap();
+    std::fs::write(
+        dir.path().join("state.json"),
+        serde_json::to_string_pretty(&support::tagged_org(ACCOUNT, n)).unwrap(),
+    )
+    .unwrap();
     dir
 }
 
@@ -257,7 +241,7 @@ fn an_event_is_applied_once_then_deleted_even_when_delivered_twice() {
     let sqs = Sqs::new(&moto);
     let (queue, _) = sqs.queue("events", 3);
     let dir = setup(3);
-    let target = image_id(1);
+    let target = org_image_id(1);
     sqs.send(&queue, &event(ACCOUNT, &target));
     sqs.send(&queue, &event(ACCOUNT, &target));
     let port = free_port();
@@ -288,7 +272,7 @@ fn a_poison_message_reaches_the_dead_letter_queue_with_its_error_logged() {
     let (queue, dlq) = sqs.queue("poison", 2);
     let dir = setup(1);
     sqs.send(&queue, "this is not an event");
-    let outside = event("999999999999", &image_id(0));
+    let outside = event("999999999999", &org_image_id(0));
     sqs.send(&queue, &outside);
     let mut w = worker(dir.path(), &moto, &queue, "w.log", &["--visibility-timeout", "2"]);
     wait_until("the poison message in the dead-letter queue", Duration::from_secs(60), || sqs.count(&dlq) == 1);
@@ -312,7 +296,7 @@ fn two_workers_on_one_queue_handle_every_event_once_and_lose_none() {
     let (queue, dlq) = sqs.queue("many", 5);
     let dir = setup(n);
     for i in 0..n {
-        sqs.send(&queue, &event(ACCOUNT, &image_id(i)));
+        sqs.send(&queue, &event(ACCOUNT, &org_image_id(i)));
     }
     let mut a = worker(dir.path(), &moto, &queue, "a.log", &[]);
     let mut b = worker(dir.path(), &moto, &queue, "b.log", &[]);
@@ -340,7 +324,7 @@ fn sigterm_mid_batch_loses_no_message_and_a_restart_finishes_them() {
     let (queue, dlq) = sqs.queue("term", 5);
     let dir = setup(n);
     for i in 0..n {
-        sqs.send(&queue, &event(ACCOUNT, &image_id(i)));
+        sqs.send(&queue, &event(ACCOUNT, &org_image_id(i)));
     }
     let mut w = worker(dir.path(), &moto, &queue, "w1.log", &[]);
     wait_until("a few events handled", Duration::from_secs(120), || done_lines(dir.path()).len() >= 3);
@@ -363,7 +347,7 @@ fn a_dry_run_plans_and_acknowledges_but_changes_nothing() {
     let (queue, _) = sqs.queue("dry", 3);
     let dir = setup(2);
     let before = std::fs::read(dir.path().join("state.json")).unwrap();
-    sqs.send(&queue, &event(ACCOUNT, &image_id(0)));
+    sqs.send(&queue, &event(ACCOUNT, &org_image_id(0)));
     let mut w = worker(dir.path(), &moto, &queue, "w.log", &["--dry-run"]);
     wait_until("the event handled", Duration::from_secs(60), || sqs.count(&queue) == 0);
     assert_eq!(terminate(&mut w), Some(0));

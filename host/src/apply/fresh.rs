@@ -33,6 +33,49 @@ fn young(read: Instant) -> bool {
     read.elapsed() <= MAX_AGE
 }
 
+/// The image a disable or deregistration acts on.
+fn destroyed_image(action: &PlannedAction) -> Option<&str> {
+    matches!(action.op, Op::Disable | Op::Deregister).then_some(action.image_id.as_str())
+}
+
+/// The snapshot a snapshot deletion deletes.
+fn deleted_snapshot(action: &PlannedAction) -> Option<&str> {
+    match &action.op {
+        Op::DeleteSnapshot { snapshot_id } => Some(snapshot_id),
+        _ => None,
+    }
+}
+
+/// What one re-read covers: `first` and the keys (image or snapshot ids, by `key`) of the
+/// next `upcoming` actions in `action`'s location that still have to run and hold no
+/// young read (`held`), up to `RECHECK_BATCH`.
+fn batch(
+    action: &PlannedAction,
+    first: &str,
+    upcoming: &[PlannedAction],
+    key: fn(&PlannedAction) -> Option<&str>,
+    held: impl Fn(&str) -> bool,
+    pending: &dyn Fn(&PlannedAction) -> bool,
+) -> Vec<String> {
+    let mut ids = vec![first.to_string()];
+    for next in upcoming {
+        if ids.len() >= RECHECK_BATCH {
+            break;
+        }
+        if next.account != action.account || next.region != action.region {
+            continue;
+        }
+        if let Some(id) = key(next)
+            && !ids.iter().any(|known| known == id)
+            && !held(id)
+            && pending(next)
+        {
+            ids.push(id.to_string());
+        }
+    }
+    ids
+}
+
 impl Fresh {
     /// The image of `action` as EC2 has it now (`None`: gone). Read together with the
     /// images of the next `upcoming` disables and deregistrations in its location that
@@ -52,21 +95,14 @@ impl Fresh {
         {
             return Ok(image);
         }
-        let mut ids: Vec<String> = vec![action.image_id.clone()];
-        for next in upcoming {
-            if ids.len() >= RECHECK_BATCH {
-                break;
-            }
-            if matches!(next.op, Op::Disable | Op::Deregister)
-                && next.account == action.account
-                && next.region == action.region
-                && !ids.contains(&next.image_id)
-                && !self.images.get(&next.image_id).is_some_and(|(read, _)| young(*read))
-                && pending(next)
-            {
-                ids.push(next.image_id.clone());
-            }
-        }
+        let ids = batch(
+            action,
+            &action.image_id,
+            upcoming,
+            destroyed_image,
+            |id| self.images.get(id).is_some_and(|(r, _)| young(*r)),
+            pending,
+        );
         let with_permissions = ids.iter().any(|id| permissions(id));
         let read = Instant::now();
         for (id, image) in backend.refresh_many(&location(action), &ids, with_permissions)? {
@@ -90,21 +126,14 @@ impl Fresh {
         {
             return Ok(users);
         }
-        let mut ids: Vec<String> = vec![snapshot_id.to_string()];
-        for next in upcoming {
-            if ids.len() >= RECHECK_BATCH {
-                break;
-            }
-            if let Op::DeleteSnapshot { snapshot_id: next_snapshot } = &next.op
-                && next.account == action.account
-                && next.region == action.region
-                && !ids.contains(next_snapshot)
-                && !self.snapshots.get(next_snapshot).is_some_and(|(read, _)| young(*read))
-                && pending(next)
-            {
-                ids.push(next_snapshot.clone());
-            }
-        }
+        let ids = batch(
+            action,
+            snapshot_id,
+            upcoming,
+            deleted_snapshot,
+            |id| self.snapshots.get(id).is_some_and(|(r, _)| young(*r)),
+            pending,
+        );
         let read = Instant::now();
         let mut users = backend.snapshot_users(&location(action), &ids)?;
         for id in ids {

@@ -206,14 +206,43 @@ pub struct InspectArgs {
 
 /// Runs the CLI; returns the process exit code.
 pub fn main() -> i32 {
-    let cli = match Cli::try_parse() {
+    parse_and_run(std::env::args_os(), init_logging)
+}
+
+/// Runs one command line (the program name first) as `main` does, but without setting
+/// up logging: for tests that drive the CLI in process. Returns the exit code.
+pub fn run_args<I, T>(args: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    parse_and_run(args, |_| ())
+}
+
+/// Parses `args` (usage errors exit 2, `--help` 0), calls `setup`, runs the command, and
+/// turns an error into its message and exit code.
+fn parse_and_run<I, T>(args: I, setup: fn(&Cli)) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
-    // A service logs what it does by default; a command only its warnings.
+    setup(&cli);
+    run(cli).unwrap_or_else(|err| {
+        say!("error: {}", crate::model::text::escape(&format!("{err:#}")));
+        crate::error::exit_code(&err)
+    })
+}
+
+/// Logs to stderr, as text or JSON; a service logs what it does by default, a command
+/// only its warnings (AMIWARDEN_LOG or RUST_LOG say otherwise).
+fn init_logging(cli: &Cli) {
     let default = if matches!(cli.command, Command::Serve(_)) { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("AMIWARDEN_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
@@ -223,32 +252,6 @@ pub fn main() -> i32 {
         LogFormat::Json => logs.json().init(),
         LogFormat::Text => {
             logs.with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()).init()
-        }
-    }
-    match run(cli) {
-        Ok(code) => code,
-        Err(err) => {
-            say!("error: {}", crate::model::text::escape(&format!("{err:#}")));
-            crate::error::exit_code(&err)
-        }
-    }
-}
-
-/// Runs one command line (the program name first) without setting up logging, as `main`
-/// does after it: for tests that drive the CLI in process. Returns the exit code.
-pub fn run_args<I, T>(args: I) -> i32
-where
-    I: IntoIterator<Item = T>,
-    T: Into<std::ffi::OsString> + Clone,
-{
-    match Cli::try_parse_from(args) {
-        Ok(cli) => run(cli).unwrap_or_else(|err| {
-            say!("error: {}", crate::model::text::escape(&format!("{err:#}")));
-            crate::error::exit_code(&err)
-        }),
-        Err(e) => {
-            let _ = e.print();
-            if e.use_stderr() { 2 } else { 0 }
         }
     }
 }

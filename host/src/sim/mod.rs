@@ -185,13 +185,15 @@ impl Backend for SimBackend {
         let mut users: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for image in region.iter().flat_map(|r| &r.images) {
             for snapshot in image.block_devices.iter().filter_map(|d| d.snapshot_id.as_deref()) {
+                if !wanted.contains(snapshot) {
+                    continue;
+                }
                 let entry = users.entry(snapshot.to_string()).or_default();
-                if wanted.contains(snapshot) && !entry.contains(&image.id) {
+                if !entry.contains(&image.id) {
                     entry.push(image.id.clone());
                 }
             }
         }
-        users.retain(|_, images| !images.is_empty());
         Ok(users)
     }
 

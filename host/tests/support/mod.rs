@@ -124,7 +124,7 @@ pub async fn mirror(ec2_east: &aws_sdk_ec2::Client, account: &str, east: &str, w
 }
 
 /// The test credentials (no AWS config files, no instance metadata), as (key, value).
-const TEST_CREDENTIALS: [(&str, &str); 6] = [
+pub const TEST_CREDENTIALS: [(&str, &str); 6] = [
     ("AWS_ACCESS_KEY_ID", "testing"),
     ("AWS_SECRET_ACCESS_KEY", "testing"),
     ("AWS_SESSION_TOKEN", "testing"),
@@ -152,4 +152,23 @@ pub fn use_test_credentials() {
             std::env::set_var(key, value);
         }
     }
+}
+
+/// The id of the `i`-th image of `tagged_org`.
+#[allow(dead_code, reason = "not every test binary uses a sim org")]
+pub fn org_image_id(i: usize) -> String {
+    format!("ami-{:017x}", i + 1)
+}
+
+/// A sim state of `n` images in `account`/us-east-1, each asking by tag to be shared
+/// with the group `prod` (`share-with=prod`), none shared yet.
+#[allow(dead_code, reason = "not every test binary uses a sim org")]
+pub fn tagged_org(account: &str, n: usize) -> Value {
+    let images: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({"id": org_image_id(i), "name": format!("golden-{i}"), "creation_time": "2026-11-01T00:00:00Z",
+                   "tags": {"share-with": "prod"}})
+        })
+        .collect();
+    json!({"version": 1, "accounts": {account: {"regions": {"us-east-1": {"images": images}}}}})
 }
