@@ -83,7 +83,7 @@ pub fn case_dirs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = crate::files::read_text(path, crate::files::Input::Plugin)?;
     serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
@@ -94,8 +94,7 @@ pub fn run_case(runtime: &Runtime, subject: &Subject<'_>, dir: &Path) -> anyhow:
     let state = SimState::load(&dir.join("inventory.json"))?;
     let event_path = dir.join("event.json");
     let source = if event_path.is_file() {
-        let text =
-            std::fs::read_to_string(&event_path).with_context(|| format!("cannot read {}", event_path.display()))?;
+        let text = crate::files::read_text(&event_path, crate::files::Input::Event)?;
         Source::Event { text, origin: event_path.display().to_string() }
     } else {
         Source::Scheduled
@@ -142,7 +141,7 @@ pub fn run_case(runtime: &Runtime, subject: &Subject<'_>, dir: &Path) -> anyhow:
         }
     };
     let backend = SimBackend::in_memory(state, case.now);
-    let needs = plugin::needs(&plugins);
+    let needs = plugin::needs(&policy, &plugins);
     let inventory = run::collect(&policy, &backend, &needs)?;
     let (events, _notes) =
         crate::event::events(&policy, &inventory, &source, case.now).map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{ActionKind, Principal};
+use crate::model::{ActionKind, InventoryNeed, Principal};
 
 /// A whole policy file.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -156,11 +156,28 @@ fn yes() -> bool {
 impl Policy {
     /// Reads and checks a policy file.
     pub fn load(path: &Path) -> anyhow::Result<Policy> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("cannot read policy file {}", path.display()))?;
+        let text = crate::files::read_text(path, crate::files::Input::Policy)?;
         let mut policy = Policy::parse(&text).with_context(|| format!("policy file {}", path.display()))?;
         policy.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Ok(policy)
+    }
+
+    /// The inventory data the host itself needs for what the policy grants: usage for
+    /// the in-use guardrail when an enabled plugin may propose a destructive action, and
+    /// snapshot details for pricing when one may propose a copy or a deregistration.
+    /// A policy that only tags or shares reads neither.
+    pub fn host_needs(&self) -> BTreeSet<InventoryNeed> {
+        let granted: BTreeSet<ActionKind> =
+            self.plugins.iter().filter(|p| p.enabled).flat_map(|p| p.grants.iter().copied()).collect();
+        let mut needs = BTreeSet::new();
+        if self.guardrails.protect_in_use && granted.iter().any(|k| k.is_destructive()) {
+            needs.insert(InventoryNeed::Usage);
+        }
+        if granted.iter().any(|k| matches!(k, ActionKind::Copy | ActionKind::Deregister | ActionKind::DeleteSnapshots))
+        {
+            needs.insert(InventoryNeed::Snapshots);
+        }
+        needs
     }
 
     /// Parses and checks policy text.
@@ -261,6 +278,29 @@ regions = ["us-east-1"]
         assert!(!p.guardrails.allow_public);
         assert!(p.guardrails.protect_in_use);
         assert_eq!(p.guardrails.max_destructive, 50);
+    }
+
+    #[test]
+    fn the_host_reads_usage_and_snapshots_only_for_what_the_grants_allow() {
+        use InventoryNeed::{Snapshots, Usage};
+        let cases: [(&str, &str, &[InventoryNeed]); 8] = [
+            (r#"["tag", "untag", "share", "unshare", "deprecate", "retain"]"#, "", &[]),
+            (r#"["copy"]"#, "", &[Snapshots]),
+            (r#"["disable"]"#, "", &[Usage]),
+            (r#"["deregister"]"#, "", &[Usage, Snapshots]),
+            (r#"["delete-snapshots"]"#, "", &[Usage, Snapshots]),
+            (r#"["deregister"]"#, "protect_in_use = false", &[Snapshots]),
+            (r#"["deregister"]"#, "enabled = false", &[]),
+            (r#"["share", "copy"]"#, "", &[Snapshots]),
+        ];
+        for (grants, extra, want) in cases {
+            let (guard, entry) = if extra.starts_with("protect") { (extra, "") } else { ("", extra) };
+            let text = format!(
+                "{MINIMAL}\n[guardrails]\n{guard}\n[[plugin]]\nname = \"p\"\nsource = \"builtin:retention\"\ngrants = {grants}\n{entry}\n"
+            );
+            let policy = Policy::parse(&text).unwrap();
+            assert_eq!(policy.host_needs(), want.iter().copied().collect(), "grants {grants} {extra}");
+        }
     }
 
     #[test]

@@ -83,7 +83,7 @@ pub fn prepare(
     let binding = Binding { backend: backend.identity(), policy: crate::run::policy_fingerprint(policy, plugins) };
     let collect = |source: &Source| -> anyhow::Result<Arc<Inventory>> {
         let scope = crate::event::collection_scope(policy, source);
-        Ok(Arc::new(crate::run::collect_scope(policy, &scope, backend, &crate::plugin::needs(plugins))?))
+        Ok(Arc::new(crate::run::collect_scope(policy, &scope, backend, &crate::plugin::needs(policy, plugins))?))
     };
     let unfinished = match origin {
         Origin::Fresh(_) => apply::unfinished_plan(journal_path)?,

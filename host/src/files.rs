@@ -1,12 +1,94 @@
+//! Files the host reads from outside, bounded: a regular file (not a device, pipe or
+//! directory) no larger than the limit for its kind, else an `InputError` naming it.
 //! Files the host writes whole (sim state, plans, the service's records): atomically,
 //! through a temporary file in the same directory that is synced, renamed over the
 //! target, and followed by a sync of the directory, so a crash leaves the old file or
 //! the new one, never a torn one and never a stray temporary.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 
 use anyhow::Context;
+
+use crate::error::InputError;
+
+const MIB: u64 = 1 << 20;
+
+/// The kinds of file the host reads, each with the largest size it accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// A policy file (a few KB in practice).
+    Policy,
+    /// An event (EventBridge caps events at 256 KB, SQS messages at 1 MiB).
+    Event,
+    /// A plugin's wasm component, or a test case's files.
+    Plugin,
+    /// A saved plan or a journal (~1 KB per action).
+    Plan,
+    /// A sim state file (~1 KB per image).
+    SimState,
+}
+
+impl Input {
+    /// The largest file of this kind, in bytes.
+    pub const fn limit(self) -> u64 {
+        match self {
+            Input::Policy => MIB,
+            Input::Event => MIB,
+            Input::Plugin => 64 * MIB,
+            Input::Plan => 1024 * MIB,
+            Input::SimState => 2048 * MIB,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Input::Policy => "policy file",
+            Input::Event => "event",
+            Input::Plugin => "plugin",
+            Input::Plan => "plan",
+            Input::SimState => "sim state",
+        }
+    }
+}
+
+/// The bytes of `path`, read as `kind`: refused with an `InputError` naming the file when
+/// it cannot be opened, is not a regular file, or is larger than `kind.limit()`.
+pub fn read_input(path: &Path, kind: Input) -> anyhow::Result<Vec<u8>> {
+    let refuse = |why: String| InputError(format!("{} {}: {why}", kind.name(), path.display()));
+    let file = std::fs::File::open(path).map_err(|e| refuse(format!("cannot read it: {e}")))?;
+    let meta = file.metadata().map_err(|e| refuse(format!("cannot read it: {e}")))?;
+    if !meta.is_file() {
+        return Err(refuse("not a regular file".into()).into());
+    }
+    let too_large = || refuse(format!("larger than the limit of {} MiB", kind.limit() / MIB));
+    if meta.len() > kind.limit() {
+        return Err(too_large().into());
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    // The file may grow while it is read: never read more than the limit allows.
+    file.take(kind.limit() + 1).read_to_end(&mut bytes).map_err(|e| refuse(format!("cannot read it: {e}")))?;
+    if bytes.len() as u64 > kind.limit() {
+        return Err(too_large().into());
+    }
+    Ok(bytes)
+}
+
+/// `read_input` for a text file: UTF-8 or refused.
+pub fn read_text(path: &Path, kind: Input) -> anyhow::Result<String> {
+    String::from_utf8(read_input(path, kind)?)
+        .map_err(|e| InputError(format!("{} {}: not UTF-8 text ({e})", kind.name(), path.display())).into())
+}
+
+/// Text from a reader (stdin) as `kind`, at most `kind.limit()` bytes.
+pub fn read_text_from(reader: impl Read, kind: Input, what: &str) -> anyhow::Result<String> {
+    let mut bytes = Vec::new();
+    reader.take(kind.limit() + 1).read_to_end(&mut bytes).with_context(|| format!("cannot read {what}"))?;
+    if bytes.len() as u64 > kind.limit() {
+        return Err(InputError(format!("{what}: larger than the limit of {} MiB", kind.limit() / MIB)).into());
+    }
+    String::from_utf8(bytes).map_err(|e| InputError(format!("{what}: not UTF-8 text ({e})")).into())
+}
 
 /// Replaces `path` with `bytes` atomically and durably.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
@@ -30,6 +112,31 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use super::{Input, read_input, read_text};
+
+    #[test]
+    fn inputs_are_regular_files_within_their_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.toml");
+        std::fs::write(&path, "x = 1").unwrap();
+        assert_eq!(read_text(&path, Input::Policy).unwrap(), "x = 1");
+        let refused = |path: &std::path::Path, kind| {
+            let err = read_input(path, kind).unwrap_err();
+            assert_eq!(crate::error::exit_code(&err), 2, "{err}");
+            err.to_string()
+        };
+        assert!(refused(Path::new("/dev/zero"), Input::Policy).contains("/dev/zero: not a regular file"));
+        assert!(refused(dir.path(), Input::Plan).contains("not a regular file"));
+        assert!(refused(&dir.path().join("missing"), Input::Event).contains("cannot read it"));
+        let big = dir.path().join("big.json");
+        std::fs::File::create(&big).unwrap().set_len(Input::Event.limit() + 1).unwrap();
+        assert!(refused(&big, Input::Event).contains("big.json: larger than the limit of 1 MiB"));
+        std::fs::write(&path, [0xff, 0xfe]).unwrap();
+        assert!(read_text(&path, Input::Policy).unwrap_err().to_string().contains("not UTF-8"));
+    }
+
+    use std::path::Path;
+
     #[test]
     fn a_file_is_replaced_whole_and_no_temporary_is_left() {
         let dir = tempfile::tempdir().unwrap();

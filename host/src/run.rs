@@ -70,7 +70,7 @@ pub fn plan(
     now: Timestamp,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> anyhow::Result<Planned> {
-    let needs = plugin::needs(plugins);
+    let needs = plugin::needs(policy, plugins);
     let scope = crate::event::collection_scope(policy, source);
     let inventory = Arc::new(collect_scope(policy, &scope, backend, &needs)?);
     plan_on(policy, plugins, inventory, source, now, progress)
@@ -101,7 +101,7 @@ pub fn plan_on(
     let mut errors = proposals.failures;
     errors.extend(review_failures);
     let (mut plan, stop) = resolve::finish(policy, &inventory, &pricing, merged, &verdicts, errors, now);
-    plan.inventory_needs = plugin::needs(plugins);
+    plan.inventory_needs = plugin::needs(policy, plugins);
     plan.source = source.clone();
     plan.policy_fingerprint = policy_fingerprint(policy, plugins);
     Ok(Planned { plan, stop, notes, inventory })

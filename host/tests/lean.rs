@@ -173,6 +173,11 @@ fn removing_public_access_reads_no_launch_permissions_and_keeps_account_shares()
     let count = |op: &str| calls.get(op).copied().unwrap_or(0);
     assert_eq!(count("DescribeImageAttribute"), 0, "{calls:?}");
     assert_eq!(count("ModifyImageAttribute"), public.len() as u64, "{calls:?}");
+    // Nothing granted is destructive or priced: no usage, no snapshots, one listing.
+    for op in ["DescribeSnapshots", "DescribeInstances", "DescribeLaunchTemplateVersions", "DescribeImageReferences"] {
+        assert_eq!(count(op), 0, "{op}: {calls:?}");
+    }
+    assert_eq!(count("DescribeImages"), 1, "{calls:?}");
     rt.block_on(async {
         let still_public = ec2.describe_images().owners("self").send().await.unwrap();
         assert!(still_public.images().iter().all(|i| i.public() != Some(true)), "no image is public any more");

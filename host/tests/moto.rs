@@ -125,7 +125,8 @@ fn the_aws_backend_collects_and_applies_against_moto() {
     let east_loc = Location { account: ACCOUNT.into(), region: EAST.into() };
 
     // Inventory.
-    let needs: BTreeSet<InventoryNeed> = [InventoryNeed::LaunchPermissions].into_iter().collect();
+    let needs: BTreeSet<InventoryNeed> =
+        [InventoryNeed::LaunchPermissions, InventoryNeed::Usage, InventoryNeed::Snapshots].into();
     let images = backend.collect(&scope, &needs).expect("collect");
     eprintln!("calls for one collect: {:?}", backend.call_counts());
     assert_eq!(images.len(), 3);

@@ -3,7 +3,7 @@
 //! is bound to the backend and the policy it was applied with, and resumes only there.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -103,13 +103,13 @@ fn read_entries(path: &Path) -> anyhow::Result<Vec<(usize, JournalEntry)>> {
     if !path.exists() {
         return Ok(out);
     }
-    let file = std::fs::File::open(path).with_context(|| format!("cannot read journal {}", path.display()))?;
-    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.with_context(|| format!("cannot read journal {}", path.display()))?;
+    let text = crate::files::read_text(path, crate::files::Input::Plan)
+        .with_context(|| format!("journal {}", path.display()))?;
+    for (n, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        match serde_json::from_str::<JournalEntry>(&line) {
+        match serde_json::from_str::<JournalEntry>(line) {
             Ok(e) => out.push((n + 1, e)),
             // A torn last line from a crash mid-write: the action counts as unfinished.
             Err(err) => tracing::warn!("journal {} line {}: unreadable, ignored: {err}", path.display(), n + 1),

@@ -20,8 +20,7 @@ use crate::plugin::Plugin;
 
 /// Reads a plan file, refusing what is not a plan of this schema.
 pub fn read(path: &Path) -> anyhow::Result<Plan> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| InputError(format!("cannot read plan {}: {e}", path.display())))?;
+    let text = crate::files::read_text(path, crate::files::Input::Plan)?;
     let version = serde_json::from_str::<serde_json::Value>(&text)
         .ok()
         .and_then(|v| v.get("schema_version").and_then(serde_json::Value::as_u64));
@@ -67,7 +66,7 @@ pub fn check(
         ))
         .into());
     }
-    let needs = crate::plugin::needs(plugins);
+    let needs = crate::plugin::needs(policy, plugins);
     let scope = crate::event::collection_scope(policy, &plan.source);
     let inventory = Arc::new(crate::run::collect_scope(policy, &scope, backend, &needs)?);
     let fingerprint = crate::plan::fingerprint(inventory.images());

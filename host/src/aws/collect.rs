@@ -16,6 +16,8 @@ use crate::model::{Image, ImageState, InventoryNeed, Principal};
 
 /// Snapshot ids per DescribeSnapshots call.
 const SNAPSHOT_BATCH: usize = 200;
+/// Items per page when listing every snapshot or instance (EC2's largest page).
+pub const LIST_PAGE: i32 = 1000;
 /// DescribeImageAttribute calls in flight per location (the token bucket paces them).
 const PERMISSION_CONCURRENCY: usize = 16;
 
@@ -67,20 +69,24 @@ pub async fn describe_images(
     Ok(images)
 }
 
-/// Fills snapshots, usage and (if needed) launch permissions of `images`, fetching the
-/// three concurrently.
+/// Fills what `needs` asks for (snapshot details, usage, launch permissions) into
+/// `images`, fetching them concurrently; what is not asked for is not read.
 pub async fn complete(ec2: &Ec2, images: &mut [Image], needs: &BTreeSet<InventoryNeed>) -> anyhow::Result<()> {
     let ids: Vec<String> = images.iter().map(|i| i.id.clone()).collect();
     let snapshot_ids: Vec<String> =
         images.iter().flat_map(|i| i.snapshot_ids()).map(str::to_string).collect::<BTreeSet<_>>().into_iter().collect();
-    let want_permissions = needs.contains(&InventoryNeed::LaunchPermissions);
+    let want = |need| needs.contains(&need);
     let (snapshots, references, permissions) = tokio::try_join!(
         async {
-            snapshots(ec2, &snapshot_ids).await.with_context(|| format!("describe snapshots in {}", ec2.location))
+            if want(InventoryNeed::Snapshots) {
+                snapshots(ec2, &snapshot_ids).await.with_context(|| format!("describe snapshots in {}", ec2.location))
+            } else {
+                Ok(BTreeMap::new())
+            }
         },
-        usage::references(ec2, &ids),
+        async { if want(InventoryNeed::Usage) { usage::references(ec2, &ids).await } else { Ok(BTreeMap::new()) } },
         async {
-            if want_permissions {
+            if want(InventoryNeed::LaunchPermissions) {
                 launch_permissions(ec2, &ids).await.with_context(|| format!("launch permissions in {}", ec2.location))
             } else {
                 Ok(BTreeMap::new())
@@ -97,16 +103,62 @@ pub async fn complete(ec2: &Ec2, images: &mut [Image], needs: &BTreeSet<Inventor
             image.usage.instances = r.instances;
             image.usage.launch_templates = r.launch_templates.iter().cloned().collect();
         }
-        if want_permissions {
+        if want(InventoryNeed::LaunchPermissions) {
             image.launch_permissions = permissions.get(&image.id).cloned();
         }
     }
     Ok(())
 }
 
+/// The snapshots `ids` (those this account owns), in as few calls as the estate allows:
+/// a few ids are asked by id (200 a call); many are listed with the account's snapshots
+/// (1,000 a page) as long as that takes no more pages than asking by id would take calls,
+/// and whatever the listing did not cover is then asked by id.
+pub async fn snapshots(ec2: &Ec2, ids: &[String]) -> Result<BTreeMap<String, SnapshotInfo>, ApiError> {
+    let mut found = BTreeMap::new();
+    let by_id_calls = ids.len().div_ceil(SNAPSHOT_BATCH);
+    if by_id_calls > 1 {
+        let wanted: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
+        let complete = list_owned_snapshots(ec2, by_id_calls, |s| {
+            if let Some(id) = s.snapshot_id().filter(|id| wanted.contains(id)) {
+                found.insert(id.to_string(), SnapshotInfo::from(s));
+            }
+        })
+        .await?;
+        if complete {
+            return Ok(found);
+        }
+    }
+    let missing: Vec<String> = ids.iter().filter(|id| !found.contains_key(*id)).cloned().collect();
+    found.extend(snapshots_by_id(ec2, &missing).await?);
+    Ok(found)
+}
+
+/// DescribeSnapshots (OwnerIds=self), at most `max_pages` pages of 1,000; `true` when
+/// the listing ended within them.
+async fn list_owned_snapshots(
+    ec2: &Ec2,
+    max_pages: usize,
+    mut each: impl FnMut(&aws_sdk_ec2::types::Snapshot),
+) -> Result<bool, ApiError> {
+    let mut token: Option<String> = None;
+    let mut seen = BTreeSet::new();
+    for _ in 0..max_pages {
+        let request =
+            ec2.client.describe_snapshots().owner_ids("self").max_results(LIST_PAGE).set_next_token(token.take());
+        let page = ec2.call("DescribeSnapshots", request.send()).await?;
+        page.snapshots().iter().for_each(&mut each);
+        match page.next_token() {
+            Some(next) if !next.is_empty() && seen.insert(next.to_string()) => token = Some(next.to_string()),
+            _ => return Ok(true),
+        }
+    }
+    Ok(false)
+}
+
 /// DescribeSnapshots by id, in batches. EC2 fails a whole batch when one snapshot is
 /// gone; that batch is then asked one snapshot at a time and the missing ones skipped.
-pub async fn snapshots(ec2: &Ec2, ids: &[String]) -> Result<BTreeMap<String, SnapshotInfo>, ApiError> {
+async fn snapshots_by_id(ec2: &Ec2, ids: &[String]) -> Result<BTreeMap<String, SnapshotInfo>, ApiError> {
     let mut found = BTreeMap::new();
     for batch in ids.chunks(SNAPSHOT_BATCH) {
         let request = ec2.client.describe_snapshots().set_snapshot_ids(Some(batch.to_vec()));

@@ -168,8 +168,7 @@ fn collect_pages_through_images_and_falls_back_where_the_endpoint_lacks_calls() 
         [&page1, &page2, &batch, &snap_a, &snap_b, &snap_gone, &references, &instances, &versions, &perms_a, &perms_b];
     let backend = backend("us-east-1", RuleMode::MatchAny, &rules);
 
-    let needs = [InventoryNeed::LaunchPermissions].into_iter().collect();
-    let images = backend.collect(&scope("us-east-1"), &needs).expect("collect");
+    let images = backend.collect(&scope("us-east-1"), &all_needs()).expect("collect");
 
     assert_eq!(images.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), ["ami-0000000a", "ami-0000000b"]);
     let (a, b) = (&images[0], &images[1]);
@@ -219,12 +218,134 @@ fn launch_permissions_are_fetched_only_when_a_plugin_needs_them() {
         mock!(Client::describe_image_attribute).then_output(|| DescribeImageAttributeOutput::builder().build());
     let backend = backend("us-east-1", RuleMode::MatchAny, &[&images, &snaps, &references, &attribute]);
 
-    let found = backend.collect(&scope("us-east-1"), &BTreeSet::new()).expect("collect");
+    let needs = [InventoryNeed::Usage, InventoryNeed::Snapshots].into();
+    let found = backend.collect(&scope("us-east-1"), &needs).expect("collect");
 
     assert_eq!(found[0].launch_permissions, None);
     assert_eq!(found[0].usage.launch_templates, ["lt-9"]);
     assert_eq!(attribute.num_calls(), 0);
     assert!(!counts(&backend).contains_key("DescribeInstances"));
+}
+
+#[test]
+fn a_policy_that_needs_nothing_more_reads_only_describe_images() {
+    let images = mock!(Client::describe_images)
+        .then_output(|| DescribeImagesOutput::builder().images(ec2_image("ami-0000000a", &["snap-a"])).build());
+    let backend = backend("us-east-1", RuleMode::MatchAny, &[&images]);
+
+    let found = backend.collect(&scope("us-east-1"), &BTreeSet::new()).expect("collect");
+
+    assert_eq!((found[0].usage.instances, found[0].launch_permissions.is_none()), (0, true));
+    assert_eq!(found[0].block_devices[0].size_gib, 8, "the size the image's mapping gives");
+    assert_eq!(counts(&backend), [("DescribeImages".to_string(), 1)].into());
+}
+
+fn all_needs() -> BTreeSet<InventoryNeed> {
+    [InventoryNeed::LaunchPermissions, InventoryNeed::Usage, InventoryNeed::Snapshots].into()
+}
+
+/// 250 images, each with its own snapshot; image 7 runs on two instances.
+fn many_images_rules(listing_pages: Option<usize>) -> Vec<Rule> {
+    let ids: Vec<String> = (0..250).map(|i| format!("ami-{i:08x}")).collect();
+    let images = mock!(Client::describe_images).then_output(move || {
+        let mut out = DescribeImagesOutput::builder();
+        for id in &ids {
+            out = out.images(ec2_image(id, &[id.replace("ami-", "snap-").as_str()]));
+        }
+        out.build()
+    });
+    let references = mock!(Client::describe_image_references)
+        .sequence()
+        .http_status(500, Some(MOTO_500.into()))
+        .repeatedly()
+        .build();
+    let versions = mock!(Client::describe_launch_template_versions)
+        .then_output(|| DescribeLaunchTemplateVersionsOutput::builder().build());
+    // Listings of every live instance and every owned snapshot: `listing_pages` pages
+    // (the last one holds what matters), or endless when `None` (an estate far larger
+    // than the images asked about).
+    let more = move |token: Option<&str>| {
+        let page = token.and_then(|t| t.strip_prefix('p')).and_then(|n| n.parse::<usize>().ok()).unwrap_or(1);
+        listing_pages.is_none_or(|n| page < n).then(|| format!("p{}", page + 1))
+    };
+    let instance = |id: &str, image: &str| ec2::Instance::builder().instance_id(id).image_id(image).build();
+    let used = move |extra: bool| {
+        let mut reservation = ec2::Reservation::builder()
+            .instances(instance("i-1", "ami-00000007"))
+            .instances(instance("i-2", "ami-00000007"));
+        if extra {
+            reservation = reservation.instances(instance("i-3", "ami-other"));
+        }
+        DescribeInstancesOutput::builder().reservations(reservation.build())
+    };
+    let owned_snapshots = || {
+        let mut out = DescribeSnapshotsOutput::builder();
+        for i in 0..250 {
+            out = out.snapshots(snapshot(&format!("snap-{i:08x}"), 8, ec2::StorageTier::Archive));
+        }
+        out
+    };
+    let listed_instances = mock!(Client::describe_instances)
+        .match_requests(|r| r.filters().iter().all(|f| f.name() != Some("image-id")))
+        .then_compute_output(move |r| match more(r.next_token()) {
+            Some(next) => DescribeInstancesOutput::builder().next_token(next).build(),
+            None => used(true).build(),
+        });
+    let filtered_instances = mock!(Client::describe_instances)
+        .match_requests(|r| r.filters().iter().any(|f| f.name() == Some("image-id")))
+        .then_compute_output(move |r| {
+            let asked = r.filters().iter().filter(|f| f.name() == Some("image-id")).flat_map(|f| f.values());
+            match asked.into_iter().any(|id| id == "ami-00000007") {
+                true => used(false).build(),
+                false => DescribeInstancesOutput::builder().build(),
+            }
+        });
+    let listed_snapshots = mock!(Client::describe_snapshots)
+        .match_requests(|r| r.snapshot_ids().is_empty())
+        .then_compute_output(move |r| match more(r.next_token()) {
+            Some(next) => DescribeSnapshotsOutput::builder().next_token(next).build(),
+            None => owned_snapshots().build(),
+        });
+    let snapshots_by_id = mock!(Client::describe_snapshots)
+        .match_requests(|r| !r.snapshot_ids().is_empty())
+        .then_output(move || owned_snapshots().build());
+    vec![images, references, versions, listed_instances, filtered_instances, listed_snapshots, snapshots_by_id]
+}
+
+#[test]
+fn many_images_list_instances_and_snapshots_in_one_page_instead_of_a_call_per_200() {
+    let rules = many_images_rules(Some(1));
+    let backend = backend("us-east-1", RuleMode::MatchAny, &rules.iter().collect::<Vec<_>>());
+    let needs = [InventoryNeed::Usage, InventoryNeed::Snapshots].into();
+
+    let found = backend.collect(&scope("us-east-1"), &needs).expect("collect");
+
+    assert_eq!(found.len(), 250);
+    let used: Vec<(&str, u32)> =
+        found.iter().filter(|i| i.usage.in_use()).map(|i| (&*i.id, i.usage.instances)).collect();
+    assert_eq!(used, [("ami-00000007", 2)], "an instance of an image outside the inventory counts for nothing");
+    assert!(found.iter().all(|i| i.block_devices[0].storage_tier == StorageTier::Archive), "every snapshot read");
+    let calls = counts(&backend);
+    assert_eq!((calls["DescribeInstances"], calls["DescribeSnapshots"]), (1, 1), "{calls:?}");
+    assert_eq!(rules[4].num_calls() + rules[6].num_calls(), 0, "no call by id");
+}
+
+#[test]
+fn a_listing_longer_than_the_calls_by_id_gives_way_to_them() {
+    let rules = many_images_rules(None);
+    let backend = backend("us-east-1", RuleMode::MatchAny, &rules.iter().collect::<Vec<_>>());
+    let needs = [InventoryNeed::Usage, InventoryNeed::Snapshots].into();
+
+    let found = backend.collect(&scope("us-east-1"), &needs).expect("collect");
+
+    let used: Vec<(&str, u32)> =
+        found.iter().filter(|i| i.usage.in_use()).map(|i| (&*i.id, i.usage.instances)).collect();
+    assert_eq!(used, [("ami-00000007", 2)]);
+    assert!(found.iter().all(|i| i.block_devices[0].storage_tier == StorageTier::Archive));
+    // 250 ids are 2 calls by id: at most 2 pages of listing first, then the 2 calls.
+    let calls = counts(&backend);
+    assert_eq!((calls["DescribeInstances"], calls["DescribeSnapshots"]), (4, 4), "{calls:?}");
+    assert_eq!((rules[4].num_calls(), rules[6].num_calls()), (2, 2));
 }
 
 #[test]

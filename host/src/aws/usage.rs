@@ -88,35 +88,73 @@ async fn image_references(ec2: &Ec2, image_ids: &[String]) -> Result<BTreeMap<St
     Ok(found)
 }
 
-/// Live instances per image, from DescribeInstances filtered by image id.
+/// Live instances per image, in as few calls as the estate allows: for a few images,
+/// DescribeInstances filtered by their ids (200 a call); for many, every live instance
+/// of the location (1,000 a page) as long as that takes no more pages than the filtered
+/// calls would be, else the filtered calls after all.
 async fn instances(ec2: &Ec2, image_ids: &[String]) -> Result<BTreeMap<String, References>, ApiError> {
-    let mut found: BTreeMap<String, References> = BTreeMap::new();
-    let states =
-        Filter::builder().name("instance-state-name").set_values(Some(LIVE_STATES.map(String::from).to_vec())).build();
-    for batch in image_ids.chunks(INSTANCE_FILTER_BATCH) {
-        let images = Filter::builder().name("image-id").set_values(Some(batch.to_vec())).build();
-        let mut token: Option<String> = None;
-        let mut seen = BTreeSet::new();
-        loop {
-            let request = ec2
-                .client
-                .describe_instances()
-                .filters(images.clone())
-                .filters(states.clone())
-                .set_next_token(token.take());
-            let page = ec2.call("DescribeInstances", request.send()).await?;
-            for instance in page.reservations().iter().flat_map(|r| r.instances()) {
-                if let Some(image) = instance.image_id() {
-                    found.entry(image.to_string()).or_default().instances += 1;
-                }
+    let filtered_calls = image_ids.len().div_ceil(INSTANCE_FILTER_BATCH);
+    if filtered_calls > 1 {
+        let wanted: BTreeSet<&str> = image_ids.iter().map(String::as_str).collect();
+        let mut found: BTreeMap<String, References> = BTreeMap::new();
+        let complete = live_instances(ec2, None, Some(filtered_calls), |image| {
+            if wanted.contains(image) {
+                found.entry(image.to_string()).or_default().instances += 1;
             }
-            match page.next_token() {
-                Some(next) if !next.is_empty() && seen.insert(next.to_string()) => token = Some(next.to_string()),
-                _ => break,
-            }
+        })
+        .await?;
+        if complete {
+            return Ok(found);
         }
     }
+    let mut found: BTreeMap<String, References> = BTreeMap::new();
+    for batch in image_ids.chunks(INSTANCE_FILTER_BATCH) {
+        live_instances(ec2, Some(batch), None, |image| found.entry(image.to_string()).or_default().instances += 1)
+            .await?;
+    }
     Ok(found)
+}
+
+/// DescribeInstances over live instances (those of `images` only, when given), calling
+/// `each` with every instance's image id; at most `max_pages` pages. `true` when the
+/// listing ended within them.
+async fn live_instances(
+    ec2: &Ec2,
+    images: Option<&[String]>,
+    max_pages: Option<usize>,
+    mut each: impl FnMut(&str),
+) -> Result<bool, ApiError> {
+    let states =
+        Filter::builder().name("instance-state-name").set_values(Some(LIVE_STATES.map(String::from).to_vec())).build();
+    let mut filters = vec![states];
+    if let Some(ids) = images {
+        filters.push(Filter::builder().name("image-id").set_values(Some(ids.to_vec())).build());
+    }
+    let mut token: Option<String> = None;
+    let mut seen = BTreeSet::new();
+    let mut pages = 0;
+    loop {
+        if max_pages.is_some_and(|max| pages == max) {
+            return Ok(false);
+        }
+        pages += 1;
+        let request = ec2
+            .client
+            .describe_instances()
+            .set_filters(Some(filters.clone()))
+            .set_max_results(images.is_none().then_some(super::collect::LIST_PAGE))
+            .set_next_token(token.take());
+        let page = ec2.call("DescribeInstances", request.send()).await?;
+        for instance in page.reservations().iter().flat_map(|r| r.instances()) {
+            if let Some(image) = instance.image_id() {
+                each(image);
+            }
+        }
+        match page.next_token() {
+            Some(next) if !next.is_empty() && seen.insert(next.to_string()) => token = Some(next.to_string()),
+            _ => return Ok(true),
+        }
+    }
 }
 
 /// (launch template id, image id) for the `$Latest` and `$Default` version of every

@@ -1,6 +1,6 @@
 //! The command line: argument parsing and the commands, wiring everything together.
 
-use std::io::{IsTerminal, Read};
+use std::io::IsTerminal;
 
 #[macro_use]
 mod output;
@@ -318,13 +318,12 @@ pub(super) fn source(event: Option<&str>) -> anyhow::Result<Source> {
     match event {
         None => Ok(Source::Scheduled),
         Some("-") => {
-            let mut text = String::new();
-            std::io::stdin().read_to_string(&mut text).context("cannot read the event from stdin")?;
+            let text =
+                crate::files::read_text_from(std::io::stdin(), crate::files::Input::Event, "the event on stdin")?;
             Ok(Source::Event { text, origin: "<stdin>".into() })
         }
         Some(path) => {
-            let text =
-                std::fs::read_to_string(path).map_err(|e| InputError(format!("cannot read event {path}: {e}")))?;
+            let text = crate::files::read_text(std::path::Path::new(path), crate::files::Input::Event)?;
             Ok(Source::Event { text, origin: path.to_string() })
         }
     }

@@ -8,7 +8,7 @@ use crate::error::InputError;
 fn plugin_source(spec: &str) -> anyhow::Result<Vec<u8>> {
     match crate::builtin::lookup(spec) {
         Some(found) => found.map(<[u8]>::to_vec).map_err(|e| InputError(e).into()),
-        None => std::fs::read(spec).map_err(|e| InputError(format!("cannot read plugin {spec}: {e}")).into()),
+        None => crate::files::read_input(std::path::Path::new(spec), crate::files::Input::Plugin),
     }
 }
 

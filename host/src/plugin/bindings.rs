@@ -212,11 +212,23 @@ pub fn action_kind_from_wit(k: wit::ActionKind) -> model::ActionKind {
     }
 }
 
-impl From<wit::PluginInfo> for model::PluginInfo {
-    fn from(i: wit::PluginInfo) -> Self {
-        model::PluginInfo {
-            name: i.name,
-            version: i.version,
+/// The longest name or version a plugin-info may give, in bytes.
+pub const MAX_INFO_TEXT: usize = 128;
+
+impl TryFrom<wit::PluginInfo> for model::PluginInfo {
+    type Error = String;
+
+    /// A plugin's description; a name or version over `MAX_INFO_TEXT` bytes or with
+    /// control characters is malformed.
+    fn try_from(i: wit::PluginInfo) -> Result<Self, String> {
+        for (field, value) in [("plugin-info name", &i.name), ("plugin-info version", &i.version)] {
+            if value.len() > MAX_INFO_TEXT {
+                return Err(format!("{field} is {} bytes, over the limit of {MAX_INFO_TEXT}", value.len()));
+            }
+        }
+        Ok(model::PluginInfo {
+            name: text("plugin-info name", i.name)?,
+            version: text("plugin-info version", i.version)?,
             actions: i.actions.into_iter().map(action_kind_from_wit).collect(),
             needs: i
                 .needs
@@ -227,7 +239,7 @@ impl From<wit::PluginInfo> for model::PluginInfo {
                     wit::InventoryNeed::Snapshots => model::InventoryNeed::Snapshots,
                 })
                 .collect(),
-        }
+        })
     }
 }
 
@@ -452,5 +464,26 @@ mod edge {
         assert!(proposal_from_wit(proposal(long_value, "r"), NOW).is_err());
         let keys = wit::Action::Untag((0..=model::MAX_TAGS).map(|i| format!("k{i}")).collect());
         assert!(proposal_from_wit(proposal(keys, "r"), NOW).is_err());
+    }
+}
+
+#[cfg(test)]
+mod info_tests {
+    use super::{MAX_INFO_TEXT, model, wit};
+
+    fn info(name: &str, version: &str) -> Result<model::PluginInfo, String> {
+        let raw =
+            wit::PluginInfo { name: name.into(), version: version.into(), actions: Vec::new(), needs: Vec::new() };
+        model::PluginInfo::try_from(raw)
+    }
+
+    #[test]
+    fn a_plugin_info_is_short_plain_text() {
+        assert_eq!(info("sharing", "1.2.3").unwrap().name, "sharing");
+        assert!(info(&"n".repeat(MAX_INFO_TEXT), "1").is_ok());
+        let huge = info(&"n".repeat(10 << 20), "1").unwrap_err();
+        assert!(huge.contains("plugin-info name is 10485760 bytes, over the limit of 128"), "{huge}");
+        assert!(info("x", &"v".repeat(MAX_INFO_TEXT + 1)).unwrap_err().contains("plugin-info version"));
+        assert!(info("x\u{1b}[2J", "1").unwrap_err().contains("control character"));
     }
 }

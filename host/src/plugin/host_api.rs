@@ -27,8 +27,11 @@ impl Host for StoreState {
     }
 
     fn log(&mut self, level: LogLevel, message: String) {
-        let plugin = &*self.plugin;
         let message: String = message.chars().take(2048).collect();
+        if !self.take_log_budget(message.len()) {
+            return;
+        }
+        let plugin = &*self.plugin;
         match level {
             LogLevel::Trace => tracing::trace!(plugin, "{message}"),
             LogLevel::Debug => tracing::debug!(plugin, "{message}"),

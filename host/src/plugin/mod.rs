@@ -105,8 +105,8 @@ impl Runtime {
 
     /// Loads a plugin from a file.
     pub fn load_file(&self, path: &Path, spec: PluginSpec) -> Result<Plugin, PluginError> {
-        let bytes =
-            std::fs::read(path).map_err(|e| load_error(&spec, format!("cannot read {}: {e}", path.display())))?;
+        let bytes = crate::files::read_input(path, crate::files::Input::Plugin)
+            .map_err(|e| load_error(&spec, format!("{e:#}")))?;
         self.load(&bytes, spec)
     }
 
@@ -167,7 +167,12 @@ impl Runtime {
         };
         let mut session = plugin.instantiate(Arc::new(Inventory::default()), Timestamp(0))?;
         let info = session.call(Stage::Load, None, |p, s| p.amiwarden_policy_plugin().call_describe(s))?;
-        plugin.info = info.into();
+        plugin.info = info.try_into().map_err(|e| PluginError {
+            plugin: spec.name.clone(),
+            stage: Stage::Load,
+            image: None,
+            failure: PluginFailure::Malformed(e),
+        })?;
         plugin.load_time = started.elapsed();
         Ok(plugin)
     }
@@ -264,7 +269,7 @@ impl Session<'_> {
         let _ = self.store.set_fuel(limits.fuel().saturating_mul(scale));
         self.store.data_mut().limiter.hit_memory_cap = false;
         let result = f(&self.policy, &mut self.store);
-        self.store.data().flush_output();
+        self.store.data_mut().flush_output();
         result.map_err(|e| {
             let failure = if self.store.data().limiter.hit_memory_cap {
                 PluginFailure::OutOfMemory(limits.memory_mib)

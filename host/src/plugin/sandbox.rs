@@ -84,6 +84,12 @@ pub struct StoreState {
     table: ResourceTable,
     stdout: MemoryOutputPipe,
     stderr: MemoryOutputPipe,
+    /// Bytes of stdout and stderr already sent to the log.
+    flushed: [usize; 2],
+    /// Bytes of `log` messages this store may still emit (`limits.output_bytes`).
+    log_left: usize,
+    /// `log` calls dropped once the budget ran out, not yet reported.
+    log_dropped: u64,
 }
 
 impl WasiView for StoreState {
@@ -155,17 +161,40 @@ impl StoreState {
             table: ResourceTable::new(),
             stdout,
             stderr,
+            flushed: [0; 2],
+            log_left: limits.output_bytes,
+            log_dropped: 0,
         })
     }
 
-    /// Sends what the plugin wrote to stdout and stderr to the log under its name.
-    pub fn flush_output(&self) {
-        for (stream, pipe) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
+    /// Whether a `log` message of `len` bytes fits the store's budget; counts it as
+    /// dropped if not.
+    pub fn take_log_budget(&mut self, len: usize) -> bool {
+        if len > self.log_left {
+            self.log_dropped += 1;
+            return false;
+        }
+        self.log_left -= len;
+        true
+    }
+
+    /// Sends what the plugin wrote to stdout and stderr to the log under its name, and
+    /// says how many `log` messages went over the budget.
+    pub fn flush_output(&mut self) {
+        if self.log_dropped > 0 {
+            tracing::warn!(
+                plugin = %self.plugin,
+                "{} log message(s) dropped: over the bytes one batch may log (limits.output_bytes)",
+                std::mem::take(&mut self.log_dropped)
+            );
+        }
+        for (i, (stream, pipe)) in [("stdout", &self.stdout), ("stderr", &self.stderr)].into_iter().enumerate() {
+            // The pipe keeps everything written to it: log only what is new since the last call.
             let bytes = pipe.contents();
-            if !bytes.is_empty() {
-                for line in String::from_utf8_lossy(&bytes).lines() {
-                    tracing::info!(plugin = %self.plugin, stream, "{line}");
-                }
+            let new = bytes.get(self.flushed[i]..).unwrap_or_default();
+            self.flushed[i] = bytes.len();
+            for line in String::from_utf8_lossy(new).lines() {
+                tracing::info!(plugin = %self.plugin, stream, "{line}");
             }
         }
     }

@@ -29,8 +29,23 @@ fn plugin_bytes(policy: &Policy, entry: &PluginEntry) -> anyhow::Result<Vec<u8>>
         return found.map(<[u8]>::to_vec).map_err(|e| InputError(format!("plugin `{}`: {e}", entry.name)).into());
     }
     let path = policy.plugin_path(entry);
-    std::fs::read(&path)
-        .map_err(|e| InputError(format!("plugin `{}`: cannot read {}: {e}", entry.name, path.display())).into())
+    if std::path::Path::new(&entry.source).is_relative() {
+        // A relative source stays in the policy's directory, whatever links it crosses.
+        let inside = match (path.canonicalize(), policy.base_dir.join(".").canonicalize()) {
+            (Ok(real), Ok(base)) => real.starts_with(&base),
+            _ => true, // missing: read_input names the file
+        };
+        if !inside {
+            return Err(InputError(format!(
+                "plugin `{}`: source {} leads outside the policy's directory; give an absolute path if that is meant",
+                entry.name,
+                path.display()
+            ))
+            .into());
+        }
+    }
+    crate::files::read_input(&path, crate::files::Input::Plugin)
+        .map_err(|e| InputError(format!("plugin `{}`: {e:#}", entry.name)).into())
 }
 
 /// Gives `plugin` only `needs` of the inventory data it declares (the policy entry's
@@ -82,9 +97,10 @@ pub fn load_plugins(runtime: &Runtime, policy: &Policy) -> anyhow::Result<Vec<Pl
         .collect()
 }
 
-/// The inventory data the plugins need, united.
-pub fn needs(plugins: &[Plugin]) -> BTreeSet<InventoryNeed> {
-    plugins.iter().flat_map(|p| p.info.needs.iter().copied()).collect()
+/// The inventory data a run reads: what the plugins need, united, and what the host
+/// needs for the kinds the policy grants (`Policy::host_needs`).
+pub fn needs(policy: &Policy, plugins: &[Plugin]) -> BTreeSet<InventoryNeed> {
+    plugins.iter().flat_map(|p| p.info.needs.iter().copied()).chain(policy.host_needs()).collect()
 }
 
 /// Checks what the host can only check with the policy and inventory in hand: every
@@ -220,4 +236,47 @@ pub fn review(
         }
     }
     (verdicts, failures)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plugin_bytes;
+    use crate::config::Policy;
+
+    fn policy_in(dir: &std::path::Path, source: &str) -> Policy {
+        let text = format!(
+            "[scope]\naccounts = [\"111111111111\"]\nregions = [\"us-east-1\"]\n[[plugin]]\nname = \"mine\"\nsource = \"{source}\"\nsha256 = \"{}\"\n",
+            "0".repeat(64)
+        );
+        let mut policy = Policy::parse(&text).unwrap();
+        policy.base_dir = dir.to_path_buf();
+        policy
+    }
+
+    fn refusal(dir: &std::path::Path, source: &str) -> String {
+        let policy = policy_in(dir, source);
+        let err = plugin_bytes(&policy, &policy.plugins[0]).unwrap_err();
+        assert_eq!(crate::error::exit_code(&err), 2, "{err}");
+        err.to_string()
+    }
+
+    #[test]
+    fn a_plugin_source_is_a_regular_file_inside_the_policy_directory() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("policy");
+        std::fs::create_dir_all(dir.join("plugins")).unwrap();
+        std::fs::write(dir.join("plugins/mine.wasm"), b"\0asm").unwrap();
+        std::fs::write(root.path().join("outside.wasm"), b"\0asm").unwrap();
+        let policy = policy_in(&dir, "plugins/mine.wasm");
+        assert_eq!(plugin_bytes(&policy, &policy.plugins[0]).unwrap(), b"\0asm");
+
+        std::os::unix::fs::symlink(root.path().join("outside.wasm"), dir.join("plugins/link.wasm")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", dir.join("plugins/zero.wasm")).unwrap();
+        assert!(refusal(&dir, "plugins/link.wasm").contains("leads outside the policy's directory"));
+        assert!(refusal(&dir, "../outside.wasm").contains("leads outside"));
+        assert!(refusal(&dir, "plugins/zero.wasm").contains("leads outside"));
+        assert!(refusal(&dir, "plugins").contains("not a regular file"));
+        assert!(refusal(&dir, "plugins/missing.wasm").contains("plugin `mine`: plugin"));
+        assert!(refusal(&dir, "/dev/zero").contains("/dev/zero: not a regular file"));
+    }
 }

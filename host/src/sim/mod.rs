@@ -73,8 +73,15 @@ impl SimBackend {
 }
 
 /// The domain view of a simulated image.
-fn to_image(account: &str, region_name: &str, region: &SimRegion, image: &SimImage, with_permissions: bool) -> Image {
-    let snapshot = |id: &str| region.snapshots.iter().find(|s| s.id == id);
+fn to_image(
+    account: &str,
+    region_name: &str,
+    region: &SimRegion,
+    image: &SimImage,
+    needs: &BTreeSet<InventoryNeed>,
+) -> Image {
+    let want = |need| needs.contains(&need);
+    let snapshot = |id: &str| region.snapshots.iter().find(|s| s.id == id).filter(|_| want(InventoryNeed::Snapshots));
     let block_devices = image
         .block_devices
         .iter()
@@ -89,10 +96,18 @@ fn to_image(account: &str, region_name: &str, region: &SimRegion, image: &SimIma
             }
         })
         .collect();
-    let instances =
-        region.instances.iter().filter(|i| i.image_id == image.id && i.state != "terminated").count() as u32;
-    let launch_templates =
-        region.launch_templates.iter().filter(|t| t.image_ids.contains(&image.id)).map(|t| t.id.clone()).collect();
+    // Unread usage is blank, as on EC2 when usage is not asked for.
+    let instances = region
+        .instances
+        .iter()
+        .filter(|i| want(InventoryNeed::Usage) && i.image_id == image.id && i.state != "terminated")
+        .count() as u32;
+    let launch_templates = region
+        .launch_templates
+        .iter()
+        .filter(|t| want(InventoryNeed::Usage) && t.image_ids.contains(&image.id))
+        .map(|t| t.id.clone())
+        .collect();
     Image {
         id: image.id.clone(),
         account: account.to_string(),
@@ -105,7 +120,7 @@ fn to_image(account: &str, region_name: &str, region: &SimRegion, image: &SimIma
         platform: image.platform,
         root_device_type: image.root_device_type,
         public: image.launch_permissions.contains(&Principal::Public),
-        launch_permissions: with_permissions.then(|| image.launch_permissions.clone()),
+        launch_permissions: want(InventoryNeed::LaunchPermissions).then(|| image.launch_permissions.clone()),
         tags: image.tags.clone(),
         block_devices,
         deprecation_time: image.deprecation_time,
@@ -137,13 +152,12 @@ impl Backend for SimBackend {
 
     fn collect(&self, scope: &Scope, needs: &BTreeSet<InventoryNeed>) -> anyhow::Result<Vec<Image>> {
         let state = self.lock();
-        let with_permissions = needs.contains(&InventoryNeed::LaunchPermissions);
         let mut images = Vec::new();
         for (account, acc) in state.accounts.iter().filter(|(a, _)| scope.accounts.contains(*a)) {
             for (region_name, region) in acc.regions.iter().filter(|(r, _)| scope.regions.contains(*r)) {
                 self.count("DescribeImages");
                 for image in &region.images {
-                    images.push(to_image(account, region_name, region, image, with_permissions));
+                    images.push(to_image(account, region_name, region, image, needs));
                 }
             }
         }
@@ -157,6 +171,11 @@ impl Backend for SimBackend {
         permissions: bool,
     ) -> anyhow::Result<Vec<(String, Option<Image>)>> {
         self.count("DescribeImages");
+        // A re-read before a destructive call always has usage, as on EC2.
+        let mut needs: BTreeSet<InventoryNeed> = [InventoryNeed::Usage, InventoryNeed::Snapshots].into();
+        if permissions {
+            needs.insert(InventoryNeed::LaunchPermissions);
+        }
         let state = self.lock();
         let region = state.accounts.get(&location.account).and_then(|a| a.regions.get(&location.region));
         Ok(image_ids
@@ -166,7 +185,7 @@ impl Backend for SimBackend {
                     r.images
                         .iter()
                         .find(|i| &i.id == id)
-                        .map(|i| to_image(&location.account, &location.region, r, i, permissions))
+                        .map(|i| to_image(&location.account, &location.region, r, i, &needs))
                 });
                 (id.clone(), found)
             })

@@ -142,8 +142,7 @@ impl SimState {
 
     /// Reads a state file.
     pub fn load(path: &Path) -> anyhow::Result<SimState> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("cannot read sim state {}", path.display()))?;
+        let text = crate::files::read_text(path, crate::files::Input::SimState)?;
         SimState::parse(&text, &path.display().to_string())
     }
 

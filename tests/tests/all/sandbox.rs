@@ -2,7 +2,7 @@
 //! as an obeyed/violated pair, and every failure is a typed `PluginError` on that image.
 
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use amiwarden::model::{Action, Proposal};
 use amiwarden::plugin::{Limits, Plugin, PluginError, PluginFailure, PolicyErrorKind, Runtime, Stage};
@@ -249,4 +249,66 @@ fn state_never_outlives_a_batch_and_batches_are_fixed() {
     // Four events per store: a plugin's global state restarts with every batch, and the
     // batch boundaries depend only on the input, so results do not depend on scheduling.
     assert_eq!(counters(4), ["1", "2", "3", "4", "1", "2", "3", "4", "1", "2"]);
+}
+
+/// Runs `f` and returns what it logged on this thread, as plain text.
+fn logged<T>(f: impl FnOnce() -> T) -> (T, String) {
+    #[derive(Clone)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Shared {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let shared = Shared(Arc::default());
+    let writer = shared.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let out = tracing::subscriber::with_default(subscriber, f);
+    let text = String::from_utf8_lossy(&shared.0.lock().unwrap()).into_owned();
+    (out, text)
+}
+
+#[test]
+fn log_lines_within_the_output_budget_all_reach_the_log() {
+    let (proposals, text) = logged(|| propose("log-flood:10", Limits::default()));
+    assert_eq!(probe(&proposals.unwrap()), "flooded");
+    assert_eq!(text.matches("flood ").count(), 10, "{text}");
+    assert!(!text.contains("dropped"), "{text}");
+}
+
+#[test]
+fn a_log_flood_is_cut_at_the_output_budget_with_one_note() {
+    let limits = Limits::default();
+    let (proposals, text) = logged(|| propose("log-flood:5000", limits.clone()));
+    assert_eq!(probe(&proposals.unwrap()), "flooded", "the call itself still succeeds");
+    let kept = text.matches("flood ").count();
+    assert!(kept > 0 && kept * 1000 <= limits.output_bytes, "{kept} lines kept");
+    let notes: Vec<&str> = text.lines().filter(|l| l.contains("dropped")).collect();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(notes[0].contains(&format!("{} log message(s) dropped", 5_000 - kept)), "{}", notes[0]);
+    assert!(text.len() < 2 * limits.output_bytes, "{} bytes logged", text.len());
+}
+
+#[test]
+fn what_a_plugin_prints_is_logged_once_per_call() {
+    let plugin = hostile("print", Limits::default());
+    let images = [image("ami-0000000000000000a", &[]), image("ami-0000000000000000b", &[])];
+    let inv = inventory(images.to_vec());
+    let (_, text) = logged(|| {
+        let mut session = plugin.session(inv, NOW).unwrap();
+        for img in &images {
+            session.propose(&scheduled(img.clone())).unwrap();
+        }
+    });
+    for img in &images {
+        assert_eq!(text.matches(&format!("hello from {}", img.id)).count(), 1, "{text}");
+    }
 }

@@ -171,6 +171,12 @@ impl Policy for Hostile {
                 let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                 Ok(ok_tag(image, n.to_string()))
             }
+            "log-flood" => {
+                for i in 0..arg(&mode) {
+                    log(LogLevel::Warn, &format!("flood {i} {}", "x".repeat(1000)));
+                }
+                Ok(ok_tag(image, "flooded".into()))
+            }
             "print" => {
                 println!("hello from {image}");
                 eprintln!("warning about {image}");
