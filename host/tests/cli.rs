@@ -200,3 +200,41 @@ fn apply_without_yes_and_without_a_terminal_refuses() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert_eq!(std::fs::read_to_string(dir.path().join("state.json")).unwrap(), STATE);
 }
+
+#[test]
+fn validate_loads_the_policy_and_says_what_a_run_will_read() {
+    let dir = setup(POLICY);
+    let out = amiwarden(dir.path(), &["validate", "--policy", "policy.toml", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = report["plugins"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["retention", "sharing"]);
+    // Deregistration is granted: usage for the in-use guardrail, snapshots for its price.
+    assert_eq!(report["inventory_reads"], serde_json::json!(["launch-permissions", "usage", "snapshots"]));
+    let table = amiwarden(dir.path(), &["validate", "--policy", "policy.toml"]);
+    assert!(stderr(&table).contains("policy.toml: valid (2 plugin(s) loaded)"), "{}", stderr(&table));
+
+    let broken = POLICY.replace("keep_newest = 1", "keep_newest = \"one\"");
+    std::fs::write(dir.path().join("broken.toml"), broken).unwrap();
+    let out = amiwarden(dir.path(), &["validate", "--policy", "broken.toml"]);
+    assert_eq!(out.status.code(), Some(2), "a plugin refusing its config is bad input: {}", stderr(&out));
+    assert!(stderr(&out).contains("retention"), "{}", stderr(&out));
+}
+
+#[test]
+fn show_renders_a_saved_plan_as_the_preview_did() {
+    let dir = setup(POLICY);
+    let saved = amiwarden(dir.path(), &[PLAN, &["--out", "plan.json"]].concat());
+    assert_eq!(saved.status.code(), Some(0), "{}", stderr(&saved));
+    for format in ["table", "json"] {
+        let preview = amiwarden(dir.path(), &[PLAN, &["--format", format]].concat());
+        let shown = amiwarden(dir.path(), &["show", "plan.json", "--format", format]);
+        assert_eq!(shown.status.code(), Some(0), "{}", stderr(&shown));
+        assert_eq!(String::from_utf8_lossy(&shown.stdout), String::from_utf8_lossy(&preview.stdout), "{format}");
+    }
+    let not_a_plan = amiwarden(dir.path(), &["show", "state.json"]);
+    assert_eq!(not_a_plan.status.code(), Some(2), "{}", stderr(&not_a_plan));
+    let device = amiwarden(dir.path(), &["show", "/dev/zero"]);
+    assert_eq!(device.status.code(), Some(2), "{}", stderr(&device));
+    assert!(stderr(&device).contains("/dev/zero: not a regular file"), "{}", stderr(&device));
+}

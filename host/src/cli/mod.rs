@@ -53,6 +53,10 @@ pub enum Command {
     Test(TestArgs),
     /// Show a plugin's info, WIT version, sha256 and size.
     Inspect(InspectArgs),
+    /// Check a policy file: parse it, load and configure its plugins (no EC2 calls).
+    Validate(tools::ValidateArgs),
+    /// Render a saved plan as the preview shows it.
+    Show(tools::ShowArgs),
     /// Scaffold a plugin project (starter policy, WIT, build script, a passing case).
     New(NewArgs),
     /// Write a synthetic simulated org of N images (for benchmarks and trials at scale).
@@ -366,6 +370,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Apply(args) => apply::apply_command(&cli, args),
         Command::Test(args) => tools::test_command(&cli, args),
         Command::Inspect(args) => tools::inspect_command(&cli, args),
+        Command::Validate(args) => tools::validate_command(&cli, args),
+        Command::Show(args) => tools::show_command(args),
         Command::New(args) => {
             let dir = input(crate::scaffold::scaffold(&args.dir, &args.name, args.lang))?;
             say!("created {}: run ./build.sh there, then amiwarden test {}.wasm cases", dir.display(), args.name);

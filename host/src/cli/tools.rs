@@ -1,9 +1,131 @@
-//! The plugin author's commands: `amiwarden test` and `amiwarden inspect`.
+//! The commands around a run: `test` and `inspect` for plugin authors, `validate` for a
+//! policy, `show` for a saved plan.
 
 use std::path::PathBuf;
 
+use clap::Args;
+
 use super::{Cli, Format, InspectArgs, TestArgs, input, load_policy, runtime};
 use crate::error::InputError;
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The policy file: parsed, every plugin loaded and configured, nothing read from EC2.
+    #[arg(long, value_name = "POLICY.toml")]
+    pub policy: PathBuf,
+    /// Output format (`--output` is accepted too).
+    #[arg(long, visible_alias = "output", value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// A plan saved by `amiwarden plan --out`.
+    #[arg(value_name = "PLAN.json")]
+    pub plan: PathBuf,
+    /// Output format (`--output` is accepted too).
+    #[arg(long, visible_alias = "output", value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+/// `amiwarden validate`: the policy as a run would load it — its plugins (with what each
+/// declares and is granted) and the inventory data a run will read. Exit 0, or 2 naming
+/// what is wrong; nothing is read from EC2.
+pub(super) fn validate_command(cli: &Cli, args: &ValidateArgs) -> anyhow::Result<i32> {
+    let policy = load_policy(&args.policy, &[])?;
+    let runtime = runtime(cli)?;
+    let plugins = crate::plugin::load_plugins(&runtime, &policy)?;
+    let entries: Vec<serde_json::Value> = plugins
+        .iter()
+        .filter_map(|p| {
+            let entry = policy.plugins.iter().find(|e| *e.name == *p.name)?;
+            Some(serde_json::json!({
+                "name": p.name.as_ref(),
+                "source": entry.source,
+                "plugin": format!("{} {}", p.info.name, p.info.version),
+                "sha256": p.sha256,
+                "proposes": p.info.actions,
+                "granted": entry.grants,
+                "needs": p.info.needs,
+            }))
+        })
+        .collect();
+    let g = &policy.guardrails;
+    let report = serde_json::json!({
+        "policy": args.policy.display().to_string(),
+        "accounts": policy.scope.accounts,
+        "regions": policy.scope.regions,
+        "plugins": entries,
+        "inventory_reads": crate::plugin::needs(&policy, &plugins),
+        "guardrails": format!(
+            "public {}; {} allowed principal(s); at most {} destructive action(s) and {}% of images; in-use images {}",
+            if g.allow_public { "allowed" } else { "refused" },
+            g.allowed_principals.len(),
+            g.max_destructive,
+            g.max_destructive_percent,
+            if g.protect_in_use { "protected" } else { "NOT protected" },
+        ),
+    });
+    if args.format == Format::Json {
+        print_record(&report, args.format)?;
+        return Ok(0);
+    }
+    let mut summary = report.clone();
+    summary.as_object_mut().map(|m| m.remove("plugins"));
+    print_record(&summary, Format::Table)?;
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+    t.set_header(["plugin", "source", "is", "proposes", "granted", "needs"]);
+    let list = |v: &serde_json::Value| {
+        v.as_array().into_iter().flatten().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", ")
+    };
+    for p in &entries {
+        let field = |k: &str| p[k].as_str().unwrap_or_default().to_string();
+        t.add_row([
+            field("name"),
+            field("source"),
+            field("plugin"),
+            list(&p["proposes"]),
+            list(&p["granted"]),
+            list(&p["needs"]),
+        ]);
+    }
+    super::out(t)?;
+    say!("{}: valid ({} plugin(s) loaded)", args.policy.display(), plugins.len());
+    Ok(0)
+}
+
+/// `amiwarden show PLAN`: a saved plan as the preview shows it (table or JSON).
+pub(super) fn show_command(args: &ShowArgs) -> anyhow::Result<i32> {
+    let plan = crate::apply::saved::read(&args.plan)?;
+    super::print_plan(&plan, args.format)?;
+    Ok(0)
+}
+
+/// A JSON object as JSON, or as a two-column table (nested values as compact JSON).
+fn print_record(record: &serde_json::Value, format: Format) -> anyhow::Result<()> {
+    match format {
+        Format::Json => super::out(serde_json::to_string_pretty(record)?)?,
+        Format::Table => {
+            let mut t = comfy_table::Table::new();
+            t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+            for (k, v) in record.as_object().into_iter().flatten() {
+                let text = match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Array(items) => items
+                        .iter()
+                        .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_string))
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                    other => other.to_string(),
+                };
+                t.add_row(vec![k.clone(), text]);
+            }
+            super::out(t)?;
+        }
+    }
+    Ok(())
+}
 
 fn plugin_source(spec: &str) -> anyhow::Result<Vec<u8>> {
     match crate::builtin::lookup(spec) {
@@ -80,22 +202,6 @@ pub(super) fn inspect_command(cli: &Cli, args: &InspectArgs) -> anyhow::Result<i
         "sha256": plugin.sha256,
         "size_bytes": plugin.size,
     });
-    match args.format {
-        Format::Json => super::out(serde_json::to_string_pretty(&info)?)?,
-        Format::Table => {
-            let mut t = comfy_table::Table::new();
-            t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
-            if let serde_json::Value::Object(map) = &info {
-                for (k, v) in map {
-                    let text = match v {
-                        serde_json::Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    };
-                    t.add_row(vec![k.clone(), text]);
-                }
-            }
-            super::out(t)?;
-        }
-    }
+    print_record(&info, args.format)?;
     Ok(0)
 }
