@@ -86,6 +86,9 @@ pub struct PricingOverrides {
     pub transfer_gib: BTreeMap<String, f64>,
 }
 
+/// The highest price accepted in `[pricing]`, USD per GiB (EC2's are cents).
+pub const MAX_PRICE: f64 = 1000.0;
+
 /// Settings of the AWS backend.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -211,6 +214,21 @@ impl Policy {
         if g.allowed_principals.contains(&Principal::Public) && !g.allow_public {
             bail!("guardrails.allowed_principals lists `public` but guardrails.allow_public is false");
         }
+        let prices = [
+            ("snapshot_gib_month", &self.pricing.snapshot_gib_month),
+            ("archive_gib_month", &self.pricing.archive_gib_month),
+            ("transfer_gib", &self.pricing.transfer_gib),
+        ];
+        for (table, prices) in prices {
+            for (region, price) in prices {
+                if !crate::model::is_region_name(region) {
+                    bail!("pricing.{table}: `{region}` is not a region name (like eu-west-1)");
+                }
+                if !price.is_finite() || !(0.0..=MAX_PRICE).contains(price) {
+                    bail!("pricing.{table}.{region} = {price}: a price is USD per GiB, from 0 to {}", MAX_PRICE);
+                }
+            }
+        }
         let mut names = BTreeSet::new();
         for p in &self.plugins {
             if !names.insert(&p.name) {
@@ -300,6 +318,22 @@ regions = ["us-east-1"]
             );
             let policy = Policy::parse(&text).unwrap();
             assert_eq!(policy.host_needs(), want.iter().copied().collect(), "grants {grants} {extra}");
+        }
+    }
+
+    #[test]
+    fn prices_are_finite_non_negative_and_per_region() {
+        let ok = format!("{MINIMAL}\n[pricing]\nsnapshot_gib_month = {{ us-east-1 = 0.06 }}\n");
+        assert!(Policy::parse(&ok).is_ok());
+        for (bad, needle) in [
+            ("snapshot_gib_month = { us-east-1 = -0.05 }", "pricing.snapshot_gib_month.us-east-1 = -0.05"),
+            ("transfer_gib = { us-east-1 = nan }", "transfer_gib.us-east-1 = NaN"),
+            ("archive_gib_month = { us-east-1 = inf }", "archive_gib_month.us-east-1 = inf"),
+            ("snapshot_gib_month = { us-east-1 = 1e300 }", "from 0 to 1000"),
+            ("snapshot_gib_month = { mars-north-1x = 0.05 }", "`mars-north-1x` is not a region name"),
+        ] {
+            let err = Policy::parse(&format!("{MINIMAL}\n[pricing]\n{bad}\n")).unwrap_err().to_string();
+            assert!(err.contains(needle), "{bad}: {err}");
         }
     }
 

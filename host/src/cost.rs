@@ -47,8 +47,15 @@ pub struct Pricing {
 const DEFAULT_STANDARD: f64 = 0.05;
 const DEFAULT_TRANSFER: f64 = 0.02;
 
+/// Dollars as micro-dollars; a float cast saturates, so an absurd size or price gives
+/// `Micros::MAX`, never a wrapped or negative figure.
 fn micros(usd: f64) -> Micros {
     (usd * 1_000_000.0).round() as Micros
+}
+
+/// The sum of `values`, saturating at the bounds of `Micros`.
+pub fn total(values: impl Iterator<Item = Micros>) -> Micros {
+    values.fold(0, Micros::saturating_add)
 }
 
 /// Formats micro-dollars as `$12.34` (or `-$0.40`).
@@ -101,7 +108,7 @@ impl Pricing {
             .iter()
             .filter(|d| d.snapshot_id.is_some())
             .map(|d| micros(billable_gib(d) * self.storage(target, StorageTier::Standard)))
-            .sum()
+            .fold(0, Micros::saturating_add)
     }
 
     /// One-time transfer cost of copying these devices out of `source`.
@@ -110,7 +117,7 @@ impl Pricing {
             .iter()
             .filter(|d| d.snapshot_id.is_some())
             .map(|d| micros(billable_gib(d) * self.transfer(source)))
-            .sum()
+            .fold(0, Micros::saturating_add)
     }
 }
 
@@ -254,6 +261,21 @@ mod tests {
         o.snapshot_gib_month.insert("us-east-1".into(), 0.1);
         let p = Pricing::new(&o);
         assert_eq!(p.snapshot_monthly("us-east-1", &device(10, StorageTier::Standard)), 1_000_000);
+    }
+
+    #[test]
+    fn absurd_sizes_and_prices_saturate_instead_of_wrapping() {
+        let mut o = PricingOverrides::default();
+        o.snapshot_gib_month.insert("us-east-1".into(), crate::config::MAX_PRICE);
+        o.transfer_gib.insert("us-east-1".into(), crate::config::MAX_PRICE);
+        let p = Pricing::new(&o);
+        let huge = BlockDevice { full_size_bytes: Some(u64::MAX), ..device(u32::MAX, StorageTier::Standard) };
+        let devices = vec![huge.clone(), huge.clone(), huge];
+        assert_eq!(p.snapshot_monthly("us-east-1", &devices[0]), Micros::MAX);
+        assert_eq!(p.copy_monthly("us-east-1", &devices), Micros::MAX);
+        assert_eq!(p.copy_transfer("us-east-1", &devices), Micros::MAX);
+        assert_eq!(total([Micros::MAX, Micros::MAX, -1].into_iter()), Micros::MAX - 1);
+        assert_eq!(total([Micros::MIN, -5].into_iter()), Micros::MIN);
     }
 
     #[test]

@@ -85,8 +85,8 @@ pub fn finish(
     let stop = guardrails::blast_radius(policy, destructive, destroyed.len(), in_scope).map(GuardrailStop);
     merged.refused.sort();
     errors.sort_by(|a, b| (&a.plugin, &a.image, a.stage).cmp(&(&b.plugin, &b.image, b.stage)));
-    let monthly_before: Micros = inventory.images().iter().map(|i| i.monthly_cost).sum();
-    let delta: Micros = actions.iter().map(|a| a.monthly_cost_delta).sum();
+    let monthly_before = crate::cost::total(inventory.images().iter().map(|i| i.monthly_cost));
+    let delta = crate::cost::total(actions.iter().map(|a| a.monthly_cost_delta));
     let touched: BTreeSet<&str> = actions.iter().map(|a| a.image_id.as_str()).collect();
     let totals = Totals {
         images_in_scope: in_scope,
@@ -96,8 +96,8 @@ pub fn finish(
         refused: merged.refused.len(),
         plugin_errors: errors.len(),
         monthly_cost_before: monthly_before,
-        monthly_cost_after: monthly_before + delta,
-        one_time_cost: actions.iter().map(|a| a.one_time_cost).sum(),
+        monthly_cost_after: monthly_before.saturating_add(delta),
+        one_time_cost: crate::cost::total(actions.iter().map(|a| a.one_time_cost)),
     };
     let plan = Plan {
         schema_version: SCHEMA_VERSION,
@@ -134,7 +134,7 @@ fn share_out_snapshots(inventory: &Inventory, pricing: &Pricing, kept: &mut [Can
             if users.iter().all(|u| deleting.contains(*u)) && users.iter().max() == Some(&c.image_id.as_str()) {
                 let cost = pricing.snapshot_monthly(&image.region, dev);
                 c.snapshots.push((snap.clone(), -cost));
-                c.monthly_cost_delta -= cost;
+                c.monthly_cost_delta = c.monthly_cost_delta.saturating_sub(cost);
                 c.reasons.push(format!("host: {snap} is shared only with images this plan deregisters; deleted once"));
             }
         }
