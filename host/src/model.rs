@@ -148,8 +148,9 @@ pub struct ImageEvent {
     pub kind: EventKind,
     pub image: Image,
     pub evaluation_time: Timestamp,
-    /// The raw source event as JSON text; empty for a scheduled review.
-    pub raw: String,
+    /// The raw source event as JSON text, shared by every image event it names; empty
+    /// for a scheduled review.
+    pub raw: std::sync::Arc<str>,
 }
 
 #[cfg(test)]

@@ -124,7 +124,7 @@ pub fn retained(
             kind: EventKind::Scheduled,
             image: image.clone(),
             evaluation_time: now,
-            raw: String::new(),
+            raw: "".into(),
         })
         .collect();
     let proposals = plugin::propose(policy, plugins, inventory, &events, now, &|_| {});

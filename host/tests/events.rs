@@ -110,3 +110,28 @@ fn a_saved_event_plan_survives_an_unrelated_change_and_apply_event_applies() {
         .collect();
     assert_eq!(shared, ["ami-a0000000000000001", "ami-a0000000000000002"]);
 }
+
+/// A CreateTags event that names one image 4,000 times (165 KB) is one image event: the
+/// plan is the one of an event naming it once, and a note says what was merged.
+#[test]
+fn an_image_named_many_times_in_one_event_is_decided_once() {
+    let dir = setup();
+    let tags_event = |times: usize| {
+        let items: Vec<Value> = (0..times).map(|_| json!({"resourceId": "ami-a0000000000000001"})).collect();
+        json!({"version": "0", "id": "e", "detail-type": "AWS API Call via CloudTrail", "source": "aws.ec2",
+               "account": "111111111111", "time": "2026-11-24T00:00:00Z", "region": "us-east-1",
+               "detail": {"eventName": "CreateTags", "awsRegion": "us-east-1", "recipientAccountId": "111111111111",
+                          "requestParameters": {"resourcesSet": {"items": items},
+                                                "tagSet": {"items": [{"key": "share-with", "value": "prod"}]}}}})
+        .to_string()
+    };
+    std::fs::write(dir.path().join("once.json"), tags_event(1)).unwrap();
+    std::fs::write(dir.path().join("many.json"), tags_event(4000)).unwrap();
+    let once = amiwarden(dir.path(), &[PLAN, &["--event", "once.json", "--format", "json"]].concat());
+    let many = amiwarden(dir.path(), &[PLAN, &["--event", "many.json", "--format", "json"]].concat());
+    assert_eq!(many.status.code(), Some(0), "{}", stderr(&many));
+    let actions = |o: &Output| serde_json::from_slice::<Value>(&o.stdout).unwrap()["actions"].clone();
+    assert_eq!(actions(&many), actions(&once));
+    assert_eq!(actions(&once).as_array().unwrap().len(), 1, "one share of the one image");
+    assert!(stderr(&many).contains("3999 repeated mention(s) of an image merged"), "{}", stderr(&many));
+}

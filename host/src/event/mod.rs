@@ -48,14 +48,22 @@ pub fn events(
             match parsed {
                 Parsed::Ignored(note) => notes.push(format!("event {origin}: {note}")),
                 Parsed::Events(list) => {
+                    let raw: std::sync::Arc<str> = text.as_str().into();
+                    let mut seen = std::collections::BTreeSet::new();
+                    let mut repeated = 0;
                     for e in list {
                         match event_image(policy, inventory, &e) {
+                            // One image named twice for the same change is one event.
+                            Ok((kind, image, _)) if !seen.insert((kind.clone(), image.id.clone())) => repeated += 1,
                             Ok((kind, image, note)) => {
                                 notes.extend(note.map(|n| format!("event {origin}: {n}")));
-                                out.push(ImageEvent { kind, image, evaluation_time: now, raw: text.clone() })
+                                out.push(ImageEvent { kind, image, evaluation_time: now, raw: raw.clone() })
                             }
                             Err(note) => notes.push(format!("event {origin}: {note}")),
                         }
+                    }
+                    if repeated > 0 {
+                        notes.push(format!("event {origin}: {repeated} repeated mention(s) of an image merged"));
                     }
                 }
             }
@@ -107,7 +115,7 @@ pub fn scheduled_events(inventory: &Inventory, now: Timestamp) -> Vec<ImageEvent
             kind: EventKind::Scheduled,
             image: image.clone(),
             evaluation_time: now,
-            raw: String::new(),
+            raw: "".into(),
         })
         .collect()
 }

@@ -134,7 +134,7 @@ impl From<&model::ImageEvent> for wit::ImageEvent {
             kind: (&e.kind).into(),
             image: (&e.image).into(),
             evaluation_time: e.evaluation_time.0,
-            raw: e.raw.clone(),
+            raw: e.raw.to_string(),
         }
     }
 }

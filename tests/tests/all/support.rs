@@ -37,7 +37,7 @@ pub fn image(id: &str, tags: &[(&str, &str)]) -> Image {
 
 /// A scheduled event about `image`.
 pub fn scheduled(image: Image) -> ImageEvent {
-    ImageEvent { kind: amiwarden::model::EventKind::Scheduled, image, evaluation_time: NOW, raw: String::new() }
+    ImageEvent { kind: amiwarden::model::EventKind::Scheduled, image, evaluation_time: NOW, raw: "".into() }
 }
 
 /// A plugin spec with the given name, config and limits.
