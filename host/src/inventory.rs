@@ -82,18 +82,8 @@ impl Inventory {
     /// Images matching `query`, sorted by region, creation time, then id; an error when
     /// more than `MAX_QUERY_IMAGES` match.
     pub fn query(&self, query: &Query) -> Result<Vec<&Image>, String> {
-        let candidates: Box<dyn Iterator<Item = usize> + '_> = if let Some(source) = &query.source_image_id {
-            Box::new(self.by_source.get(source).into_iter().flatten().copied())
-        } else if let (Some(account), Some(region)) = (&query.account, &query.region) {
-            let loc = Location { account: account.clone(), region: region.clone() };
-            Box::new(self.by_location.get(&loc).into_iter().flatten().copied())
-        } else if let Some(key) = &query.tag_key {
-            Box::new(self.by_tag_key.get(key).into_iter().flatten().copied())
-        } else {
-            Box::new(0..self.images.len())
-        };
         let mut found = Vec::new();
-        for i in candidates {
+        for i in self.candidates(query) {
             let image = &self.images[i];
             if matches(query, image) {
                 if found.len() == MAX_QUERY_IMAGES {
@@ -104,6 +94,39 @@ impl Inventory {
         }
         found.sort_by(|a, b| (&a.region, a.creation_time, &a.id).cmp(&(&b.region, b.creation_time, &b.id)));
         Ok(found)
+    }
+}
+
+impl Inventory {
+    /// The images `query` looks at before its filters: those of the narrowest index it
+    /// can use (source image, location, tag key), else every image.
+    fn candidates(&self, query: &Query) -> Box<dyn Iterator<Item = usize> + '_> {
+        fn list(l: Option<&Vec<usize>>) -> Box<dyn Iterator<Item = usize> + '_> {
+            Box::new(l.into_iter().flatten().copied())
+        }
+        if let Some(source) = &query.source_image_id {
+            list(self.by_source.get(source))
+        } else if let (Some(account), Some(region)) = (&query.account, &query.region) {
+            list(self.by_location.get(&Location { account: account.clone(), region: region.clone() }))
+        } else if let Some(key) = &query.tag_key {
+            list(self.by_tag_key.get(key))
+        } else {
+            Box::new(0..self.images.len())
+        }
+    }
+
+    /// How many images `query` looks at (what it costs before anything is returned).
+    pub fn scan_size(&self, query: &Query) -> usize {
+        let len = |l: Option<&Vec<usize>>| l.map_or(0, Vec::len);
+        if let Some(source) = &query.source_image_id {
+            len(self.by_source.get(source))
+        } else if let (Some(account), Some(region)) = (&query.account, &query.region) {
+            len(self.by_location.get(&Location { account: account.clone(), region: region.clone() }))
+        } else if let Some(key) = &query.tag_key {
+            len(self.by_tag_key.get(key))
+        } else {
+            self.images.len()
+        }
     }
 }
 

@@ -30,6 +30,8 @@ pub enum PluginFailure {
     Timeout(u64),
     #[error("hit its memory cap of {0} MiB")]
     OutOfMemory(u64),
+    #[error("made the host work past its time budget of {0} ms (queries returning too many images)")]
+    HostWork(u64),
     #[error("trapped: {0}")]
     Trap(String),
     #[error("reported {0:?}: {1}")]

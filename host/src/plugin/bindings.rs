@@ -10,6 +10,11 @@ use crate::model::{self, Timestamp};
 wasmtime::component::bindgen!({
     world: "policy",
     path: "../wit",
+    // Queries are charged to the calling plugin's host-work budget and trap past it.
+    imports: {
+        "amiwarden:policy/host.query-images": trappable,
+        "amiwarden:policy/host.get-image": trappable,
+    },
 });
 
 pub use self::amiwarden::policy::host::{Host, ImageQuery, LogLevel};

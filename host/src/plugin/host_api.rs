@@ -1,11 +1,11 @@
 //! The `host` interface a plugin imports: read-only, deterministic views of the inventory.
 
 use super::bindings::{Host, ImageQuery, LogLevel, wit};
-use super::sandbox::StoreState;
+use super::sandbox::{RETURNED_IMAGE_WORK, StoreState};
 use crate::inventory::Query;
 
 impl Host for StoreState {
-    fn query_images(&mut self, query: ImageQuery) -> Result<Vec<wit::Image>, String> {
+    fn query_images(&mut self, query: ImageQuery) -> wasmtime::Result<Result<Vec<wit::Image>, String>> {
         let query = Query {
             account: query.account,
             region: query.region,
@@ -14,12 +14,19 @@ impl Host for StoreState {
             name_prefix: query.name_prefix,
             source_image_id: query.source_image_id,
         };
-        let found = self.inventory.query(&query)?;
-        Ok(found.into_iter().map(wit::Image::from).collect())
+        let inventory = std::sync::Arc::clone(&self.inventory);
+        self.charge_host_work(inventory.scan_size(&query) as u64)?;
+        let found = match inventory.query(&query) {
+            Ok(found) => found,
+            Err(e) => return Ok(Err(e)),
+        };
+        self.charge_host_work((found.len() as u64).saturating_mul(RETURNED_IMAGE_WORK))?;
+        Ok(Ok(found.into_iter().map(wit::Image::from).collect()))
     }
 
-    fn get_image(&mut self, id: String) -> Option<wit::Image> {
-        self.inventory.get(&id).map(wit::Image::from)
+    fn get_image(&mut self, id: String) -> wasmtime::Result<Option<wit::Image>> {
+        self.charge_host_work(RETURNED_IMAGE_WORK)?;
+        Ok(self.inventory.get(&id).map(wit::Image::from))
     }
 
     fn now(&mut self) -> wit::Timestamp {

@@ -268,11 +268,14 @@ impl Session<'_> {
         // Fuel is reset per call; it cannot fail once consume_fuel is on.
         let _ = self.store.set_fuel(limits.fuel().saturating_mul(scale));
         self.store.data_mut().limiter.hit_memory_cap = false;
+        self.store.data_mut().reset_host_work(limits.host_work().saturating_mul(scale));
         let result = f(&self.policy, &mut self.store);
         self.store.data_mut().flush_output();
         result.map_err(|e| {
             let failure = if self.store.data().limiter.hit_memory_cap {
                 PluginFailure::OutOfMemory(limits.memory_mib)
+            } else if self.store.data().host_work_spent {
+                PluginFailure::HostWork(limits.time_ms.saturating_mul(scale))
             } else if matches!(e.downcast_ref::<Trap>(), Some(&Trap::Interrupt | &Trap::OutOfFuel)) {
                 PluginFailure::Timeout(limits.time_ms.saturating_mul(scale))
             } else if let Some(trap) = e.downcast_ref::<Trap>() {

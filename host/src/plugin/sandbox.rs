@@ -24,6 +24,15 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// about the budgeted time on this class of machine.
 pub const FUEL_PER_MS: u64 = 1_000_000;
 
+/// Host work (see `StoreState::charge_host_work`) granted per millisecond of `time_ms`:
+/// an image a query looks at costs 1, an image it returns (lowered into the guest)
+/// `RETURNED_IMAGE_WORK`. 100 ms allow 100,000 images returned (ten of the largest
+/// queries), about as much host CPU as the plugin's own budget.
+pub const HOST_WORK_PER_MS: u64 = 10_000;
+
+/// The host work of returning one image to a plugin.
+pub const RETURNED_IMAGE_WORK: u64 = 10;
+
 /// The wall-clock backstop, as a multiple of `time_ms`: it catches what fuel does not
 /// count (a slow host call) without making a busy machine fail plugins.
 pub const WALL_CLOCK_FACTOR: u64 = 20;
@@ -39,6 +48,11 @@ impl Limits {
     /// The fuel for one call.
     pub fn fuel(&self) -> u64 {
         self.time_ms.saturating_mul(FUEL_PER_MS)
+    }
+
+    /// The host work one call may cause.
+    pub fn host_work(&self) -> u64 {
+        self.time_ms.saturating_mul(HOST_WORK_PER_MS)
     }
 }
 
@@ -90,6 +104,9 @@ pub struct StoreState {
     log_left: usize,
     /// `log` calls dropped once the budget ran out, not yet reported.
     log_dropped: u64,
+    /// Host work the current call may still cause, and whether it ran out.
+    host_work_left: u64,
+    pub host_work_spent: bool,
 }
 
 impl WasiView for StoreState {
@@ -164,7 +181,27 @@ impl StoreState {
             flushed: [0; 2],
             log_left: limits.output_bytes,
             log_dropped: 0,
+            host_work_left: limits.host_work(),
+            host_work_spent: false,
         })
+    }
+
+    /// Gives the next call `budget` units of host work.
+    pub fn reset_host_work(&mut self, budget: u64) {
+        self.host_work_left = budget;
+        self.host_work_spent = false;
+    }
+
+    /// Charges host work done for the plugin; past the call's budget the plugin traps
+    /// (fuel counts only the guest's own instructions, so a plugin looping over queries
+    /// would otherwise make the host work without bound).
+    pub fn charge_host_work(&mut self, units: u64) -> wasmtime::Result<()> {
+        if units > self.host_work_left || self.host_work_spent {
+            self.host_work_spent = true;
+            return Err(wasmtime::format_err!("the plugin's queries exceeded the host work of its time budget"));
+        }
+        self.host_work_left -= units;
+        Ok(())
     }
 
     /// Whether a `log` message of `len` bytes fits the store's budget; counts it as

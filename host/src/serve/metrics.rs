@@ -120,6 +120,7 @@ impl Metrics {
             let cause = match &e.failure {
                 PluginFailure::Timeout(_) => "timeout",
                 PluginFailure::OutOfMemory(_) => "out-of-memory",
+                PluginFailure::HostWork(_) => "host-work",
                 PluginFailure::Trap(_) => "trap",
                 PluginFailure::Policy(..) => "policy-error",
                 PluginFailure::Malformed(_) => "malformed",

@@ -312,3 +312,27 @@ fn what_a_plugin_prints_is_logged_once_per_call() {
         assert_eq!(text.matches(&format!("hello from {}", img.id)).count(), 1, "{text}");
     }
 }
+
+/// Runs the hostile guest in `mode` on the first of `n` images.
+fn propose_among(mode: &str, n: usize) -> Result<Vec<Proposal>, PluginError> {
+    let plugin = hostile(mode, Limits::default());
+    let images: Vec<_> = (0..n).map(|i| image(&format!("ami-{i:017x}"), &[])).collect();
+    let first = images[0].clone();
+    let mut session = plugin.session(inventory(images), NOW)?;
+    session.propose(&scheduled(first))
+}
+
+#[test]
+fn queries_within_the_host_work_budget_are_answered() {
+    let proposals = propose_among("query-everything", 2000).unwrap();
+    assert_eq!(probe(&proposals), "saw 2000");
+}
+
+#[test]
+fn a_plugin_looping_over_queries_is_stopped_by_its_host_work_budget() {
+    // Fuel counts only the guest's instructions: without a host-work budget this loop
+    // made the host lower images until the wall-clock backstop (20 x time_ms) fired.
+    let err = propose_among("query-loop", 2000).unwrap_err();
+    assert_eq!(err.failure, PluginFailure::HostWork(Limits::default().time_ms), "{err}");
+    assert!(err.to_string().contains("made the host work past its time budget"), "{err}");
+}

@@ -153,17 +153,23 @@ impl Policy for Hostile {
                     .unwrap_or(0);
                 Ok(ok_tag(image, format!("{secs}/{}", now())))
             }
-            "query-everything" => {
-                let found = query_images(&ImageQuery {
+            "query-everything" | "query-loop" => {
+                // `query-loop` asks again and again, as a buggy plugin might, for a name
+                // nothing has: the host scans every image, the guest gets nothing to pay for.
+                let looping = name == "query-loop";
+                let everything = ImageQuery {
                     account: None,
                     region: None,
                     tag_key: None,
                     tag_value: None,
-                    name_prefix: None,
+                    name_prefix: looping.then(|| "no-image-has-this-name".to_string()),
                     source_image_id: None,
-                })
-                .map_err(PolicyError::Failed)?;
-                Ok(ok_tag(image, format!("saw {}", found.len())))
+                };
+                let mut seen = 0;
+                for _ in 0..if looping { u32::MAX } else { 1 } {
+                    seen += query_images(&everything).map_err(PolicyError::Failed)?.len();
+                }
+                Ok(ok_tag(image, format!("saw {seen}")))
             }
             "counter" => {
                 // Keeps state across calls in one instance, to show where it stops.
