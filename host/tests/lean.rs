@@ -113,9 +113,11 @@ fn a_deregistration_sweep_re_reads_in_batches_and_reads_no_launch_permissions() 
         assert_eq!((count("DeregisterImage"), count("DeleteSnapshot")), (swept, swept), "{calls:?}");
         assert_eq!(count("DescribeImageAttribute"), 0, "no plugin needs launch permissions: {calls:?}");
         // 1 to collect, 1 re-read per 100 deregistrations, 1 probe of the snapshot filter
-        // moto lacks, then 1 scan per 100 snapshot deletions.
-        assert!(count("DescribeImages") <= 6, "re-reads are batched: {calls:?}");
-        assert!(count("DescribeInstances") <= 3, "usage is read per batch: {calls:?}");
+        // moto lacks, then 1 scan per 100 snapshot deletions: 6. A batch read more than
+        // 15 s before its call is read again (apply/fresh.rs), which a loaded machine may
+        // need once or twice; a re-read per action would be ~300.
+        assert!(count("DescribeImages") <= 9, "re-reads are batched: {calls:?}");
+        assert!(count("DescribeInstances") <= 5, "usage is read per batch: {calls:?}");
         let (images, snapshots) = remaining(&moto);
         assert_eq!(images.len(), 2, "{images:?}");
         assert!(images.contains(&ids[10]), "the image in use stays: {images:?}");
