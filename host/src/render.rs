@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 
 use crate::cost::dollars;
+use crate::model::Action;
 use crate::model::text::escape;
-use crate::plan::Plan;
+use crate::plan::{Plan, Source};
 
 fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
@@ -26,9 +27,39 @@ fn plain(s: &str) -> String {
     escape(s).into_owned()
 }
 
-/// The plan as text: actions per account and region, refusals, plugin errors, totals.
+/// A proposed action in words, as the refusal table shows it.
+fn action_text(action: &Action) -> String {
+    match action {
+        Action::Share(p) => format!("share with {p}"),
+        Action::Unshare(p) => format!("unshare from {p}"),
+        Action::CopyToRegion(c) => format!("copy to {}", c.region),
+        Action::DeprecateAt(t) => format!("deprecate at {t}"),
+        Action::Disable => "disable".into(),
+        Action::Deregister { delete_snapshots: true } => "deregister with its snapshots".into(),
+        Action::Deregister { delete_snapshots: false } => "deregister".into(),
+        Action::Tag(tags) => {
+            format!("tag {}", tags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))
+        }
+        Action::Untag(keys) => format!("untag {}", keys.iter().cloned().collect::<Vec<_>>().join(",")),
+        Action::Retain => "retain".into(),
+    }
+}
+
+/// What a plan is about: its evaluation time and source.
+fn heading(plan: &Plan) -> String {
+    let source = match &plan.source {
+        Source::Scheduled => "a scheduled run over the whole scope".to_string(),
+        Source::Shard { account } => format!("a scheduled run of account {}", plain(account)),
+        Source::Event { origin, .. } => format!("the event {}", plain(origin)),
+    };
+    let stopped = plan.stopped.as_ref().map(|s| format!("\nSTOPPED, nothing will be applied: {}", plain(s)));
+    format!("Plan at {} for {source}{}\n", plan.evaluation_time, stopped.unwrap_or_default())
+}
+
+/// The plan as text: what it is about, actions per account and region, refusals,
+/// plugin errors, and totals with a count per operation.
 pub fn plan(plan: &Plan) -> String {
-    let mut out = String::new();
+    let mut out = heading(plan);
     let mut groups: BTreeMap<(&str, &str), Vec<&crate::plan::PlannedAction>> = BTreeMap::new();
     for a in &plan.actions {
         groups.entry((&a.account, &a.region)).or_default().push(a);
@@ -63,7 +94,7 @@ pub fn plan(plan: &Plan) -> String {
         let mut t = table(&["refused", "image", "kind", "reason", "who"]);
         for r in &plan.refused {
             t.add_row(vec![
-                short(&serde_json::to_string(&r.action).unwrap_or_default().replace('"', ""), 40),
+                short(&action_text(&r.action), 40),
                 plain(&r.image_id),
                 serde_json::to_string(&r.kind).unwrap_or_default().replace('"', ""),
                 short(&r.reason, 90),
@@ -79,6 +110,14 @@ pub fn plan(plan: &Plan) -> String {
         }
     }
     let t = &plan.totals;
+    let mut by_op: BTreeMap<(u8, String), usize> = BTreeMap::new();
+    for a in &plan.actions {
+        *by_op.entry((a.op.kind().phase(), a.op.kind().to_string())).or_default() += 1;
+    }
+    if !by_op.is_empty() {
+        let list: Vec<String> = by_op.iter().map(|((_, op), n)| format!("{op} {n}")).collect();
+        out.push_str(&format!("\nBy operation: {}", list.join(", ")));
+    }
     out.push_str(&format!(
         "\n{} action(s) on {} of {} image(s), {} destructive; {} refused; {} plugin error(s)\nmonthly snapshot cost {} → {} ({}), one-time {}\n",
         t.actions,
@@ -89,7 +128,7 @@ pub fn plan(plan: &Plan) -> String {
         t.plugin_errors,
         dollars(t.monthly_cost_before),
         dollars(t.monthly_cost_after),
-        dollars(t.monthly_cost_after - t.monthly_cost_before),
+        dollars(t.monthly_cost_after.saturating_sub(t.monthly_cost_before)),
         dollars(t.one_time_cost),
     ));
     out
