@@ -14,6 +14,7 @@ pub mod event;
 pub mod files;
 pub mod inventory;
 pub mod model;
+pub mod pacing;
 pub mod plan;
 pub mod plugin;
 pub mod render;

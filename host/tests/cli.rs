@@ -241,3 +241,18 @@ fn show_renders_a_saved_plan_as_the_preview_did() {
     assert_eq!(device.status.code(), Some(2), "{}", stderr(&device));
     assert!(stderr(&device).contains("/dev/zero: not a regular file"), "{}", stderr(&device));
 }
+
+/// EC2's pace on the sim (`--sim-latency-ms`, with several images at once) changes when
+/// calls happen, never what they do: the same end state as an unpaced apply.
+#[test]
+fn the_sim_with_ec2_pace_ends_in_the_same_state() {
+    let plain = setup(POLICY);
+    let paced = setup(POLICY);
+    let apply = ["apply", "--policy", "policy.toml", "--sim", "state.json", "--as-of", "2026-11-24", "--yes"];
+    let a = amiwarden(plain.path(), &apply);
+    let b = amiwarden(paced.path(), &[&apply[..], &["--sim-latency-ms", "5", "--concurrency", "4"]].concat());
+    assert_eq!((a.status.code(), b.status.code()), (Some(0), Some(0)), "{}\n{}", stderr(&a), stderr(&b));
+    let state = |dir: &tempfile::TempDir| std::fs::read_to_string(dir.path().join("state.json")).unwrap();
+    assert_eq!(state(&plain), state(&paced));
+    assert_ne!(state(&plain), STATE, "the apply changed something");
+}

@@ -9,8 +9,8 @@ use aws_sdk_ec2::config::http::HttpResponse;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 
 use super::errors::ApiError;
-use super::limiter::Pacer;
 use crate::model::Location;
+use crate::pacing::Pacer;
 
 /// API calls made, by operation name; calls that ended throttled (after the SDK's
 /// retries) also count under `OPERATION throttled`.

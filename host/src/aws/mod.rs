@@ -12,7 +12,6 @@ mod connect;
 mod convert;
 mod errors;
 mod execute;
-mod limiter;
 mod preflight;
 pub mod queue;
 mod usage;
@@ -29,18 +28,18 @@ use tokio::task::JoinSet;
 
 mod iam;
 
+pub use crate::pacing::{BucketClass, Clock, SystemClock, TokenBucket};
 pub use connect::AwsOptions;
 pub use errors::{ApiError, ErrorKind};
 pub use iam::iam_policy;
-pub use limiter::{BucketClass, Clock, SystemClock, TokenBucket};
 
 use crate::backend::{ActionOutcome, Backend, RECHECK_MAX_AGE};
 use crate::config::{AwsSettings, Scope};
 use crate::model::{Image, ImageState, InventoryNeed, Location};
+use crate::pacing::Pacer;
 use crate::plan::{Op, PlannedAction};
 use calls::{CallCounts, Ec2, Gaps};
 use connect::Connection;
-use limiter::Pacer;
 
 /// Fills usage (and launch permissions when asked) of images just re-read.
 async fn complete_usage(ec2: &Ec2, images: &mut [Image], permissions: bool) -> anyhow::Result<()> {

@@ -5,8 +5,11 @@ use std::io::IsTerminal;
 #[macro_use]
 mod output;
 mod apply;
+mod connect;
 mod serve;
 mod tools;
+pub use connect::BackendArgs;
+use connect::backend;
 use output::{incomplete, out, print_plan, report_calls};
 use std::path::{Path, PathBuf};
 
@@ -73,36 +76,6 @@ pub enum Command {
 pub enum Format {
     Table,
     Json,
-}
-
-#[derive(Debug, Args)]
-pub struct BackendArgs {
-    /// Use the embedded simulated EC2 with this state file.
-    #[arg(long, value_name = "STATE.json", conflicts_with = "aws")]
-    pub sim: Option<PathBuf>,
-    /// Use real EC2 (or an emulator with --endpoint-url) through the standard credential chain.
-    #[arg(long)]
-    pub aws: bool,
-    /// AWS profile.
-    #[arg(long, requires = "aws")]
-    pub profile: Option<String>,
-    /// EC2 endpoint, e.g. an emulator on 127.0.0.1.
-    #[arg(long, requires = "aws")]
-    pub endpoint_url: Option<String>,
-    /// SDK attempts per call (default 3; 1 against an emulator that lacks some APIs).
-    #[arg(long, requires = "aws")]
-    pub max_attempts: Option<u32>,
-    /// Images an apply works on at once inside a phase (default: 16 on AWS, where the
-    /// calls stay paced by EC2's token buckets; 1 on the sim).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=100))]
-    pub concurrency: Option<u16>,
-    /// Do not pace calls by EC2's token buckets: only for an emulator that does not
-    /// throttle (real EC2 would throttle, and the SDK retry).
-    #[arg(long, requires = "aws")]
-    pub no_pacing: bool,
-    /// Regions to look at (default: the policy's scope).
-    #[arg(long, value_delimiter = ',')]
-    pub regions: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -289,26 +262,6 @@ fn load_policy(path: &Path, regions: &[String]) -> anyhow::Result<Policy> {
         policy.scope.regions = regions.iter().cloned().collect();
     }
     Ok(policy)
-}
-
-fn backend(args: &BackendArgs, policy: &Policy, now: Timestamp) -> anyhow::Result<Box<dyn Backend>> {
-    match (&args.sim, args.aws) {
-        (Some(path), false) => {
-            let sim = input(crate::sim::SimBackend::open(path, now))?;
-            Ok(Box::new(sim.with_concurrency(args.concurrency.map_or(1, usize::from))))
-        }
-        (None, true) => {
-            let options = crate::aws::AwsOptions {
-                profile: args.profile.clone(),
-                endpoint_url: args.endpoint_url.clone(),
-                max_attempts: args.max_attempts,
-                concurrency: args.concurrency.map(usize::from),
-                unpaced: args.no_pacing,
-            };
-            Ok(Box::new(crate::aws::AwsBackend::connect(&policy.scope, &policy.aws, options)?))
-        }
-        _ => Err(InputError("choose a backend: --sim STATE.json or --aws".into()).into()),
-    }
 }
 
 fn now(as_of: Option<&str>) -> anyhow::Result<Timestamp> {

@@ -11,6 +11,7 @@ pub mod synth;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use crate::model::id::stable_id;
 
@@ -31,6 +32,15 @@ pub struct SimBackend {
     calls: Mutex<BTreeMap<String, u64>>,
     /// Images an apply works on at once (the calls still queue on the state's lock).
     concurrency: usize,
+    /// EC2's pace, when modelled: a latency per call and EC2's token buckets.
+    pace: Option<Pace>,
+}
+
+/// A model of EC2's pace: every call waits for a token of its EC2 bucket, then takes
+/// `latency`, outside the state's lock (so calls overlap as they do on EC2).
+struct Pace {
+    latency: Duration,
+    buckets: crate::pacing::Pacer,
 }
 
 impl SimBackend {
@@ -43,12 +53,22 @@ impl SimBackend {
             now,
             calls: Mutex::default(),
             concurrency: 1,
+            pace: None,
         })
     }
 
     /// A backend over a state held in memory only.
     pub fn in_memory(state: SimState, now: Timestamp) -> SimBackend {
-        SimBackend { path: None, state: Mutex::new(state), now, calls: Mutex::default(), concurrency: 1 }
+        SimBackend { path: None, state: Mutex::new(state), now, calls: Mutex::default(), concurrency: 1, pace: None }
+    }
+
+    /// Models EC2's pace: each call takes `latency` and draws from EC2's token buckets
+    /// (the same buckets the AWS backend paces itself by), for benchmarks of an apply's
+    /// wall time against the bound the buckets set.
+    pub fn with_ec2_pace(mut self, latency: Duration) -> SimBackend {
+        let clock = std::sync::Arc::new(crate::pacing::SystemClock::default());
+        self.pace = Some(Pace { latency, buckets: crate::pacing::Pacer::new(clock) });
+        self
     }
 
     /// Works on up to `n` images at once in an apply (as `--concurrency` does on AWS).
@@ -66,9 +86,14 @@ impl SimBackend {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn count(&self, call: &str) {
-        let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
-        *calls.entry(call.to_string()).or_default() += 1;
+    /// Counts one call in `location` and, when EC2's pace is modelled, waits as EC2 would
+    /// make it wait. Never called with the state locked.
+    fn call(&self, call: &str, location: &Location) {
+        *self.calls.lock().unwrap_or_else(|p| p.into_inner()).entry(call.to_string()).or_default() += 1;
+        if let Some(pace) = &self.pace {
+            pace.buckets.wait(location, call);
+            std::thread::sleep(pace.latency);
+        }
     }
 }
 
@@ -151,11 +176,25 @@ impl Backend for SimBackend {
     }
 
     fn collect(&self, scope: &Scope, needs: &BTreeSet<InventoryNeed>) -> anyhow::Result<Vec<Image>> {
+        let locations: Vec<Location> = {
+            let state = self.lock();
+            let in_scope = state.accounts.iter().filter(|(a, _)| scope.accounts.contains(*a));
+            in_scope
+                .flat_map(|(account, acc)| {
+                    acc.regions
+                        .keys()
+                        .filter(|r| scope.regions.contains(*r))
+                        .map(|region| Location { account: account.clone(), region: region.clone() })
+                })
+                .collect()
+        };
+        for location in &locations {
+            self.call("DescribeImages", location);
+        }
         let state = self.lock();
         let mut images = Vec::new();
         for (account, acc) in state.accounts.iter().filter(|(a, _)| scope.accounts.contains(*a)) {
             for (region_name, region) in acc.regions.iter().filter(|(r, _)| scope.regions.contains(*r)) {
-                self.count("DescribeImages");
                 for image in &region.images {
                     images.push(to_image(account, region_name, region, image, needs));
                 }
@@ -170,7 +209,7 @@ impl Backend for SimBackend {
         image_ids: &[String],
         permissions: bool,
     ) -> anyhow::Result<Vec<(String, Option<Image>)>> {
-        self.count("DescribeImages");
+        self.call("DescribeImages", location);
         // A re-read before a destructive call always has usage, as on EC2.
         let mut needs: BTreeSet<InventoryNeed> = [InventoryNeed::Usage, InventoryNeed::Snapshots].into();
         if permissions {
@@ -197,7 +236,7 @@ impl Backend for SimBackend {
         location: &Location,
         snapshot_ids: &[String],
     ) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
-        self.count("DescribeImages");
+        self.call("DescribeImages", location);
         let state = self.lock();
         let region = state.accounts.get(&location.account).and_then(|a| a.regions.get(&location.region));
         let wanted: BTreeSet<&str> = snapshot_ids.iter().map(String::as_str).collect();
@@ -221,7 +260,6 @@ impl Backend for SimBackend {
     }
 
     fn execute(&self, action: &PlannedAction) -> ActionOutcome {
-        let mut state = self.lock();
         let call = match &action.op {
             Op::Tag { .. } => "CreateTags",
             Op::Untag { .. } => "DeleteTags",
@@ -232,8 +270,13 @@ impl Backend for SimBackend {
             Op::Deregister => "DeregisterImage",
             Op::DeleteSnapshot { .. } => "DeleteSnapshot",
         };
-        self.count(call);
-        execute(&mut state, action, self.now)
+        // CopyImage is called in (and throttled by) the destination region.
+        let region = match &action.op {
+            Op::Copy { request } => request.region.clone(),
+            _ => action.region.clone(),
+        };
+        self.call(call, &Location { account: action.account.clone(), region });
+        execute(&mut self.lock(), action, self.now)
     }
 
     fn reload(&self) -> anyhow::Result<()> {

@@ -1,4 +1,5 @@
-//! Client-side token buckets per (account, region, EC2 throttling bucket), so a large run is paced instead of throttled.
+//! Client-side token buckets per (account, region, EC2 throttling bucket), so a large run is
+//! paced instead of throttled; the simulated EC2 uses the same buckets to model EC2's pace.
 //!
 //! EC2 throttles each account and region with a token bucket per action (or per
 //! category of actions): a call takes one token, tokens refill at a fixed rate up to the
@@ -148,6 +149,14 @@ impl Pacer {
             TokenBucket::new(capacity, refill, now)
         });
         bucket.reserve(now)
+    }
+
+    /// Waits (blocking the thread) until `operation` may be called in `location`.
+    pub fn wait(&self, location: &Location, operation: &str) {
+        let wait = self.reserve(location, operation);
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
+        }
     }
 
     /// Waits (asynchronously) until `operation` may be called in `location`.
