@@ -70,6 +70,11 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Enqueue one shard per account of a scheduled run (for EventBridge Scheduler or a CronJob).
     EnqueueRun(serve::EnqueueArgs),
+    /// Print a shell completion script (`amiwarden completions bash > /etc/bash_completion.d/amiwarden`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -338,6 +343,13 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Serve(args) => serve::serve_command(&cli, args),
         Command::EnqueueRun(args) => serve::enqueue_command(args),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "amiwarden", &mut script);
+            out(String::from_utf8_lossy(&script))?;
+            Ok(0)
+        }
         Command::IamPolicy(args) => {
             let policy = load_policy(&args.policy, &[])?;
             out(serde_json::to_string_pretty(&crate::aws::iam_policy(&policy, args.queue_url.as_deref()))?)?;
