@@ -28,7 +28,7 @@ pub struct BackendArgs {
     #[arg(long, requires = "aws")]
     pub max_attempts: Option<u32>,
     /// Images an apply works on at once inside a phase (default: 16 on AWS, where the
-    /// calls stay paced by EC2's token buckets; 1 on the sim).
+    /// calls stay paced by EC2's token buckets; 1 on the sim, 16 with --sim-latency-ms).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=100))]
     pub concurrency: Option<u16>,
     /// Do not pace calls by EC2's token buckets: only for an emulator that does not
