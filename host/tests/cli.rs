@@ -260,7 +260,8 @@ fn the_sim_with_ec2_pace_ends_in_the_same_state() {
 #[test]
 fn completions_are_printed_for_the_usual_shells() {
     let dir = tempfile::tempdir().unwrap();
-    for (shell, needle) in [("bash", "_amiwarden()"), ("zsh", "#compdef amiwarden"), ("fish", "complete -c amiwarden")] {
+    for (shell, needle) in [("bash", "_amiwarden()"), ("zsh", "#compdef amiwarden"), ("fish", "complete -c amiwarden")]
+    {
         let out = amiwarden(dir.path(), &["completions", shell]);
         assert_eq!(out.status.code(), Some(0), "{shell}: {}", stderr(&out));
         let script = String::from_utf8_lossy(&out.stdout);
