@@ -36,8 +36,18 @@ pub const SOURCE_REGION_TAG: &str = "amiwarden:source-region";
 /// Tag the host writes on every copy it makes: the plan action that made it.
 pub const ACTION_TAG: &str = "amiwarden:action-id";
 
-/// The oldest a re-read of EC2 may be when the destructive action it checks runs.
+/// The oldest a re-read of EC2 may be when the destructive action it checks runs (see
+/// `recheck_expiry` for an endpoint slower than that).
 pub const RECHECK_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// When a re-read that started at `started` (and has just ended) stops being usable:
+/// `RECHECK_MAX_AGE` after it started, or twice the time it took when the endpoint is
+/// that slow. A read slower than the age limit would otherwise be stale on arrival and
+/// every action would read again (seen on a 5,000-image emulator: a full scan per
+/// action); EC2's answer cannot be fresher than the call that fetched it.
+pub fn recheck_expiry(started: std::time::Instant) -> std::time::Instant {
+    started + RECHECK_MAX_AGE.max(started.elapsed().saturating_mul(2))
+}
 
 /// The name a copy gets: the request's, else its source's (as the plan recorded it),
 /// else the source's id.
@@ -144,5 +154,22 @@ pub trait Backend: Sync {
     /// API calls made so far, by operation name, for the end-of-run report.
     fn call_counts(&self) -> Vec<(String, u64)> {
         Vec::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::{RECHECK_MAX_AGE, recheck_expiry};
+
+    #[test]
+    fn a_re_read_is_usable_for_the_age_limit_or_twice_as_long_as_it_took() {
+        let quick = Instant::now() - Duration::from_secs(1);
+        assert_eq!(recheck_expiry(quick), quick + RECHECK_MAX_AGE);
+        let slow = Instant::now() - Duration::from_secs(20);
+        let expires = recheck_expiry(slow);
+        assert!(expires >= slow + Duration::from_secs(40), "a 20 s read stays usable for 20 s after it ends");
+        assert!(expires <= slow + Duration::from_secs(42));
     }
 }

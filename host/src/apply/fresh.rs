@@ -18,7 +18,8 @@ pub const RECHECK_BATCH: usize = 100;
 /// slow, paced apply never acts on what EC2 said minutes ago.
 pub const MAX_AGE: Duration = crate::backend::RECHECK_MAX_AGE;
 
-/// Reads made ahead of their actions, keyed by image id and snapshot id.
+/// Reads made ahead of their actions, keyed by image id and snapshot id, each with the
+/// instant it stops being usable.
 #[derive(Debug, Default)]
 pub struct Fresh {
     images: BTreeMap<String, (Instant, Option<Image>)>,
@@ -29,8 +30,10 @@ fn location(action: &PlannedAction) -> Location {
     Location { account: action.account.clone(), region: action.region.clone() }
 }
 
-fn young(read: Instant) -> bool {
-    read.elapsed() <= MAX_AGE
+use crate::backend::recheck_expiry as expiry;
+
+fn young(expires: Instant) -> bool {
+    Instant::now() <= expires
 }
 
 /// The image a disable or deregistration acts on.
@@ -104,9 +107,11 @@ impl Fresh {
             pending,
         );
         let with_permissions = ids.iter().any(|id| permissions(id));
-        let read = Instant::now();
-        for (id, image) in backend.refresh_many(&location(action), &ids, with_permissions)? {
-            self.images.insert(id, (read, image));
+        let started = Instant::now();
+        let read = backend.refresh_many(&location(action), &ids, with_permissions)?;
+        let expires = expiry(started);
+        for (id, image) in read {
+            self.images.insert(id, (expires, image));
         }
         Ok(self.images.remove(&action.image_id).and_then(|(_, image)| image))
     }
@@ -134,11 +139,12 @@ impl Fresh {
             |id| self.snapshots.get(id).is_some_and(|(r, _)| young(*r)),
             pending,
         );
-        let read = Instant::now();
+        let started = Instant::now();
         let mut users = backend.snapshot_users(&location(action), &ids)?;
+        let expires = expiry(started);
         for id in ids {
             let found = users.remove(&id).unwrap_or_default();
-            self.snapshots.insert(id, (read, found));
+            self.snapshots.insert(id, (expires, found));
         }
         Ok(self.snapshots.remove(snapshot_id).map(|(_, users)| users).unwrap_or_default())
     }

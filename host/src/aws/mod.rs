@@ -33,7 +33,7 @@ pub use connect::AwsOptions;
 pub use errors::{ApiError, ErrorKind};
 pub use iam::iam_policy;
 
-use crate::backend::{ActionOutcome, Backend, RECHECK_MAX_AGE};
+use crate::backend::{ActionOutcome, Backend, recheck_expiry};
 use crate::config::{AwsSettings, Scope};
 use crate::model::{Image, ImageState, InventoryNeed, Location};
 use crate::pacing::Pacer;
@@ -80,7 +80,7 @@ pub struct AwsBackend {
     label: String,
     /// The label and the accounts: what a journal is bound to.
     identity: String,
-    /// Snapshots the apply found unused, and when (see `Backend::snapshot_users`).
+    /// Snapshots the apply found unused, and until when that finding may be used (see `Backend::snapshot_users`).
     verified: Mutex<BTreeMap<String, Instant>>,
     concurrency: usize,
 }
@@ -310,15 +310,16 @@ impl Backend for AwsBackend {
         snapshot_ids: &[String],
     ) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
         let ec2 = self.ec2(location)?;
+        let started = Instant::now();
         let users = self
             .runtime
             .block_on(execute::snapshot_users(&ec2, snapshot_ids))
             .with_context(|| format!("which images use {} snapshot(s) in {location}", snapshot_ids.len()))?;
-        let now = Instant::now();
+        let expires = recheck_expiry(started);
         let mut verified = self.verified.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        verified.retain(|_, read| read.elapsed() <= RECHECK_MAX_AGE);
+        verified.retain(|_, until| Instant::now() <= *until);
         for id in snapshot_ids.iter().filter(|id| !users.contains_key(*id)) {
-            verified.insert(id.clone(), now);
+            verified.insert(id.clone(), expires);
         }
         Ok(users)
     }
@@ -339,7 +340,7 @@ impl Backend for AwsBackend {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .remove(snapshot_id)
-                .is_some_and(|read| read.elapsed() <= RECHECK_MAX_AGE),
+                .is_some_and(|until| Instant::now() <= until),
             _ => false,
         };
         self.runtime.block_on(execute::run(&ec2, destination.as_ref(), action, checked))
