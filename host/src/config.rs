@@ -337,6 +337,38 @@ regions = ["us-east-1"]
         }
     }
 
+    /// docs/policy.md documents every key the policy file takes: each key of a policy
+    /// with every table present (as serde writes it) appears there.
+    #[test]
+    fn docs_policy_md_names_every_key() {
+        fn keys(value: &serde_json::Value, out: &mut BTreeSet<String>) {
+            match value {
+                serde_json::Value::Object(map) => {
+                    for (k, v) in map {
+                        out.insert(k.clone());
+                        keys(v, out);
+                    }
+                }
+                serde_json::Value::Array(items) => items.iter().for_each(|v| keys(v, out)),
+                _ => {}
+            }
+        }
+        let text = format!(
+            "{MINIMAL}\n[[plugin]]\nname = \"p\"\nsource = \"builtin:retention\"\ngrants = [\"retain\"]\n\
+             needs = []\ndata_dir = \"d\"\n[plugin.limits]\ntime_ms = 100\n[plugin.config]\nx = 1\n"
+        );
+        let policy = Policy::parse(&text).unwrap();
+        let mut found = BTreeSet::new();
+        keys(&serde_json::to_value(&policy).unwrap(), &mut found);
+        found.remove("x"); // the plugin's own config, documented by each plugin
+        let docs = include_str!("../../docs/policy.md");
+        // A key as `key`, a table as [key] / [[key]] / [parent.key].
+        let named = |k: &String| [format!("`{k}`"), format!("[{k}]"), format!("[[{k}]]"), format!(".{k}]")];
+        let missing: Vec<&String> = found.iter().filter(|k| !named(k).iter().any(|n| docs.contains(n))).collect();
+        assert!(missing.is_empty(), "docs/policy.md does not name {missing:?}");
+        assert!(found.len() > 25, "the walk found the keys: {found:?}");
+    }
+
     #[test]
     fn an_unknown_field_is_named_with_its_line() {
         let text = format!("{MINIMAL}\n[guardrails]\nallow_publc = true\n");
