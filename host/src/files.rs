@@ -61,15 +61,20 @@ pub fn read_input(path: &Path, kind: Input) -> anyhow::Result<Vec<u8>> {
     if !meta.is_file() {
         return Err(refuse("not a regular file".into()).into());
     }
-    let too_large = || refuse(format!("larger than the limit of {} MiB", kind.limit() / MIB));
     if meta.len() > kind.limit() {
-        return Err(too_large().into());
+        return Err(refuse(format!("larger than the limit of {} MiB", kind.limit() / MIB)).into());
     }
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
     // The file may grow while it is read: never read more than the limit allows.
-    file.take(kind.limit() + 1).read_to_end(&mut bytes).map_err(|e| refuse(format!("cannot read it: {e}")))?;
+    read_bounded(file, kind).map_err(|e| refuse(e).into())
+}
+
+/// At most `kind.limit()` bytes from `reader`; an error text when there are more or the
+/// read fails.
+fn read_bounded(reader: impl Read, kind: Input) -> Result<Vec<u8>, String> {
+    let mut bytes = Vec::new();
+    reader.take(kind.limit() + 1).read_to_end(&mut bytes).map_err(|e| format!("cannot read it: {e}"))?;
     if bytes.len() as u64 > kind.limit() {
-        return Err(too_large().into());
+        return Err(format!("larger than the limit of {} MiB", kind.limit() / MIB));
     }
     Ok(bytes)
 }
@@ -82,11 +87,7 @@ pub fn read_text(path: &Path, kind: Input) -> anyhow::Result<String> {
 
 /// Text from a reader (stdin) as `kind`, at most `kind.limit()` bytes.
 pub fn read_text_from(reader: impl Read, kind: Input, what: &str) -> anyhow::Result<String> {
-    let mut bytes = Vec::new();
-    reader.take(kind.limit() + 1).read_to_end(&mut bytes).with_context(|| format!("cannot read {what}"))?;
-    if bytes.len() as u64 > kind.limit() {
-        return Err(InputError(format!("{what}: larger than the limit of {} MiB", kind.limit() / MIB)).into());
-    }
+    let bytes = read_bounded(reader, kind).map_err(|e| InputError(format!("{what}: {e}")))?;
     String::from_utf8(bytes).map_err(|e| InputError(format!("{what}: not UTF-8 text ({e})")).into())
 }
 
@@ -112,6 +113,8 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::{Input, read_input, read_text};
 
     #[test]
@@ -134,8 +137,6 @@ mod tests {
         std::fs::write(&path, [0xff, 0xfe]).unwrap();
         assert!(read_text(&path, Input::Policy).unwrap_err().to_string().contains("not UTF-8"));
     }
-
-    use std::path::Path;
 
     #[test]
     fn a_file_is_replaced_whole_and_no_temporary_is_left() {

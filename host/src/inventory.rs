@@ -98,35 +98,32 @@ impl Inventory {
 }
 
 impl Inventory {
-    /// The images `query` looks at before its filters: those of the narrowest index it
-    /// can use (source image, location, tag key), else every image.
-    fn candidates(&self, query: &Query) -> Box<dyn Iterator<Item = usize> + '_> {
-        fn list(l: Option<&Vec<usize>>) -> Box<dyn Iterator<Item = usize> + '_> {
-            Box::new(l.into_iter().flatten().copied())
-        }
-        if let Some(source) = &query.source_image_id {
-            list(self.by_source.get(source))
+    /// The narrowest index `query` can use (source image, location, tag key), as the
+    /// positions of its images; `None` when it can use none and looks at every image.
+    fn index(&self, query: &Query) -> Option<&[usize]> {
+        let list = if let Some(source) = &query.source_image_id {
+            self.by_source.get(source)
         } else if let (Some(account), Some(region)) = (&query.account, &query.region) {
-            list(self.by_location.get(&Location { account: account.clone(), region: region.clone() }))
+            self.by_location.get(&Location { account: account.clone(), region: region.clone() })
         } else if let Some(key) = &query.tag_key {
-            list(self.by_tag_key.get(key))
+            self.by_tag_key.get(key)
         } else {
-            Box::new(0..self.images.len())
+            return None;
+        };
+        Some(list.map_or(&[], Vec::as_slice))
+    }
+
+    /// The images `query` looks at before its filters.
+    fn candidates(&self, query: &Query) -> Box<dyn Iterator<Item = usize> + '_> {
+        match self.index(query) {
+            Some(list) => Box::new(list.iter().copied()),
+            None => Box::new(0..self.images.len()),
         }
     }
 
     /// How many images `query` looks at (what it costs before anything is returned).
     pub fn scan_size(&self, query: &Query) -> usize {
-        let len = |l: Option<&Vec<usize>>| l.map_or(0, Vec::len);
-        if let Some(source) = &query.source_image_id {
-            len(self.by_source.get(source))
-        } else if let (Some(account), Some(region)) = (&query.account, &query.region) {
-            len(self.by_location.get(&Location { account: account.clone(), region: region.clone() }))
-        } else if let Some(key) = &query.tag_key {
-            len(self.by_tag_key.get(key))
-        } else {
-            self.images.len()
-        }
+        self.index(query).map_or(self.images.len(), <[usize]>::len)
     }
 }
 

@@ -4,7 +4,7 @@
 //! batch instead of per action. A read is used once, and only while it is young.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::backend::Backend;
 use crate::model::{Image, Location};
@@ -13,10 +13,6 @@ use crate::plan::{Op, PlannedAction};
 /// Images (or snapshots) one re-read covers: the `image-id` and snapshot-id filters take
 /// this many values in one call.
 pub const RECHECK_BATCH: usize = 100;
-
-/// The oldest a re-read may be when its action runs; older ones are read again, so a
-/// slow, paced apply never acts on what EC2 said minutes ago.
-pub const MAX_AGE: Duration = crate::backend::RECHECK_MAX_AGE;
 
 /// Reads made ahead of their actions, keyed by image id and snapshot id, each with the
 /// instant it stops being usable.

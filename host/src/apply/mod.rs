@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde::Serialize;
 
 use fresh::Fresh;
-pub use fresh::{MAX_AGE, RECHECK_BATCH};
+pub use fresh::RECHECK_BATCH;
 pub use journal::{Binding, Journal, JournalEntry, Phase, Unfinished, default_path, plan_id, run_id, unfinished_plan};
 pub use lock::Lock;
 

@@ -1,6 +1,6 @@
 //! One EC2 client for one location, with every call paced by the token buckets and counted by operation name.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -91,4 +91,10 @@ impl Ec2 {
             err
         })
     }
+}
+
+/// The token of the next page: `None` after the last page, or when the endpoint repeats
+/// a token (an emulator that ignores paging would otherwise be asked for ever).
+pub fn next_page(next: Option<&str>, seen: &mut BTreeSet<String>) -> Option<String> {
+    next.filter(|t| !t.is_empty() && seen.insert(t.to_string())).map(str::to_string)
 }

@@ -8,7 +8,7 @@ use aws_sdk_ec2::types::{Filter, ImageAttributeName};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::calls::Ec2;
+use super::calls::{Ec2, next_page};
 use super::convert::{self, SnapshotInfo};
 use super::errors::ApiError;
 use super::usage;
@@ -61,9 +61,9 @@ pub async fn describe_images(
         let page = ec2.call("DescribeImages", request.send()).await?;
         images.extend(page.images().iter().cloned());
         // A repeated token would loop forever; an emulator that ignores paging sends none.
-        match page.next_token() {
-            Some(next) if !next.is_empty() && seen.insert(next.to_string()) => token = Some(next.to_string()),
-            _ => break,
+        token = next_page(page.next_token(), &mut seen);
+        if token.is_none() {
+            break;
         }
     }
     Ok(images)
@@ -148,9 +148,9 @@ async fn list_owned_snapshots(
             ec2.client.describe_snapshots().owner_ids("self").max_results(LIST_PAGE).set_next_token(token.take());
         let page = ec2.call("DescribeSnapshots", request.send()).await?;
         page.snapshots().iter().for_each(&mut each);
-        match page.next_token() {
-            Some(next) if !next.is_empty() && seen.insert(next.to_string()) => token = Some(next.to_string()),
-            _ => return Ok(true),
+        token = next_page(page.next_token(), &mut seen);
+        if token.is_none() {
+            return Ok(true);
         }
     }
     Ok(false)

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::Context;
 use aws_sdk_ec2::types::{Filter, ImageReferenceResourceType};
 
-use super::calls::{Ec2, Gaps};
+use super::calls::{Ec2, Gaps, next_page};
 use super::errors::{ApiError, ErrorKind};
 
 /// Image ids per DescribeImageReferences call (FACTS.md).
@@ -58,6 +58,7 @@ async fn image_references(ec2: &Ec2, image_ids: &[String]) -> Result<BTreeMap<St
     let mut found: BTreeMap<String, References> = BTreeMap::new();
     for batch in image_ids.chunks(REFERENCE_BATCH) {
         let mut token: Option<String> = None;
+        let mut seen = BTreeSet::new();
         loop {
             let request = ec2
                 .client
@@ -79,9 +80,9 @@ async fn image_references(ec2: &Ec2, image_ids: &[String]) -> Result<BTreeMap<St
                     _ => {}
                 }
             }
-            match page.next_token() {
-                Some(next) if !next.is_empty() => token = Some(next.to_string()),
-                _ => break,
+            token = next_page(page.next_token(), &mut seen);
+            if token.is_none() {
+                break;
             }
         }
     }
@@ -150,9 +151,9 @@ async fn live_instances(
                 each(image);
             }
         }
-        match page.next_token() {
-            Some(next) if !next.is_empty() && seen.insert(next.to_string()) => token = Some(next.to_string()),
-            _ => return Ok(true),
+        token = next_page(page.next_token(), &mut seen);
+        if token.is_none() {
+            return Ok(true);
         }
     }
 }
@@ -180,9 +181,9 @@ async fn launch_template_images(ec2: &Ec2) -> Result<BTreeSet<(String, String)>,
                 found.insert((template.to_string(), image.to_string()));
             }
         }
-        match page.next_token() {
-            Some(next) if !next.is_empty() && seen.insert(next.to_string()) => token = Some(next.to_string()),
-            _ => break,
+        token = next_page(page.next_token(), &mut seen);
+        if token.is_none() {
+            break;
         }
     }
     Ok(found)

@@ -136,11 +136,9 @@ impl Backend for SimBackend {
         }
         let state = self.lock();
         let mut images = Vec::new();
-        for (account, acc) in state.accounts.iter().filter(|(a, _)| scope.accounts.contains(*a)) {
-            for (region_name, region) in acc.regions.iter().filter(|(r, _)| scope.regions.contains(*r)) {
-                for image in &region.images {
-                    images.push(to_image(account, region_name, region, image, needs));
-                }
+        for Location { account, region } in &locations {
+            if let Some(r) = state.accounts.get(account).and_then(|a| a.regions.get(region)) {
+                images.extend(r.images.iter().map(|image| to_image(account, region, r, image, needs)));
             }
         }
         Ok(images)
