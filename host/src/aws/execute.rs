@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use aws_sdk_ec2::config::retry::RetryConfig;
 use aws_sdk_ec2::primitives::DateTime;
 use aws_sdk_ec2::types::{Filter, LaunchPermissionModifications, Tag};
 
@@ -10,7 +11,7 @@ use super::collect::describe_images;
 use super::convert;
 use super::errors::{ApiError, ErrorKind};
 use crate::backend::{ACTION_TAG, ActionOutcome, copy_name, copy_tags};
-use crate::model::{CopyRequest, Principal};
+use crate::model::{CopyRequest, Principal, Timestamp};
 use crate::plan::{Op, PlannedAction};
 
 /// Executes `action` with `ec2` (its location) and, for a copy, `destination`. A snapshot
@@ -107,11 +108,12 @@ async fn modify_permission(
     }))
 }
 
-/// CopyImage in the destination region, made idempotent twice: the action id is the
-/// client token, and an image already tagged with the action id is returned instead
-/// (an emulator may ignore client tokens). The copy is then tagged with its source and
-/// action, since an emulator records neither, and with the source's tags when asked
-/// (an emulator ignores CopyImageTags).
+/// CopyImage in the destination region, made idempotent three times: the action id is
+/// the client token, an image already tagged with the action id is returned instead (an
+/// emulator may ignore client tokens), and a call whose answer was lost is not sent
+/// again before the destination is searched for the copy it made (`copy_image`). The
+/// copy is then tagged with its source and action, since an emulator records neither,
+/// and with the source's tags when asked (an emulator ignores CopyImageTags).
 async fn copy(
     source: &Ec2,
     dest: &Ec2,
@@ -134,19 +136,13 @@ async fn copy(
     }
     let tags = copy_tags(action, request, source_tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let name = copy_name(action, request);
-    let call = dest
-        .client
-        .copy_image()
-        .source_image_id(&action.image_id)
-        .source_region(&action.region)
-        .name(name)
-        .encrypted(request.encrypted)
-        .set_kms_key_id(request.kms_key_id.clone())
-        .copy_image_tags(request.copy_tags)
-        .client_token(&action.id);
-    let out = dest.call("CopyImage", call.send()).await?;
-    let Some(new_id) = out.image_id().map(str::to_string) else {
-        return Ok(ActionOutcome::Failed { error: format!("CopyImage of {} returned no image id", action.image_id) });
+    let new_id = match copy_image(dest, action, request, &name).await? {
+        Some(id) => id,
+        None => {
+            return Ok(ActionOutcome::Failed {
+                error: format!("CopyImage of {} returned no image id", action.image_id),
+            });
+        }
     };
     let tagging = dest.client.create_tags().resources(&new_id).set_tags(Some(tag_list(&tags)));
     if let Err(e) = dest.call("CreateTags", tagging.send()).await {
@@ -156,6 +152,104 @@ async fn copy(
         });
     }
     Ok(done(format!("copied {} to {} as {new_id}", action.image_id, request.region)))
+}
+
+/// The CopyImage call itself, retried here instead of by the SDK, because a blind retry
+/// can copy twice: when the answer to a CopyImage EC2 carried out is lost (connection
+/// reset, timeout, 5xx), the SDK sends it again; EC2 then returns the same copy for the
+/// same client token, but an endpoint that ignores client tokens (moto) makes a second
+/// one, which nothing claims. So after a call without a clear answer the destination is
+/// searched first (`unclaimed_copy`), and only if no copy is there is the call sent
+/// again. A throttled call (EC2 refused it) is simply sent again. Attempts and backoff
+/// follow the client's retry configuration; each attempt is paced and counted.
+/// Returns the copy's id (`None`: EC2 answered without one).
+async fn copy_image(
+    dest: &Ec2,
+    action: &PlannedAction,
+    request: &CopyRequest,
+    name: &str,
+) -> Result<Option<String>, ApiError> {
+    let retry = dest.client.config().retry_config().cloned().unwrap_or_else(RetryConfig::standard);
+    let since = Timestamp::now().0 - CLOCK_SKEW_SECONDS;
+    let mut attempt = 1;
+    loop {
+        let call = dest
+            .client
+            .copy_image()
+            .source_image_id(&action.image_id)
+            .source_region(&action.region)
+            .name(name)
+            .encrypted(request.encrypted)
+            .set_kms_key_id(request.kms_key_id.clone())
+            .copy_image_tags(request.copy_tags)
+            .client_token(&action.id)
+            .customize()
+            .config_override(aws_sdk_ec2::config::Builder::default().retry_config(RetryConfig::disabled()));
+        let error = match dest.call("CopyImage", call.send()).await {
+            Ok(out) => return Ok(out.image_id().map(str::to_string)),
+            Err(e) => e,
+        };
+        match error.kind {
+            ErrorKind::Throttled => {}
+            ErrorKind::Transient => {
+                if let Some(found) = unclaimed_copy(dest, action, name, since).await? {
+                    tracing::warn!(
+                        "{}: {error}; the copy was made anyway ({found}), it is kept instead of copying again",
+                        action.id
+                    );
+                    return Ok(Some(found));
+                }
+            }
+            _ => return Err(error),
+        }
+        if attempt >= retry.max_attempts() {
+            return Err(error);
+        }
+        tokio::time::sleep(backoff(&retry, attempt)).await;
+        attempt += 1;
+    }
+}
+
+/// How far the endpoint's clock may lag ours when judging whether an image was made by
+/// this apply's CopyImage.
+const CLOCK_SKEW_SECONDS: i64 = 300;
+
+/// A copy in `dest` that a CopyImage of this action made although its answer was lost:
+/// named `name`, not yet tagged by any action, made since `since`, and a copy of the
+/// action's source. EC2 records a copy's source (SourceImageId); an emulator that does
+/// not (moto) gets an image without any tag instead.
+async fn unclaimed_copy(
+    dest: &Ec2,
+    action: &PlannedAction,
+    name: &str,
+    since: i64,
+) -> Result<Option<String>, ApiError> {
+    use aws_sdk_ec2::types::ImageState;
+    let by_name = Filter::builder().name("name").values(name).build();
+    let found = describe_images(dest, None, vec![by_name]).await?;
+    let candidates = found.iter().filter(|image| {
+        let claimed = image.tags().iter().any(|t| t.key() == Some(ACTION_TAG));
+        let same_source = match image.source_image_id() {
+            Some(source) => source == action.image_id && image.source_image_region().is_none_or(|r| r == action.region),
+            None => image.tags().is_empty(),
+        };
+        let recent = convert::parse_time(image.creation_date()).is_some_and(|t| t.0 >= since);
+        let live = !matches!(image.state(), Some(ImageState::Deregistered | ImageState::Failed | ImageState::Error));
+        image.name() == Some(name) && !claimed && same_source && recent && live
+    });
+    Ok(candidates
+        .max_by_key(|image| convert::parse_time(image.creation_date()).map(|t| t.0))
+        .and_then(|image| image.image_id())
+        .map(str::to_string))
+}
+
+/// The wait before attempt `attempt + 1`: the SDK's standard backoff (exponential from
+/// the initial backoff, capped, with full jitter).
+fn backoff(retry: &RetryConfig, attempt: u32) -> std::time::Duration {
+    use std::hash::BuildHasher;
+    let jitter = (std::hash::RandomState::new().hash_one(attempt) % 1_000) as f64 / 1_000.0;
+    let exponential = retry.initial_backoff().saturating_mul(1 << (attempt - 1).min(16));
+    exponential.min(retry.max_backoff()).mul_f64(jitter)
 }
 
 async fn delete_snapshot(ec2: &Ec2, snapshot_id: &str, checked: bool) -> Result<ActionOutcome, ApiError> {

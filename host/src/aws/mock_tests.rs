@@ -462,6 +462,89 @@ fn a_copy_already_made_by_the_same_action_is_returned_instead_of_copied_again() 
     assert_eq!(copy.num_calls(), 0);
 }
 
+const EC2_500: &str = "<Response><Errors><Error><Code>InternalError</Code><Message>An internal error has \
+                       occurred.</Message></Error></Errors><RequestID>r-1</RequestID></Response>";
+
+/// DescribeImages in the destination: none tagged with the action id yet; by name,
+/// `by_name` (what a lost CopyImage left).
+fn copy_lookups(by_name: Option<ec2::Image>) -> (Rule, Rule) {
+    let tagged = mock!(Client::describe_images)
+        .match_requests(|r| r.filters().iter().any(|f| f.name() == Some(&*format!("tag:{ACTION_TAG}"))))
+        .then_output(|| DescribeImagesOutput::builder().build());
+    let named = mock!(Client::describe_images)
+        .match_requests(|r| r.filters().iter().any(|f| f.name() == Some("name")))
+        .then_output(move || DescribeImagesOutput::builder().set_images(by_name.clone().map(|i| vec![i])).build());
+    (tagged, named)
+}
+
+#[test]
+fn a_copy_whose_answer_was_lost_is_found_instead_of_copied_again() {
+    // The copy was made but the answer is a 500: an endpoint that ignores client tokens
+    // (moto) would make a second copy if the call were sent again.
+    let made = ec2::Image::builder()
+        .image_id("ami-0000000c")
+        .name("golden-ami-0000000a")
+        .creation_date(Timestamp::now().to_string())
+        .state(ec2::ImageState::Pending)
+        .build();
+    let (tagged, named) = copy_lookups(Some(made));
+    let copy = mock!(Client::copy_image)
+        .sequence()
+        .http_status(500, Some(EC2_500.into()))
+        .output(|| CopyImageOutput::builder().image_id("ami-0000000d").build())
+        .build();
+    let tag = mock!(Client::create_tags)
+        .match_requests(|r| r.resources() == ["ami-0000000c"])
+        .then_output(|| CreateTagsOutput::builder().build());
+    let dest = mock_ec2("eu-west-1", RuleMode::MatchAny, &[&tagged, &named, &copy, &tag]);
+    let backend = AwsBackend::with_clients(vec![
+        (location("us-east-1"), mock_ec2("us-east-1", RuleMode::Sequential, &[])),
+        (location("eu-west-1"), dest),
+    ]);
+
+    let outcome = backend.execute(&copy_action());
+
+    assert_eq!(outcome, ActionOutcome::Done { detail: "copied ami-0000000a to eu-west-1 as ami-0000000c".into() });
+    assert_eq!((copy.num_calls(), named.num_calls(), tag.num_calls()), (1, 1, 1), "no second CopyImage");
+}
+
+#[test]
+fn a_copy_is_sent_again_only_when_no_copy_was_made() {
+    // A 500 without a copy behind it, then throttling (EC2 refused the call: no search),
+    // then the copy: three attempts, the client's limit.
+    let older = ec2::Image::builder()
+        .image_id("ami-00000009")
+        .name("golden-ami-0000000a")
+        .creation_date("2020-01-01T00:00:00Z")
+        .state(ec2::ImageState::Available)
+        .build();
+    let (tagged, named) = copy_lookups(Some(older));
+    let throttled = || {
+        aws_sdk_ec2::operation::copy_image::CopyImageError::generic(
+            ErrorMetadata::builder().code("RequestLimitExceeded").message("Request limit exceeded.").build(),
+        )
+    };
+    let copy = mock!(Client::copy_image)
+        .sequence()
+        .http_status(500, Some(EC2_500.into()))
+        .error(throttled)
+        .output(|| CopyImageOutput::builder().image_id("ami-0000000c").build())
+        .build();
+    let tag = mock!(Client::create_tags).then_output(|| CreateTagsOutput::builder().build());
+    let dest = mock_ec2("eu-west-1", RuleMode::MatchAny, &[&tagged, &named, &copy, &tag]);
+    let backend = AwsBackend::with_clients(vec![
+        (location("us-east-1"), mock_ec2("us-east-1", RuleMode::Sequential, &[])),
+        (location("eu-west-1"), dest),
+    ]);
+
+    let outcome = backend.execute(&copy_action());
+
+    assert_eq!(outcome, ActionOutcome::Done { detail: "copied ami-0000000a to eu-west-1 as ami-0000000c".into() });
+    assert_eq!(copy.num_calls(), 3, "each attempt sent by the host, not the SDK");
+    assert_eq!(named.num_calls(), 1, "searched after the 500 only; an image made before the apply is not the copy");
+    assert_eq!(counts(&backend).get("CopyImage"), Some(&3));
+}
+
 #[test]
 fn deprecation_on_an_endpoint_without_it_fails_with_a_clear_message() {
     let deprecate =
