@@ -140,8 +140,14 @@ pub trait Backend: Sync {
         Ok(())
     }
 
-    /// Makes executed changes durable (the sim writes its state file); a no-op on AWS.
+    /// Makes executed changes durable before they are journaled as done (the sim appends
+    /// them to its apply log); a no-op on AWS.
     fn commit(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    /// Ends an apply: the sim writes its state file whole; a no-op on AWS.
+    fn finish(&self) -> anyhow::Result<()> {
         Ok(())
     }
 

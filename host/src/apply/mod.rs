@@ -295,13 +295,20 @@ pub fn apply(
         progress,
     };
     let workers = backend.concurrency();
-    let mut start = 0;
-    while start < plan.actions.len() {
-        let phase = plan.actions[start].op.phase();
-        let end = start + plan.actions[start..].iter().take_while(|a| a.op.phase() == phase).count();
-        run.phase(start..end, workers)?;
-        start = end;
-    }
+    let phases = (|| {
+        let mut start = 0;
+        while start < plan.actions.len() {
+            let phase = plan.actions[start].op.phase();
+            let end = start + plan.actions[start..].iter().take_while(|a| a.op.phase() == phase).count();
+            run.phase(start..end, workers)?;
+            start = end;
+        }
+        anyhow::Ok(())
+    })();
+    // Whatever stopped the phases, what was done is journaled and logged: settle it.
+    let finished = backend.finish();
+    phases?;
+    finished?;
     let mut report = Report { resumed: run.resumed.into_inner(), ..Report::default() };
     for (action, ended) in plan.actions.iter().zip(run.ended.into_inner().unwrap_or_else(|p| p.into_inner())) {
         let Some((phase, detail)) = ended else { continue };

@@ -5,6 +5,7 @@
 //! snapshot still used by an image cannot be deleted; DisableImage drops every share;
 //! image block public access refuses public shares.
 
+mod log;
 mod state;
 pub mod synth;
 mod view;
@@ -30,6 +31,11 @@ use view::to_image;
 pub struct SimBackend {
     path: Option<PathBuf>,
     state: Mutex<SimState>,
+    /// Changes executed but not yet in the apply log, in the order they were made (pushed
+    /// with the state locked; `commit` writes them).
+    unlogged: Mutex<Vec<log::Entry>>,
+    /// The apply log of a state file, and the size of the file when last written whole.
+    log: Mutex<(log::Writer, u64)>,
     now: Timestamp,
     calls: Mutex<BTreeMap<String, u64>>,
     /// Images an apply works on at once (the calls still queue on the state's lock).
@@ -48,10 +54,12 @@ struct Pace {
 impl SimBackend {
     /// Opens a state file; `now` stamps the creation time of copies.
     pub fn open(path: &Path, now: Timestamp) -> anyhow::Result<SimBackend> {
-        let state = SimState::load(path)?;
+        let (state, size) = SimState::load_measured(path)?;
         Ok(SimBackend {
             path: Some(path.to_path_buf()),
             state: Mutex::new(state),
+            unlogged: Mutex::default(),
+            log: Mutex::new((log::Writer::new(path), size)),
             now,
             calls: Mutex::default(),
             concurrency: 1,
@@ -61,7 +69,16 @@ impl SimBackend {
 
     /// A backend over a state held in memory only.
     pub fn in_memory(state: SimState, now: Timestamp) -> SimBackend {
-        SimBackend { path: None, state: Mutex::new(state), now, calls: Mutex::default(), concurrency: 1, pace: None }
+        SimBackend {
+            path: None,
+            state: Mutex::new(state),
+            unlogged: Mutex::default(),
+            log: Mutex::new((log::Writer::new(Path::new("")), 0)),
+            now,
+            calls: Mutex::default(),
+            concurrency: 1,
+            pace: None,
+        }
     }
 
     /// Models EC2's pace: each call takes `latency` and draws from EC2's token buckets
@@ -217,7 +234,14 @@ impl Backend for SimBackend {
             _ => action.region.clone(),
         };
         self.call(call, &Location { account: action.account.clone(), region });
-        execute(&mut self.lock(), action, self.now)
+        let mut state = self.lock();
+        let outcome = execute(&mut state, action, self.now);
+        if self.path.is_some() && log::changed(&outcome) {
+            state.log_seq += 1;
+            let entry = log::Entry { seq: state.log_seq, now: self.now, action: action.clone() };
+            self.unlogged.lock().unwrap_or_else(|p| p.into_inner()).push(entry);
+        }
+        outcome
     }
 
     fn reload(&self) -> anyhow::Result<()> {
@@ -227,11 +251,31 @@ impl Backend for SimBackend {
         Ok(())
     }
 
+    /// Appends the changes made since the last commit to the apply log; writes the state
+    /// whole once the log is as large as the state file (so each byte of state is written
+    /// once per as many bytes of log: linear in the actions).
     fn commit(&self) -> anyhow::Result<()> {
-        match &self.path {
-            Some(path) => self.lock().save(path),
-            None => Ok(()),
+        let Some(path) = &self.path else { return Ok(()) };
+        let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        let entries = std::mem::take(&mut *self.unlogged.lock().unwrap_or_else(|p| p.into_inner()));
+        log.0.append(&entries)?;
+        if log.0.appended >= log.1 {
+            log.1 = self.lock().save(path)?;
+            log.0.reset();
         }
+        Ok(())
+    }
+
+    /// Writes the state whole and removes its apply log, when there is one.
+    fn finish(&self) -> anyhow::Result<()> {
+        let Some(path) = &self.path else { return Ok(()) };
+        self.commit()?;
+        let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        if log.0.appended > 0 || log::path(path).exists() {
+            log.1 = self.lock().save(path)?;
+            log.0.reset();
+        }
+        Ok(())
     }
 
     fn call_counts(&self) -> Vec<(String, u64)> {

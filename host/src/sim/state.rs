@@ -18,6 +18,14 @@ pub const STATE_VERSION: u32 = 1;
 pub struct SimState {
     pub version: u32,
     pub accounts: BTreeMap<String, SimAccount>,
+    /// The last entry of the apply log (`STATE.log`) this file already contains: entries
+    /// up to it are skipped when the log is replayed (see `sim::log`). Absent: none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub log_seq: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One account.
@@ -140,17 +148,29 @@ impl SimState {
         Ok(state)
     }
 
-    /// Reads a state file.
+    /// Reads a state file with the changes its apply log holds (`sim::log::replay`).
     pub fn load(path: &Path) -> anyhow::Result<SimState> {
-        let text = crate::files::read_text(path, crate::files::Input::SimState)?;
-        SimState::parse(&text, &path.display().to_string())
+        Ok(SimState::load_measured(path)?.0)
     }
 
-    /// Writes the state atomically and durably (`files::write_atomically`).
-    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+    /// `load`, and the size of the state file in bytes.
+    pub(super) fn load_measured(path: &Path) -> anyhow::Result<(SimState, u64)> {
+        let text = crate::files::read_text(path, crate::files::Input::SimState)?;
+        let mut state = SimState::parse(&text, &path.display().to_string())?;
+        if super::log::replay(&mut state, path)? {
+            state.check().with_context(|| format!("sim state {} after its apply log", path.display()))?;
+        }
+        Ok((state, text.len() as u64))
+    }
+
+    /// Writes the state atomically and durably (`files::write_atomically`), then removes
+    /// its apply log, whose changes the file now holds; returns the file's size.
+    pub fn save(&self, path: &Path) -> anyhow::Result<u64> {
         let mut text = serde_json::to_string_pretty(self)?;
         text.push('\n');
-        crate::files::write_atomically(path, text.as_bytes())
+        crate::files::write_atomically(path, text.as_bytes())?;
+        super::log::remove(path)?;
+        Ok(text.len() as u64)
     }
 
     fn check(&self) -> anyhow::Result<()> {

@@ -106,7 +106,7 @@ pub fn generate(n: usize, now: Timestamp, seed: u64) -> SimState {
             });
         }
     }
-    SimState { version: super::state::STATE_VERSION, accounts }
+    SimState { version: super::state::STATE_VERSION, accounts, log_seq: 0 }
 }
 
 #[cfg(test)]
