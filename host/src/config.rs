@@ -98,6 +98,9 @@ pub struct AwsSettings {
     pub role_arn_template: Option<String>,
     /// Session name for AssumeRole.
     pub session_name: Option<String>,
+    /// The external id the member accounts' roles require (`sts:ExternalId` in their
+    /// trust policy), sent with every AssumeRole.
+    pub external_id: Option<String>,
 }
 
 /// One plugin in the policy file.

@@ -79,8 +79,11 @@ impl Connection {
             let session = settings.session_name.clone().unwrap_or_else(|| SESSION_NAME.to_string());
             for account in &scope.accounts {
                 let role = template.replace("{account}", account);
-                let provider =
-                    AssumeRoleProvider::builder(role).session_name(&session).configure(&connection.base).build().await;
+                let mut provider = AssumeRoleProvider::builder(role).session_name(&session);
+                if let Some(external_id) = &settings.external_id {
+                    provider = provider.external_id(external_id);
+                }
+                let provider = provider.configure(&connection.base).build().await;
                 connection.assumed.insert(account.clone(), SharedCredentialsProvider::new(provider));
             }
         } else {

@@ -33,6 +33,40 @@ fn calls(kind: ActionKind) -> &'static [&'static str] {
     }
 }
 
+/// What EC2 does with KMS for an encrypted CopyImage (re-encrypting the snapshots
+/// under the destination's key, and granting itself their use).
+const KMS: [&str; 6] = [
+    "kms:CreateGrant",
+    "kms:Decrypt",
+    "kms:DescribeKey",
+    "kms:Encrypt",
+    "kms:GenerateDataKeyWithoutPlaintext",
+    "kms:ReEncrypt*",
+];
+
+/// The trust policy of the role each member account creates for `role_arn_template`:
+/// `principal` (the account or role amiwarden runs as) may assume it, with the policy's
+/// `external_id` required when one is set.
+pub fn trust_policy(policy: &Policy, principal: &str) -> Result<Value, String> {
+    let arn = if crate::model::is_account_id(principal) {
+        format!("arn:aws:iam::{principal}:root")
+    } else if principal.starts_with("arn:aws") && principal.contains(":iam::") {
+        principal.to_string()
+    } else {
+        return Err(format!("--trust-for `{principal}`: give a 12-digit account id or an IAM role ARN"));
+    };
+    let mut statement = json!({
+        "Sid": "AmiwardenAssumeRole",
+        "Effect": "Allow",
+        "Principal": { "AWS": arn },
+        "Action": "sts:AssumeRole",
+    });
+    if let Some(external_id) = &policy.aws.external_id {
+        statement["Condition"] = json!({ "StringEquals": { "sts:ExternalId": external_id } });
+    }
+    Ok(json!({ "Version": "2012-10-17", "Statement": [statement] }))
+}
+
 /// What a `serve` worker does with its queue: receive, extend, delete; send (schedulers
 /// and `enqueue-run`); read the redrive policy.
 const QUEUE: [&str; 5] = [
@@ -80,6 +114,18 @@ pub fn iam_policy(policy: &Policy, queue_url: Option<&str>) -> Value {
             "Condition": { "StringEquals": { "aws:RequestedRegion": copy_regions } },
         }));
     }
+    if policy.plugins.iter().any(|p| p.enabled && p.grants.contains(&ActionKind::Copy)) {
+        // An encrypted copy (or a copy of an encrypted image) has EC2 use KMS on the
+        // caller's behalf in the destination region: only through EC2 is allowed.
+        let via: Vec<String> = policy.copy_regions().iter().map(|r| format!("ec2.{r}.amazonaws.com")).collect();
+        statements.push(json!({
+            "Sid": "AmiwardenEncryptedCopies",
+            "Effect": "Allow",
+            "Action": KMS,
+            "Resource": "*",
+            "Condition": { "StringEquals": { "kms:ViaService": via } },
+        }));
+    }
     if let Some(template) = &policy.aws.role_arn_template {
         let roles: Vec<String> = policy.scope.accounts.iter().map(|a| template.replace("{account}", a)).collect();
         statements.push(
@@ -120,5 +166,62 @@ grants = ["share", "unshare"]
         let queue = &worker["Statement"].as_array().unwrap().last().unwrap();
         assert_eq!(queue["Resource"], "arn:aws:sqs:eu-west-1:111111111111:ami-events.fifo");
         assert!(queue["Action"].as_array().unwrap().iter().any(|a| a == "sqs:DeleteMessage"));
+    }
+
+    fn multi_account() -> Policy {
+        Policy::parse(
+            r#"
+[scope]
+accounts = ["111111111111", "222222222222"]
+regions = ["us-east-1"]
+[guardrails]
+copy_regions = ["eu-west-1"]
+[aws]
+role_arn_template = "arn:aws:iam::{account}:role/amiwarden"
+external_id = "org-7f3a"
+[[plugin]]
+name = "replication"
+source = "builtin:replication"
+grants = ["copy"]
+[plugin.config]
+source_regions = ["us-east-1"]
+[plugin.config.targets.eu-west-1]
+encrypted = true
+"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn copies_may_use_kms_through_ec2_in_their_destinations_only() {
+        let doc = iam_policy(&multi_account(), None);
+        let statements = doc["Statement"].as_array().unwrap();
+        let kms = statements.iter().find(|s| s["Sid"] == "AmiwardenEncryptedCopies").expect("a KMS statement");
+        assert!(kms["Action"].as_array().unwrap().iter().any(|a| a == "kms:CreateGrant"));
+        assert_eq!(kms["Condition"]["StringEquals"]["kms:ViaService"], json!(["ec2.eu-west-1.amazonaws.com"]));
+        let roles = statements.iter().find(|s| s["Sid"] == "AmiwardenAssumeRoles").unwrap();
+        assert_eq!(
+            roles["Resource"],
+            json!(["arn:aws:iam::111111111111:role/amiwarden", "arn:aws:iam::222222222222:role/amiwarden"])
+        );
+        let sharing_only = Policy::parse(
+            "[scope]\naccounts = [\"111111111111\"]\nregions = [\"us-east-1\"]\n[[plugin]]\nname = \"s\"\nsource = \"builtin:sharing\"\ngrants = [\"unshare\"]\n",
+        )
+        .unwrap();
+        assert!(!iam_policy(&sharing_only, None).to_string().contains("kms:"), "no copies, no KMS");
+    }
+
+    #[test]
+    fn the_member_roles_trust_the_runner_with_the_external_id() {
+        let policy = multi_account();
+        let trust = trust_policy(&policy, "999999999999").unwrap();
+        let statement = &trust["Statement"][0];
+        assert_eq!(statement["Principal"]["AWS"], "arn:aws:iam::999999999999:root");
+        assert_eq!(statement["Action"], "sts:AssumeRole");
+        assert_eq!(statement["Condition"]["StringEquals"]["sts:ExternalId"], "org-7f3a");
+        let role = "arn:aws:iam::999999999999:role/amiwarden-runner";
+        assert_eq!(trust_policy(&policy, role).unwrap()["Statement"][0]["Principal"]["AWS"], role);
+        let err = trust_policy(&policy, "runner").unwrap_err();
+        assert!(err.contains("--trust-for `runner`"), "{err}");
     }
 }

@@ -31,7 +31,7 @@ mod iam;
 pub use crate::pacing::{BucketClass, Clock, SystemClock, TokenBucket};
 pub use connect::AwsOptions;
 pub use errors::{ApiError, ErrorKind};
-pub use iam::iam_policy;
+pub use iam::{iam_policy, trust_policy};
 
 use crate::backend::{ActionOutcome, Backend, recheck_expiry};
 use crate::config::{AwsSettings, Scope};

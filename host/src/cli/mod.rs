@@ -175,6 +175,11 @@ pub struct IamPolicyArgs {
     /// Add what a `serve` worker needs on this SQS queue.
     #[arg(long, value_name = "URL")]
     pub queue_url: Option<String>,
+    /// Print instead the trust policy of the role each member account creates for
+    /// `[aws] role_arn_template`: this account id or role ARN (where amiwarden runs) may
+    /// assume it, with `[aws] external_id` required when set.
+    #[arg(long, value_name = "ACCOUNT|ROLE_ARN", conflicts_with = "queue_url")]
+    pub trust_for: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -352,7 +357,11 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::IamPolicy(args) => {
             let policy = load_policy(&args.policy, &[])?;
-            out(serde_json::to_string_pretty(&crate::aws::iam_policy(&policy, args.queue_url.as_deref()))?)?;
+            let document = match &args.trust_for {
+                Some(principal) => input(crate::aws::trust_policy(&policy, principal).map_err(anyhow::Error::msg))?,
+                None => crate::aws::iam_policy(&policy, args.queue_url.as_deref()),
+            };
+            out(serde_json::to_string_pretty(&document)?)?;
             Ok(0)
         }
     }
