@@ -11,7 +11,7 @@ use super::collect::describe_images;
 use super::convert;
 use super::errors::{ApiError, ErrorKind};
 use crate::backend::{ACTION_TAG, ActionOutcome, copy_name, copy_tags};
-use crate::model::{CopyRequest, Principal, Timestamp};
+use crate::model::{CopyRequest, Principal};
 use crate::plan::{Op, PlannedAction};
 
 /// Executes `action` with `ec2` (its location) and, for a copy, `destination`. A snapshot
@@ -109,21 +109,34 @@ async fn modify_permission(
 }
 
 /// CopyImage in the destination region, made idempotent three times: the action id is
-/// the client token, an image already tagged with the action id is returned instead (an
-/// emulator may ignore client tokens), and a call whose answer was lost is not sent
-/// again before the destination is searched for the copy it made (`copy_image`). The
-/// copy is then tagged with its source and action, since an emulator records neither,
-/// and with the source's tags when asked (an emulator ignores CopyImageTags).
+/// the client token; the copy's description names the action (`copy_description`), so a
+/// copy is found again even before the host tagged it (an emulator may ignore client
+/// tokens, and the tags follow CopyImage in a second call); and a call whose answer was
+/// lost is not sent again before the destination is searched (`copy_image`). The copy is
+/// then tagged with its source and action, since an emulator records neither, and with
+/// the source's tags when asked (an emulator ignores CopyImageTags).
 async fn copy(
     source: &Ec2,
     dest: &Ec2,
     action: &PlannedAction,
     request: &CopyRequest,
 ) -> Result<ActionOutcome, ApiError> {
-    let mine = Filter::builder().name(format!("tag:{ACTION_TAG}")).values(&action.id).build();
-    if let Some(existing) = describe_images(dest, None, vec![mine]).await?.iter().find_map(|i| i.image_id()) {
-        return Ok(done(format!("copy of {} already exists in {}: {existing}", action.image_id, request.region)));
-    }
+    let name = copy_name(action, request);
+    let new_id = match find_copy(dest, action, &name).await? {
+        Some((existing, true)) => {
+            return Ok(done(format!("copy of {} already exists in {}: {existing}", action.image_id, request.region)));
+        }
+        // Made by an earlier attempt whose answer, or whose tagging, was lost: tag it now.
+        Some((untagged, false)) => untagged,
+        None => match copy_image(dest, action, request, &name).await? {
+            Some(id) => id,
+            None => {
+                return Ok(ActionOutcome::Failed {
+                    error: format!("CopyImage of {} returned no image id", action.image_id),
+                });
+            }
+        },
+    };
     let mut source_tags = Vec::new();
     if request.copy_tags {
         for found in describe_images(source, Some(vec![action.image_id.clone()]), Vec::new()).await? {
@@ -135,18 +148,9 @@ async fn copy(
         }
     }
     let tags = copy_tags(action, request, source_tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let name = copy_name(action, request);
-    let new_id = match copy_image(dest, action, request, &name).await? {
-        Some(id) => id,
-        None => {
-            return Ok(ActionOutcome::Failed {
-                error: format!("CopyImage of {} returned no image id", action.image_id),
-            });
-        }
-    };
     let tagging = dest.client.create_tags().resources(&new_id).set_tags(Some(tag_list(&tags)));
     if let Err(e) = dest.call("CreateTags", tagging.send()).await {
-        // Running the action again reuses the client token, gets the same copy and tags it.
+        // Running the action again finds the copy by its description and tags it.
         return Ok(ActionOutcome::Failed {
             error: format!("copied {} to {new_id} in {} but could not tag it: {e}", action.image_id, request.region),
         });
@@ -154,15 +158,45 @@ async fn copy(
     Ok(done(format!("copied {} to {} as {new_id}", action.image_id, request.region)))
 }
 
+/// The description of a copy the host makes: EC2 console's form, and the action id, by
+/// which an untagged copy is recognised.
+pub fn copy_description(action: &PlannedAction) -> String {
+    format!("[Copied {} from {}] amiwarden {}", action.image_id, action.region, action.id)
+}
+
+/// The copy this action already made in `dest`, and whether it is tagged with the action
+/// id: one DescribeImages by the copy's name (the description cannot be filtered on
+/// everywhere: moto lacks that filter).
+async fn find_copy(dest: &Ec2, action: &PlannedAction, name: &str) -> Result<Option<(String, bool)>, ApiError> {
+    use aws_sdk_ec2::types::ImageState;
+    let by_name = Filter::builder().name("name").values(name).build();
+    let description = copy_description(action);
+    let found = describe_images(dest, None, vec![by_name]).await?;
+    let mut untagged = None;
+    for image in &found {
+        let Some(id) = image.image_id() else { continue };
+        if matches!(image.state(), Some(ImageState::Deregistered | ImageState::Failed | ImageState::Error)) {
+            continue;
+        }
+        if image.tags().iter().any(|t| t.key() == Some(ACTION_TAG) && t.value() == Some(action.id.as_str())) {
+            return Ok(Some((id.to_string(), true)));
+        }
+        if image.description() == Some(description.as_str()) && untagged.is_none() {
+            untagged = Some(id.to_string());
+        }
+    }
+    Ok(untagged.map(|id| (id, false)))
+}
+
 /// The CopyImage call itself, retried here instead of by the SDK, because a blind retry
 /// can copy twice: when the answer to a CopyImage EC2 carried out is lost (connection
 /// reset, timeout, 5xx), the SDK sends it again; EC2 then returns the same copy for the
 /// same client token, but an endpoint that ignores client tokens (moto) makes a second
-/// one, which nothing claims. So after a call without a clear answer the destination is
-/// searched first (`unclaimed_copy`), and only if no copy is there is the call sent
-/// again. A throttled call (EC2 refused it) is simply sent again. Attempts and backoff
-/// follow the client's retry configuration; each attempt is paced and counted.
-/// Returns the copy's id (`None`: EC2 answered without one).
+/// one. So after a call without a clear answer the destination is searched first
+/// (`find_copy`), and only if no copy is there is the call sent again. A throttled call
+/// (EC2 refused it) is simply sent again. Attempts and backoff follow the client's retry
+/// configuration; each attempt is paced and counted. Returns the copy's id (`None`: EC2
+/// answered without one).
 async fn copy_image(
     dest: &Ec2,
     action: &PlannedAction,
@@ -170,7 +204,6 @@ async fn copy_image(
     name: &str,
 ) -> Result<Option<String>, ApiError> {
     let retry = dest.client.config().retry_config().cloned().unwrap_or_else(RetryConfig::standard);
-    let since = Timestamp::now().0 - CLOCK_SKEW_SECONDS;
     let mut attempt = 1;
     loop {
         let call = dest
@@ -179,6 +212,7 @@ async fn copy_image(
             .source_image_id(&action.image_id)
             .source_region(&action.region)
             .name(name)
+            .description(copy_description(action))
             .encrypted(request.encrypted)
             .set_kms_key_id(request.kms_key_id.clone())
             .copy_image_tags(request.copy_tags)
@@ -192,7 +226,7 @@ async fn copy_image(
         match error.kind {
             ErrorKind::Throttled => {}
             ErrorKind::Transient => {
-                if let Some(found) = unclaimed_copy(dest, action, name, since).await? {
+                if let Some((found, _)) = find_copy(dest, action, name).await? {
                     tracing::warn!(
                         "{}: {error}; the copy was made anyway ({found}), it is kept instead of copying again",
                         action.id
@@ -208,39 +242,6 @@ async fn copy_image(
         tokio::time::sleep(backoff(&retry, attempt)).await;
         attempt += 1;
     }
-}
-
-/// How far the endpoint's clock may lag ours when judging whether an image was made by
-/// this apply's CopyImage.
-const CLOCK_SKEW_SECONDS: i64 = 300;
-
-/// A copy in `dest` that a CopyImage of this action made although its answer was lost:
-/// named `name`, not yet tagged by any action, made since `since`, and a copy of the
-/// action's source. EC2 records a copy's source (SourceImageId); an emulator that does
-/// not (moto) gets an image without any tag instead.
-async fn unclaimed_copy(
-    dest: &Ec2,
-    action: &PlannedAction,
-    name: &str,
-    since: i64,
-) -> Result<Option<String>, ApiError> {
-    use aws_sdk_ec2::types::ImageState;
-    let by_name = Filter::builder().name("name").values(name).build();
-    let found = describe_images(dest, None, vec![by_name]).await?;
-    let candidates = found.iter().filter(|image| {
-        let claimed = image.tags().iter().any(|t| t.key() == Some(ACTION_TAG));
-        let same_source = match image.source_image_id() {
-            Some(source) => source == action.image_id && image.source_image_region().is_none_or(|r| r == action.region),
-            None => image.tags().is_empty(),
-        };
-        let recent = convert::parse_time(image.creation_date()).is_some_and(|t| t.0 >= since);
-        let live = !matches!(image.state(), Some(ImageState::Deregistered | ImageState::Failed | ImageState::Error));
-        image.name() == Some(name) && !claimed && same_source && recent && live
-    });
-    Ok(candidates
-        .max_by_key(|image| convert::parse_time(image.creation_date()).map(|t| t.0))
-        .and_then(|image| image.image_id())
-        .map(str::to_string))
 }
 
 /// The wait before attempt `attempt + 1`: the SDK's standard backoff (exponential from

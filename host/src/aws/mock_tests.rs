@@ -411,8 +411,9 @@ fn a_copy_is_made_in_the_destination_region_and_tagged_with_its_source() {
     let act = copy_action();
     let token = act.id.clone();
     let none_yet = mock!(Client::describe_images)
-        .match_requests(|r| r.filters().iter().any(|f| f.name() == Some(&*format!("tag:{ACTION_TAG}"))))
+        .match_requests(|r| r.filters().iter().any(|f| f.name() == Some("name")))
         .then_output(|| DescribeImagesOutput::builder().build());
+    let description = super::execute::copy_description(&act);
     let copy = mock!(Client::copy_image)
         .match_requests(move |r| {
             r.source_region() == Some("us-east-1")
@@ -421,6 +422,7 @@ fn a_copy_is_made_in_the_destination_region_and_tagged_with_its_source() {
                 && r.encrypted() == Some(true)
                 && r.kms_key_id() == Some("alias/golden")
                 && r.name() == Some("golden-ami-0000000a")
+                && r.description() == Some(description.as_str())
         })
         .then_output(|| CopyImageOutput::builder().image_id("ami-0000000c").build());
     let id = act.id.clone();
@@ -444,8 +446,15 @@ fn a_copy_is_made_in_the_destination_region_and_tagged_with_its_source() {
 
 #[test]
 fn a_copy_already_made_by_the_same_action_is_returned_instead_of_copied_again() {
-    let earlier = mock!(Client::describe_images)
-        .then_output(|| DescribeImagesOutput::builder().images(ec2_image("ami-0000000c", &["snap-c"])).build());
+    let id = copy_action().id;
+    let earlier = mock!(Client::describe_images).then_output(move || {
+        let tagged = ec2::Image::builder()
+            .image_id("ami-0000000c")
+            .name("golden-ami-0000000a")
+            .tags(ec2::Tag::builder().key(ACTION_TAG).value(&id).build())
+            .build();
+        DescribeImagesOutput::builder().images(tagged).build()
+    });
     let copy = mock!(Client::copy_image).then_output(|| CopyImageOutput::builder().image_id("ami-0000000d").build());
     let dest = mock_ec2("eu-west-1", RuleMode::MatchAny, &[&earlier, &copy]);
     let backend = AwsBackend::with_clients(vec![
@@ -465,29 +474,28 @@ fn a_copy_already_made_by_the_same_action_is_returned_instead_of_copied_again() 
 const EC2_500: &str = "<Response><Errors><Error><Code>InternalError</Code><Message>An internal error has \
                        occurred.</Message></Error></Errors><RequestID>r-1</RequestID></Response>";
 
-/// DescribeImages in the destination: none tagged with the action id yet; by name,
-/// `by_name` (what a lost CopyImage left).
-fn copy_lookups(by_name: Option<ec2::Image>) -> (Rule, Rule) {
-    let tagged = mock!(Client::describe_images)
-        .match_requests(|r| r.filters().iter().any(|f| f.name() == Some(&*format!("tag:{ACTION_TAG}"))))
-        .then_output(|| DescribeImagesOutput::builder().build());
-    let named = mock!(Client::describe_images)
-        .match_requests(|r| r.filters().iter().any(|f| f.name() == Some("name")))
-        .then_output(move || DescribeImagesOutput::builder().set_images(by_name.clone().map(|i| vec![i])).build());
-    (tagged, named)
+/// An image named like the copy, with `description`.
+fn named_like_the_copy(id: &str, description: &str) -> ec2::Image {
+    ec2::Image::builder()
+        .image_id(id)
+        .name("golden-ami-0000000a")
+        .description(description)
+        .state(ec2::ImageState::Available)
+        .build()
 }
 
 #[test]
 fn a_copy_whose_answer_was_lost_is_found_instead_of_copied_again() {
     // The copy was made but the answer is a 500: an endpoint that ignores client tokens
     // (moto) would make a second copy if the call were sent again.
-    let made = ec2::Image::builder()
-        .image_id("ami-0000000c")
-        .name("golden-ami-0000000a")
-        .creation_date(Timestamp::now().to_string())
-        .state(ec2::ImageState::Pending)
+    let act = copy_action();
+    let made = named_like_the_copy("ami-0000000c", &super::execute::copy_description(&act));
+    let named = mock!(Client::describe_images)
+        .match_requests(|r| r.filters().iter().any(|f| f.name() == Some("name")))
+        .sequence()
+        .output(|| DescribeImagesOutput::builder().build())
+        .output(move || DescribeImagesOutput::builder().images(made.clone()).build())
         .build();
-    let (tagged, named) = copy_lookups(Some(made));
     let copy = mock!(Client::copy_image)
         .sequence()
         .http_status(500, Some(EC2_500.into()))
@@ -496,29 +504,49 @@ fn a_copy_whose_answer_was_lost_is_found_instead_of_copied_again() {
     let tag = mock!(Client::create_tags)
         .match_requests(|r| r.resources() == ["ami-0000000c"])
         .then_output(|| CreateTagsOutput::builder().build());
-    let dest = mock_ec2("eu-west-1", RuleMode::MatchAny, &[&tagged, &named, &copy, &tag]);
+    let dest = mock_ec2("eu-west-1", RuleMode::MatchAny, &[&named, &copy, &tag]);
     let backend = AwsBackend::with_clients(vec![
         (location("us-east-1"), mock_ec2("us-east-1", RuleMode::Sequential, &[])),
         (location("eu-west-1"), dest),
     ]);
 
-    let outcome = backend.execute(&copy_action());
+    let outcome = backend.execute(&act);
 
     assert_eq!(outcome, ActionOutcome::Done { detail: "copied ami-0000000a to eu-west-1 as ami-0000000c".into() });
-    assert_eq!((copy.num_calls(), named.num_calls(), tag.num_calls()), (1, 1, 1), "no second CopyImage");
+    assert_eq!((copy.num_calls(), named.num_calls(), tag.num_calls()), (1, 2, 1), "no second CopyImage");
+}
+
+#[test]
+fn an_untagged_copy_made_by_the_action_is_tagged_instead_of_copied_again() {
+    // A run killed (or whose CreateTags failed) between CopyImage and CreateTags.
+    let act = copy_action();
+    let made = named_like_the_copy("ami-0000000c", &super::execute::copy_description(&act));
+    let named = mock!(Client::describe_images)
+        .then_output(move || DescribeImagesOutput::builder().images(made.clone()).build());
+    let copy = mock!(Client::copy_image).then_output(|| CopyImageOutput::builder().image_id("ami-0000000d").build());
+    let tag = mock!(Client::create_tags)
+        .match_requests(|r| r.resources() == ["ami-0000000c"])
+        .then_output(|| CreateTagsOutput::builder().build());
+    let dest = mock_ec2("eu-west-1", RuleMode::MatchAny, &[&named, &copy, &tag]);
+    let backend = AwsBackend::with_clients(vec![
+        (location("us-east-1"), mock_ec2("us-east-1", RuleMode::Sequential, &[])),
+        (location("eu-west-1"), dest),
+    ]);
+
+    let outcome = backend.execute(&act);
+
+    assert_eq!(outcome, ActionOutcome::Done { detail: "copied ami-0000000a to eu-west-1 as ami-0000000c".into() });
+    assert_eq!((copy.num_calls(), tag.num_calls()), (0, 1));
 }
 
 #[test]
 fn a_copy_is_sent_again_only_when_no_copy_was_made() {
-    // A 500 without a copy behind it, then throttling (EC2 refused the call: no search),
-    // then the copy: three attempts, the client's limit.
-    let older = ec2::Image::builder()
-        .image_id("ami-00000009")
-        .name("golden-ami-0000000a")
-        .creation_date("2020-01-01T00:00:00Z")
-        .state(ec2::ImageState::Available)
-        .build();
-    let (tagged, named) = copy_lookups(Some(older));
+    // A 500 without a copy behind it (only an image of the same name that this action
+    // did not make), then throttling (EC2 refused the call: no search), then the copy:
+    // three attempts, the client's limit.
+    let other = named_like_the_copy("ami-00000009", "built in eu-west-1 by the image pipeline");
+    let named = mock!(Client::describe_images)
+        .then_output(move || DescribeImagesOutput::builder().images(other.clone()).build());
     let throttled = || {
         aws_sdk_ec2::operation::copy_image::CopyImageError::generic(
             ErrorMetadata::builder().code("RequestLimitExceeded").message("Request limit exceeded.").build(),
@@ -531,7 +559,7 @@ fn a_copy_is_sent_again_only_when_no_copy_was_made() {
         .output(|| CopyImageOutput::builder().image_id("ami-0000000c").build())
         .build();
     let tag = mock!(Client::create_tags).then_output(|| CreateTagsOutput::builder().build());
-    let dest = mock_ec2("eu-west-1", RuleMode::MatchAny, &[&tagged, &named, &copy, &tag]);
+    let dest = mock_ec2("eu-west-1", RuleMode::MatchAny, &[&named, &copy, &tag]);
     let backend = AwsBackend::with_clients(vec![
         (location("us-east-1"), mock_ec2("us-east-1", RuleMode::Sequential, &[])),
         (location("eu-west-1"), dest),
@@ -541,7 +569,7 @@ fn a_copy_is_sent_again_only_when_no_copy_was_made() {
 
     assert_eq!(outcome, ActionOutcome::Done { detail: "copied ami-0000000a to eu-west-1 as ami-0000000c".into() });
     assert_eq!(copy.num_calls(), 3, "each attempt sent by the host, not the SDK");
-    assert_eq!(named.num_calls(), 1, "searched after the 500 only; an image made before the apply is not the copy");
+    assert_eq!(named.num_calls(), 2, "searched before the copy and after the 500 only");
     assert_eq!(counts(&backend).get("CopyImage"), Some(&3));
 }
 
