@@ -17,7 +17,8 @@
 //! | throttled, 5xx | retried by the SDK (standard mode); `Failed` once the attempts are spent |
 //! | access denied, any other error | `Failed` with EC2's code and message |
 //!
-//! A copy is named by the request, else after its source (`copy_name`); with
+//! A copy is named by the request, else after its source (`copy_name`), and described
+//! with its source and action (`copy_description`); with
 //! `copy_tags` it carries the source's tags except keys reserved to AWS or the host, and
 //! always the host's own `amiwarden:` tags (`copy_tags`). Emulator gaps (moto's DeleteTags
 //! accepts any image id; DisableImage and EnableImageDeprecation are missing) are listed
@@ -55,6 +56,13 @@ pub fn copy_name(action: &PlannedAction, request: &CopyRequest) -> String {
     request.name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| {
         if action.image_name.is_empty() { action.image_id.clone() } else { action.image_name.clone() }
     })
+}
+
+/// The description of a copy the host makes: EC2 console's form, and the action id, by
+/// which a copy not yet tagged (its tagging failed, or the answer to its CopyImage was
+/// lost) is recognised instead of being made again.
+pub fn copy_description(action: &PlannedAction) -> String {
+    format!("[Copied {} from {}] amiwarden {}", action.image_id, action.region, action.id)
 }
 
 /// The tags a copy gets: with `copy_tags`, the source's tags but those reserved to AWS

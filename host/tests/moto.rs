@@ -14,7 +14,8 @@
 //! - RegisterImage ignores BlockDeviceMappings (it makes its own 15 GiB snapshot) and
 //!   TagSpecifications; the test reads the snapshot id back and tags with CreateTags.
 //! - CopyImage ignores ClientToken, CopyImageTags and encryption, and records no
-//!   SourceImageId: the backend finds an earlier copy by its `amiwarden:action-id` tag
+//!   SourceImageId: the backend finds an earlier copy by its `amiwarden:action-id` tag,
+//!   or, untagged, by the description naming its action (`backend::copy_description`),
 //!   and writes the source tags itself.
 //! - DeleteSnapshot succeeds on a snapshot an image still uses (EC2 says
 //!   InvalidSnapshot.InUse): the backend checks the users itself first.

@@ -10,7 +10,7 @@ use super::calls::{Ec2, Gaps};
 use super::collect::describe_images;
 use super::convert;
 use super::errors::{ApiError, ErrorKind};
-use crate::backend::{ACTION_TAG, ActionOutcome, copy_name, copy_tags};
+use crate::backend::{ACTION_TAG, ActionOutcome, copy_description, copy_name, copy_tags};
 use crate::model::{CopyRequest, Principal};
 use crate::plan::{Op, PlannedAction};
 
@@ -156,12 +156,6 @@ async fn copy(
         });
     }
     Ok(done(format!("copied {} to {} as {new_id}", action.image_id, request.region)))
-}
-
-/// The description of a copy the host makes: EC2 console's form, and the action id, by
-/// which an untagged copy is recognised.
-pub fn copy_description(action: &PlannedAction) -> String {
-    format!("[Copied {} from {}] amiwarden {}", action.image_id, action.region, action.id)
 }
 
 /// The copy this action already made in `dest`, and whether it is tagged with the action

@@ -413,7 +413,7 @@ fn a_copy_is_made_in_the_destination_region_and_tagged_with_its_source() {
     let none_yet = mock!(Client::describe_images)
         .match_requests(|r| r.filters().iter().any(|f| f.name() == Some("name")))
         .then_output(|| DescribeImagesOutput::builder().build());
-    let description = super::execute::copy_description(&act);
+    let description = crate::backend::copy_description(&act);
     let copy = mock!(Client::copy_image)
         .match_requests(move |r| {
             r.source_region() == Some("us-east-1")
@@ -489,7 +489,7 @@ fn a_copy_whose_answer_was_lost_is_found_instead_of_copied_again() {
     // The copy was made but the answer is a 500: an endpoint that ignores client tokens
     // (moto) would make a second copy if the call were sent again.
     let act = copy_action();
-    let made = named_like_the_copy("ami-0000000c", &super::execute::copy_description(&act));
+    let made = named_like_the_copy("ami-0000000c", &crate::backend::copy_description(&act));
     let named = mock!(Client::describe_images)
         .match_requests(|r| r.filters().iter().any(|f| f.name() == Some("name")))
         .sequence()
@@ -520,7 +520,7 @@ fn a_copy_whose_answer_was_lost_is_found_instead_of_copied_again() {
 fn an_untagged_copy_made_by_the_action_is_tagged_instead_of_copied_again() {
     // A run killed (or whose CreateTags failed) between CopyImage and CreateTags.
     let act = copy_action();
-    let made = named_like_the_copy("ami-0000000c", &super::execute::copy_description(&act));
+    let made = named_like_the_copy("ami-0000000c", &crate::backend::copy_description(&act));
     let named = mock!(Client::describe_images)
         .then_output(move || DescribeImagesOutput::builder().images(made.clone()).build());
     let copy = mock!(Client::copy_image).then_output(|| CopyImageOutput::builder().image_id("ami-0000000d").build());

@@ -21,7 +21,9 @@ pub use state::{
     SimAccount, SimBlockDevice, SimImage, SimInstance, SimLaunchTemplate, SimRegion, SimSnapshot, SimState,
 };
 
-use crate::backend::{ACTION_TAG, ActionOutcome, Backend, SOURCE_IMAGE_TAG, SOURCE_REGION_TAG, copy_name, copy_tags};
+use crate::backend::{
+    ACTION_TAG, ActionOutcome, Backend, SOURCE_IMAGE_TAG, SOURCE_REGION_TAG, copy_description, copy_name, copy_tags,
+};
 use crate::config::Scope;
 use crate::model::{Image, ImageState, InventoryNeed, Location, Principal, Timestamp};
 use crate::plan::{Op, PlannedAction};
@@ -396,7 +398,7 @@ fn copy(
         SimImage {
             id: new_id.clone(),
             name: copy_name(action, request),
-            description: source.description.clone(),
+            description: copy_description(action),
             creation_time: now,
             state: ImageState::Available,
             architecture: source.architecture,
