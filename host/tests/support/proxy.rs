@@ -6,6 +6,8 @@
 //! or forwarded to moto on a fresh connection. What reached moto, and what moto answered,
 //! is recorded: the counts the fault tests assert on are taken at the emulator side.
 
+#![allow(dead_code, reason = "each test binary uses its own part of the proxy")]
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -24,6 +26,10 @@ pub enum Fault {
     Slow(Duration),
     /// Forwarded (moto applies it), then the connection is closed without the answer.
     LostAfterApply,
+    /// Forwarded (moto applies it), then the answer is held: nothing is sent until the
+    /// client goes away (the test kills it) or the proxy is dropped. `Proxy::held` counts
+    /// these, so a test can kill the client at exactly this point.
+    HoldAfterApply,
 }
 
 impl Fault {
@@ -48,6 +54,7 @@ impl Fault {
             Fault::Reset => "reset".into(),
             Fault::Slow(d) => format!("slow {} ms", d.as_millis()),
             Fault::LostAfterApply => "lost after apply".into(),
+            Fault::HoldAfterApply => "held after apply".into(),
         }
     }
 }
@@ -70,6 +77,11 @@ impl Rule {
         Rule { action, fault, skip: 0, period: 1, limit: n }
     }
 
+    /// The `n`-th request of `action` (counting from 0), once.
+    pub fn nth(action: &'static str, n: u64, fault: Fault) -> Rule {
+        Rule { action, fault, skip: n, period: 1, limit: 1 }
+    }
+
     /// Every other request of `action` (the 1st, 3rd, ...), at most `limit` times.
     pub fn every_other(action: &'static str, limit: u64, fault: Fault) -> Rule {
         Rule { action, fault, skip: 0, period: 2, limit }
@@ -89,6 +101,8 @@ pub struct Seen {
     pub forwarded: bool,
     /// moto's HTTP status, when it was forwarded.
     pub status: Option<u16>,
+    /// The request's form parameters (`Action`, `ImageId`, `LaunchPermission.Remove.1.UserId`, ...).
+    pub params: BTreeMap<String, String>,
 }
 
 #[derive(Default)]
@@ -96,6 +110,8 @@ struct State {
     rules: Vec<(Rule, u64)>,
     per_action: BTreeMap<String, u64>,
     log: Vec<Seen>,
+    /// Answers held (`Fault::HoldAfterApply`) so far.
+    held: usize,
 }
 
 /// The proxy; stops accepting when dropped.
@@ -121,8 +137,8 @@ impl Proxy {
                     break;
                 }
                 let Ok(conn) = conn else { continue };
-                let (s, up) = (s.clone(), upstream.clone());
-                std::thread::spawn(move || serve(conn, &up, &s));
+                let (s, up, st) = (s.clone(), upstream.clone(), st.clone());
+                std::thread::spawn(move || serve(conn, &up, &s, &st));
             }
         });
         Proxy { url: format!("http://127.0.0.1:{port}"), state, stop, port }
@@ -138,6 +154,23 @@ impl Proxy {
     /// Drops every rule: from now on everything is forwarded untouched.
     pub fn disarm(&self) {
         self.arm(Vec::new());
+    }
+
+    /// How many answers were held (`Fault::HoldAfterApply`) so far.
+    pub fn held(&self) -> usize {
+        lock(&self.state).held
+    }
+
+    /// Waits until `n` answers were held, at most `timeout`; whether they were.
+    pub fn wait_held(&self, n: usize, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        while self.held() < n {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        true
     }
 
     /// Everything seen so far; the log is emptied.
@@ -170,7 +203,7 @@ impl Request {
 }
 
 /// Serves one client connection until it closes or a fault closes it.
-fn serve(conn: TcpStream, upstream: &str, state: &Mutex<State>) {
+fn serve(conn: TcpStream, upstream: &str, state: &Mutex<State>, stop: &AtomicBool) {
     let mut reader = BufReader::new(conn.try_clone().expect("clone the socket"));
     let mut writer = conn;
     while let Some(request) = read_request(&mut reader, &mut writer) {
@@ -208,8 +241,15 @@ fn serve(conn: TcpStream, upstream: &str, state: &Mutex<State>) {
             }
             chosen
         };
-        let mut seen =
-            Seen { action, region, target, fault: fault.as_ref().map(Fault::name), forwarded: false, status: None };
+        let mut seen = Seen {
+            action,
+            region,
+            target,
+            fault: fault.as_ref().map(Fault::name),
+            forwarded: false,
+            status: None,
+            params,
+        };
         let answer = match &fault {
             Some(Fault::Error { status, code, message }) => Some(error_response(*status, code, message)),
             Some(Fault::Reset) => None,
@@ -220,6 +260,16 @@ fn serve(conn: TcpStream, upstream: &str, state: &Mutex<State>) {
             Some(Fault::LostAfterApply) => {
                 forward(&request, upstream, &mut seen);
                 None
+            }
+            Some(Fault::HoldAfterApply) => {
+                forward(&request, upstream, &mut seen);
+                {
+                    let mut state = lock(state);
+                    state.log.push(seen);
+                    state.held += 1;
+                }
+                hold(&mut reader, stop);
+                return;
             }
             None => Some(forward(&request, upstream, &mut seen)),
         };
@@ -234,6 +284,20 @@ fn serve(conn: TcpStream, upstream: &str, state: &Mutex<State>) {
                 let _ = writer.shutdown(Shutdown::Both);
                 return;
             }
+        }
+    }
+}
+
+/// Sends nothing until the client closes the connection (or dies) or the proxy stops.
+fn hold(reader: &mut BufReader<TcpStream>, stop: &AtomicBool) {
+    let _ = reader.get_ref().set_read_timeout(Some(Duration::from_millis(50)));
+    let mut buf = [0; 4096];
+    while !stop.load(Ordering::SeqCst) {
+        match reader.read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => return,
         }
     }
 }
