@@ -20,6 +20,9 @@ pub enum ErrorKind {
     Unauthorized,
     /// A 5xx with an error code, a timeout or a connection failure.
     Transient,
+    /// `ResourceLimitExceeded`: EC2 holds too many of something in progress (for
+    /// CopyImage: 100 copies in progress per destination region); it passes with time.
+    LimitExceeded,
     /// Anything else: a bad request, a limit, ...
     Other,
 }
@@ -84,6 +87,7 @@ pub fn classify(code: Option<&str>, status: Option<u16>, no_answer: bool) -> Err
         Some(c) if THROTTLING_CODES.contains(&c) => ErrorKind::Throttled,
         Some(c) if NOT_FOUND_CODES.contains(&c) => ErrorKind::NotFound,
         Some("InvalidSnapshot.InUse") => ErrorKind::InUse,
+        Some("ResourceLimitExceeded") => ErrorKind::LimitExceeded,
         Some("DryRunOperation") => ErrorKind::DryRunAllowed,
         Some("UnauthorizedOperation" | "AuthFailure" | "AccessDenied" | "AccessDeniedException") => {
             ErrorKind::Unauthorized
@@ -107,6 +111,7 @@ mod tests {
             (Some("InvalidAMIID.NotFound"), Some(400), ErrorKind::NotFound),
             (Some("InvalidSnapshot.NotFound"), Some(400), ErrorKind::NotFound),
             (Some("InvalidSnapshot.InUse"), Some(400), ErrorKind::InUse),
+            (Some("ResourceLimitExceeded"), Some(400), ErrorKind::LimitExceeded),
             (Some("DryRunOperation"), Some(412), ErrorKind::DryRunAllowed),
             (Some("UnauthorizedOperation"), Some(403), ErrorKind::Unauthorized),
             (Some("InternalError"), Some(500), ErrorKind::Transient),

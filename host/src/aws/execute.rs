@@ -188,7 +188,9 @@ async fn find_copy(dest: &Ec2, action: &PlannedAction, name: &str) -> Result<Opt
 /// same client token, but an endpoint that ignores client tokens (moto) makes a second
 /// one. So after a call without a clear answer the destination is searched first
 /// (`find_copy`), and only if no copy is there is the call sent again. A throttled call
-/// (EC2 refused it) is simply sent again. Attempts and backoff follow the client's retry
+/// (EC2 refused it) is simply sent again; one refused by EC2's limit of copies in
+/// progress per destination waits for copies to finish (`copy_limit_wait`, up to
+/// `COPY_LIMIT_WAITS` times) and is sent again. Attempts and backoff follow the client's retry
 /// configuration; each attempt is paced and counted. Returns the copy's id (`None`: EC2
 /// answered without one).
 async fn copy_image(
@@ -199,6 +201,7 @@ async fn copy_image(
 ) -> Result<Option<String>, ApiError> {
     let retry = dest.client.config().retry_config().cloned().unwrap_or_else(RetryConfig::standard);
     let mut attempt = 1;
+    let mut waits_for_the_limit = 0;
     loop {
         let call = dest
             .client
@@ -219,6 +222,20 @@ async fn copy_image(
         };
         match error.kind {
             ErrorKind::Throttled => {}
+            ErrorKind::LimitExceeded if waits_for_the_limit < COPY_LIMIT_WAITS => {
+                // EC2 refused the call: nothing was copied. Copies in progress finish in
+                // minutes; wait for one (not counted as an attempt) and send it again.
+                waits_for_the_limit += 1;
+                if waits_for_the_limit == 1 {
+                    tracing::warn!(
+                        "{}: {error}; waiting for copies in progress to {} to finish",
+                        action.id,
+                        request.region
+                    );
+                }
+                tokio::time::sleep(copy_limit_wait(&retry, waits_for_the_limit)).await;
+                continue;
+            }
             ErrorKind::Transient => {
                 if let Some((found, _)) = find_copy(dest, action, name).await? {
                     tracing::warn!(
@@ -236,6 +253,20 @@ async fn copy_image(
         tokio::time::sleep(backoff(&retry, attempt)).await;
         attempt += 1;
     }
+}
+
+/// How many times a copy waits for EC2's limit on copies in progress
+/// (`ResourceLimitExceeded`) before it is reported failed: about half an hour with the
+/// SDK's default backoff (`copy_limit_wait`).
+const COPY_LIMIT_WAITS: u32 = 64;
+
+/// The wait before sending a copy again after EC2's copy limit refused it the `n`th
+/// time: doubling from the client's initial backoff to 32 times it, at most 30 s (with
+/// the SDK's 1 s default: 1, 2, 4, 8, 16, then 30 s).
+fn copy_limit_wait(retry: &RetryConfig, n: u32) -> std::time::Duration {
+    let initial = retry.initial_backoff();
+    let cap = initial.saturating_mul(32).min(std::time::Duration::from_secs(30));
+    initial.saturating_mul(1 << (n - 1).min(5)).min(cap)
 }
 
 /// The wait before attempt `attempt + 1`: the SDK's standard backoff (exponential from

@@ -574,6 +574,63 @@ fn a_copy_is_sent_again_only_when_no_copy_was_made() {
 }
 
 #[test]
+fn a_copy_refused_by_the_limit_on_copies_in_progress_waits_and_is_sent_again() {
+    // EC2 allows 100 copies in progress per destination region: past it, CopyImage
+    // fails with ResourceLimitExceeded and nothing is copied. The copy waits and is sent
+    // again, beyond the client's 3 attempts; no search for a copy is needed.
+    let limited = || {
+        aws_sdk_ec2::operation::copy_image::CopyImageError::generic(
+            ErrorMetadata::builder()
+                .code("ResourceLimitExceeded")
+                .message("You have reached the maximum number of concurrent copy operations (100).")
+                .build(),
+        )
+    };
+    let copy = mock!(Client::copy_image)
+        .sequence()
+        .error(limited)
+        .times(5)
+        .output(|| CopyImageOutput::builder().image_id("ami-0000000c").build())
+        .build();
+    let named = mock!(Client::describe_images).then_output(|| DescribeImagesOutput::builder().build());
+    let tag = mock!(Client::create_tags).then_output(|| CreateTagsOutput::builder().build());
+    let dest = mock_ec2("eu-west-1", RuleMode::MatchAny, &[&named, &copy, &tag]);
+    let backend = AwsBackend::with_clients(vec![
+        (location("us-east-1"), mock_ec2("us-east-1", RuleMode::Sequential, &[])),
+        (location("eu-west-1"), dest),
+    ]);
+
+    let outcome = backend.execute(&copy_action());
+
+    assert_eq!(outcome, ActionOutcome::Done { detail: "copied ami-0000000a to eu-west-1 as ami-0000000c".into() });
+    assert_eq!(copy.num_calls(), 6, "five refusals waited out, then the copy");
+    assert_eq!(named.num_calls(), 1, "searched once, before the first call");
+}
+
+#[test]
+fn a_copy_the_limit_refuses_for_too_long_fails_naming_the_limit() {
+    let limited = || {
+        aws_sdk_ec2::operation::copy_image::CopyImageError::generic(
+            ErrorMetadata::builder().code("ResourceLimitExceeded").message("too many copies in progress").build(),
+        )
+    };
+    let copy = mock!(Client::copy_image).sequence().error(limited).repeatedly().build();
+    let named = mock!(Client::describe_images).then_output(|| DescribeImagesOutput::builder().build());
+    let dest = mock_ec2("eu-west-1", RuleMode::MatchAny, &[&named, &copy]);
+    let backend = AwsBackend::with_clients(vec![
+        (location("us-east-1"), mock_ec2("us-east-1", RuleMode::Sequential, &[])),
+        (location("eu-west-1"), dest),
+    ]);
+
+    let outcome = backend.execute(&copy_action());
+
+    let ActionOutcome::Failed { error } = outcome else { panic!("expected a failure, got {outcome:?}") };
+    assert!(error.contains("ResourceLimitExceeded"), "{error}");
+    // The first call and one after each of the 64 waits, then it gives up.
+    assert_eq!(copy.num_calls(), 1 + 64);
+}
+
+#[test]
 fn deprecation_on_an_endpoint_without_it_fails_with_a_clear_message() {
     let deprecate =
         mock!(Client::enable_image_deprecation).sequence().http_status(500, Some(MOTO_500.into())).repeatedly().build();
