@@ -501,6 +501,13 @@ fn kill_and_resume(call: &'static str, n: u64, op: &str) -> Figures {
         }
         _ => assert_eq!(resumed.phase, "done", "{resumed:?}"),
     }
+    match call {
+        // The replica the held CopyImage made is found untagged and tagged now.
+        "CopyImage" => assert!(resumed.detail.starts_with("copied "), "{resumed:?}"),
+        // The replica is found tagged: nothing is called.
+        "CreateTags" => assert!(resumed.detail.contains("already exists"), "{resumed:?}"),
+        _ => {}
+    }
     let seen: Vec<Seen> = held.into_iter().chain(s.proxy.take()).collect();
 
     // Counted at the emulator side, over both runs.
@@ -554,6 +561,14 @@ fn killed_during_copies_resumes_with_one_replica_per_copy() {
     // The second CopyImage: moto made the replica (untagged: the host tags it in a second
     // call); the rerun finds it by its description and tags it instead of copying again.
     let f = kill_and_resume("CopyImage", 1, "copy");
+    assert_eq!((f.actions, f.lost, f.repeated), (18, 0, 0));
+}
+
+#[test]
+fn killed_while_tagging_a_copy_resumes_with_one_replica_per_copy() {
+    // The tagging of the second replica: moto tagged it; the rerun finds the tagged
+    // replica and calls nothing more.
+    let f = kill_and_resume("CreateTags", 1, "copy");
     assert_eq!((f.actions, f.lost, f.repeated), (18, 0, 0));
 }
 
