@@ -27,7 +27,7 @@ use crate::backend::{
 use crate::config::Scope;
 use crate::model::{Image, ImageState, InventoryNeed, Location, Principal, Timestamp};
 use crate::plan::{Op, PlannedAction};
-use view::to_image;
+use view::{RegionIndex, to_image};
 
 /// The simulated EC2.
 pub struct SimBackend {
@@ -157,7 +157,8 @@ impl Backend for SimBackend {
         let mut images = Vec::new();
         for Location { account, region } in &locations {
             if let Some(r) = state.accounts.get(account).and_then(|a| a.regions.get(region)) {
-                images.extend(r.images.iter().map(|image| to_image(account, region, r, image, needs)));
+                let index = RegionIndex::new(r);
+                images.extend(r.images.iter().map(|image| to_image(account, region, &index, image, needs)));
             }
         }
         Ok(images)
@@ -177,14 +178,13 @@ impl Backend for SimBackend {
         }
         let state = self.lock();
         let region = state.accounts.get(&location.account).and_then(|a| a.regions.get(&location.region));
+        let index = region.map(RegionIndex::new);
         Ok(image_ids
             .iter()
             .map(|id| {
-                let found = region.and_then(|r| {
-                    r.images
-                        .iter()
-                        .find(|i| &i.id == id)
-                        .map(|i| to_image(&location.account, &location.region, r, i, &needs))
+                let found = index.as_ref().and_then(|index| {
+                    let image = index.images.get(id.as_str())?;
+                    Some(to_image(&location.account, &location.region, index, image, &needs))
                 });
                 (id.clone(), found)
             })

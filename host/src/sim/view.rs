@@ -1,21 +1,54 @@
 //! The simulated state as the engine sees it: a `SimImage` as a domain `Image`, with what
 //! the run asked for (usage, snapshot details, launch permissions) and nothing else.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
-use super::{SOURCE_IMAGE_TAG, SOURCE_REGION_TAG, SimImage, SimRegion};
+use super::{SOURCE_IMAGE_TAG, SOURCE_REGION_TAG, SimImage, SimRegion, SimSnapshot};
 use crate::model::{BlockDevice, Image, InventoryNeed, Principal, Usage};
 
-/// The domain view of a simulated image.
+/// A region's images and snapshots by id, and its instances and launch templates by the image they use:
+/// built once per read of the region, so a read costs time linear in the region.
+pub(super) struct RegionIndex<'a> {
+    /// Image id → image.
+    pub images: HashMap<&'a str, &'a SimImage>,
+    snapshots: HashMap<&'a str, &'a SimSnapshot>,
+    /// Image id → instances not terminated.
+    instances: HashMap<&'a str, u32>,
+    /// Image id → the ids of the templates referencing it, in the region's order.
+    templates: HashMap<&'a str, Vec<&'a str>>,
+}
+
+impl<'a> RegionIndex<'a> {
+    pub fn new(region: &'a SimRegion) -> RegionIndex<'a> {
+        let snapshots = region.snapshots.iter().map(|s| (s.id.as_str(), s)).collect();
+        let mut instances: HashMap<&str, u32> = HashMap::new();
+        for i in region.instances.iter().filter(|i| i.state != "terminated") {
+            *instances.entry(i.image_id.as_str()).or_default() += 1;
+        }
+        let mut templates: HashMap<&str, Vec<&str>> = HashMap::new();
+        for t in &region.launch_templates {
+            for image in &t.image_ids {
+                let ids = templates.entry(image.as_str()).or_default();
+                if ids.last() != Some(&t.id.as_str()) && !ids.contains(&t.id.as_str()) {
+                    ids.push(t.id.as_str());
+                }
+            }
+        }
+        let images = region.images.iter().map(|i| (i.id.as_str(), i)).collect();
+        RegionIndex { images, snapshots, instances, templates }
+    }
+}
+
+/// The domain view of a simulated image of the region `index` was built from.
 pub(super) fn to_image(
     account: &str,
     region_name: &str,
-    region: &SimRegion,
+    index: &RegionIndex<'_>,
     image: &SimImage,
     needs: &BTreeSet<InventoryNeed>,
 ) -> Image {
     let want = |need| needs.contains(&need);
-    let snapshot = |id: &str| region.snapshots.iter().find(|s| s.id == id).filter(|_| want(InventoryNeed::Snapshots));
+    let snapshot = |id: &str| index.snapshots.get(id).copied().filter(|_| want(InventoryNeed::Snapshots));
     let block_devices = image
         .block_devices
         .iter()
@@ -31,17 +64,12 @@ pub(super) fn to_image(
         })
         .collect();
     // Unread usage is blank, as on EC2 when usage is not asked for.
-    let instances = region
-        .instances
-        .iter()
-        .filter(|i| want(InventoryNeed::Usage) && i.image_id == image.id && i.state != "terminated")
-        .count() as u32;
-    let launch_templates = region
-        .launch_templates
-        .iter()
-        .filter(|t| want(InventoryNeed::Usage) && t.image_ids.contains(&image.id))
-        .map(|t| t.id.clone())
-        .collect();
+    let usage = want(InventoryNeed::Usage);
+    let instances = if usage { index.instances.get(image.id.as_str()).copied().unwrap_or(0) } else { 0 };
+    let launch_templates = match index.templates.get(image.id.as_str()) {
+        Some(ids) if usage => ids.iter().map(|id| id.to_string()).collect(),
+        _ => Vec::new(),
+    };
     Image {
         id: image.id.clone(),
         account: account.to_string(),
