@@ -173,6 +173,7 @@ mod tests {
             deprecation_time: None,
             source_image_id: None,
             source_region: None,
+            deregistration_protection: None,
             usage: Usage::default(),
             monthly_cost: 0,
         }

@@ -478,3 +478,62 @@ fn nothing_is_silently_dropped_from_the_command_line() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("no enabled [[plugin]]"), "{}", stderr(&out));
 }
+
+/// web-1 (which the policy deregisters) under EC2's deregistration protection.
+fn protected() -> Value {
+    let mut s = state();
+    s["accounts"]["111111111111"]["regions"]["us-east-1"]["images"][0]["deregistration_protection"] =
+        json!("enabled-with-cooldown");
+    s
+}
+
+#[test]
+fn deregistration_protection_is_respected_on_a_fresh_plan_a_saved_plan_and_a_resumed_journal() {
+    // A fresh plan refuses it, naming the protection, and keeps its snapshot.
+    let dir = setup(POLICY, &protected());
+    let out = amiwarden(dir.path(), &plan_args("state.json", &["--format", "json"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let destroys = |plan: &Value, id: &str| {
+        plan["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["image_id"] == id && (a["op"] == "deregister" || a["op"] == "delete_snapshot"))
+    };
+    assert!(!destroys(&plan, "ami-0aaaaaaaaaaaaaaa1"), "{plan:#}");
+    assert!(destroys(&plan, "ami-0aaaaaaaaaaaaaaa2"), "the unprotected image still goes");
+    let refusal =
+        plan["refused"].as_array().unwrap().iter().find(|r| r["image_id"] == "ami-0aaaaaaaaaaaaaaa1").unwrap();
+    assert!(refusal["reason"].as_str().unwrap().contains("deregistration protection is on (enabled-with-cooldown)"));
+    let out = amiwarden(dir.path(), &apply_args("state.json", &[]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let after = read_json(&dir.path().join("state.json"));
+    let region = &after["accounts"]["111111111111"]["regions"]["us-east-1"];
+    assert!(region["images"].as_array().unwrap().iter().any(|i| i["id"] == "ami-0aaaaaaaaaaaaaaa1"));
+    assert!(region["snapshots"].as_array().unwrap().iter().any(|s| s["id"] == "snap-0aaaaaaaaaaaaaaa1"));
+
+    // A plan saved before the protection was turned on is refused before any call.
+    let dir = setup(POLICY, &state());
+    let out = amiwarden(dir.path(), &plan_args("state.json", &["--out", "plan.json"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    write_json(&dir.path().join("state.json"), &protected());
+    let before = std::fs::read(dir.path().join("state.json")).unwrap();
+    let out = amiwarden(dir.path(), &apply_args("state.json", &["--plan", "plan.json"]));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(std::fs::read(dir.path().join("state.json")).unwrap(), before);
+
+    // A journal whose plan was recorded before the protection was turned on (a crash
+    // before the first call) resumes into a guardrail stop, naming it, before any call.
+    let dir = setup(POLICY, &state());
+    let out = amiwarden(dir.path(), &apply_args("state.json", &["--journal", "j.jsonl"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = std::fs::read_to_string(dir.path().join("j.jsonl")).unwrap();
+    std::fs::write(dir.path().join("j.jsonl"), format!("{}\n", text.lines().next().unwrap())).unwrap();
+    write_json(&dir.path().join("state.json"), &protected());
+    let before = std::fs::read(dir.path().join("state.json")).unwrap();
+    let out = amiwarden(dir.path(), &apply_args("state.json", &["--journal", "j.jsonl"]));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("deregistration protection is on for ami-0aaaaaaaaaaaaaaa1"), "{}", stderr(&out));
+    assert_eq!(std::fs::read(dir.path().join("state.json")).unwrap(), before);
+}

@@ -158,6 +158,11 @@ impl Run<'_, '_> {
         {
             return Ok(Some(Hold::Unsafe(format!("image is now {why}"))));
         }
+        if action.op == Op::Deregister
+            && let Some(how) = &current.deregistration_protection
+        {
+            return Ok(Some(Hold::Unsafe(format!("EC2's deregistration protection is now on ({how})"))));
+        }
         if let (Some(before), Some(after)) = (
             checks.planned.get(&action.image_id).and_then(|i| i.launch_permissions.as_ref()),
             current.launch_permissions.as_ref(),
@@ -324,3 +329,6 @@ pub fn apply(
 
 /// How a skipped action on an image that no longer exists ends its reason.
 const GONE: &str = " no longer exists";
+
+#[cfg(test)]
+mod tests;

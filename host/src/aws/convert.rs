@@ -97,6 +97,10 @@ pub fn image(location: &Location, img: &ec2::Image) -> Result<Image, String> {
         deprecation_time: parse_time(img.deprecation_time()),
         source_image_id,
         source_region,
+        deregistration_protection: img
+            .deregistration_protection()
+            .filter(|p| !p.is_empty() && *p != "disabled")
+            .map(str::to_string),
         usage: Usage { last_launched: parse_time(img.last_launched_time()), ..Usage::default() },
         monthly_cost: 0,
         id,
@@ -196,6 +200,22 @@ mod tests {
         assert_eq!(image.source_image_id.as_deref(), Some("ami-00000000000000001"), "taken from the host's tag");
         assert_eq!(image.source_region.as_deref(), Some("us-east-1"));
         assert_eq!(image.launch_permissions, None);
+    }
+
+    #[test]
+    fn deregistration_protection_is_read_as_on_unless_ec2_says_disabled() {
+        let with = |p: Option<&str>| {
+            let img = ec2::Image::builder()
+                .image_id("ami-12345678")
+                .creation_date("2026-11-01T10:00:00Z")
+                .set_deregistration_protection(p.map(str::to_string))
+                .build();
+            image(&loc(), &img).expect("a valid image").deregistration_protection
+        };
+        assert_eq!(with(Some("enabled-with-cooldown")).as_deref(), Some("enabled-with-cooldown"));
+        assert_eq!(with(Some("enabled-without-cooldown")).as_deref(), Some("enabled-without-cooldown"));
+        assert_eq!(with(Some("disabled")), None);
+        assert_eq!(with(None), None);
     }
 
     #[test]

@@ -140,6 +140,7 @@ pub fn gone_image(known: Option<&Image>, account: &str, region: &str, image_id: 
         deprecation_time: None,
         source_image_id: None,
         source_region: None,
+        deregistration_protection: None,
         usage: Default::default(),
         monthly_cost: 0,
     });

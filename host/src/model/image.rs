@@ -113,6 +113,10 @@ pub struct Image {
     pub deprecation_time: Option<Timestamp>,
     pub source_image_id: Option<String>,
     pub source_region: Option<String>,
+    /// EC2's deregistration protection when it is on (`enabled-without-cooldown`,
+    /// `enabled-with-cooldown`); `None` when off. A protected image is never deregistered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deregistration_protection: Option<String>,
     pub usage: Usage,
     pub monthly_cost: Micros,
 }

@@ -155,6 +155,11 @@ pub fn check_planned(
                     refuse(format!("{snapshot_id} is not a snapshot of {}", a.image_id));
                 }
             }
+            Op::Deregister => {
+                if let Some(how) = image.and_then(|i| i.deregistration_protection.as_ref()) {
+                    refuse(format!("EC2's deregistration protection is on for {} ({how})", a.image_id));
+                }
+            }
             _ => {}
         }
     }
@@ -227,6 +232,7 @@ grants = ["tag"]
             deprecation_time: None,
             source_image_id: None,
             source_region: None,
+            deregistration_protection: None,
             usage: Usage::default(),
             monthly_cost: 0,
         }

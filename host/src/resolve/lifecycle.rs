@@ -77,6 +77,14 @@ pub(super) fn resolve<'a>(
                 .collect::<Vec<_>>()
                 .join("; ");
             out.refused.push(refusal(image, &action, who(&ps), RefusalKind::Retained, format!("retained by {why}")));
+        } else if let (Action::Deregister { .. }, Some(how)) = (&action, &image.deregistration_protection) {
+            out.refused.push(refusal(
+                image,
+                &action,
+                who(&ps),
+                RefusalKind::Guardrail,
+                format!("EC2's deregistration protection is on ({how}); turn it off first to deregister"),
+            ));
         } else if let (true, Some(why)) = (destructive, &in_use) {
             out.refused.push(refusal(image, &action, who(&ps), RefusalKind::Guardrail, format!("image is {why}")));
         } else if let (true, Some(failed)) = (destructive, failed_plugins) {

@@ -72,6 +72,7 @@ fn image(id: &str, snapshot: &str) -> Image {
         deprecation_time: None,
         source_image_id: None,
         source_region: None,
+        deregistration_protection: None,
         usage: Usage::default(),
         monthly_cost: 0,
     }
@@ -343,6 +344,18 @@ fn retain_beats_every_destructive_action_and_in_use_images_are_never_disabled_or
             Box::new(|_| {}),
             vec![by("p", A, Action::Disable), by("q", A, Action::Deregister { delete_snapshots: false })],
             row(&[&format!("deregister {A}")], &[]),
+        ),
+        (
+            "deregistration protection: neither it nor its snapshots",
+            Box::new(|images| images[0].deregistration_protection = Some("enabled-with-cooldown".into())),
+            vec![by("p", A, DEREGISTER)],
+            row(&[], &[&format!("guardrail {A}")]),
+        ),
+        (
+            "deregistration protection does not stop a disable",
+            Box::new(|images| images[0].deregistration_protection = Some("enabled-without-cooldown".into())),
+            vec![by("p", A, Action::Disable)],
+            row(&[&format!("disable {A}")], &[]),
         ),
     ];
     for (name, adjust, proposed, want) in rows {

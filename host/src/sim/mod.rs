@@ -338,6 +338,11 @@ fn execute(state: &mut SimState, action: &PlannedAction, now: Timestamp) -> Acti
             ActionOutcome::Done { detail: "disabled".into() }
         }
         Op::Deregister => {
+            if let Some(how) = image.deregistration_protection.as_ref().filter(|p| *p != "disabled") {
+                return ActionOutcome::Failed {
+                    error: format!("deregistration protection is on for {} ({how})", action.image_id),
+                };
+            }
             region.images.remove(pos);
             ActionOutcome::Done { detail: format!("deregistered {}", action.image_id) }
         }
@@ -411,6 +416,7 @@ fn copy(
             source_image_id: Some(source.id.clone()),
             source_region: Some(action.region.clone()),
             last_launched_time: None,
+            deregistration_protection: None,
         },
     );
     ActionOutcome::Done { detail: format!("copied to {new_id} in {}", request.region) }

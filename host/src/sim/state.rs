@@ -86,6 +86,10 @@ pub struct SimImage {
     pub source_region: Option<String>,
     #[serde(default)]
     pub last_launched_time: Option<Timestamp>,
+    /// EC2's deregistration protection: absent or `disabled` when off, else how it is on
+    /// (`enabled-without-cooldown`, `enabled-with-cooldown`). DeregisterImage fails on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deregistration_protection: Option<String>,
 }
 
 /// A block device mapping of an image.

@@ -90,6 +90,7 @@ pub fn generate(n: usize, now: Timestamp, seed: u64) -> SimState {
             source_image_id: None,
             source_region: None,
             last_launched_time: (rng.below(5) == 0).then(|| Timestamp(now.0 - rng.below(90) as i64 * 86_400)),
+            deregistration_protection: None,
         });
         if rng.below(20) == 0 {
             reg.instances.push(SimInstance {

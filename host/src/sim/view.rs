@@ -88,6 +88,7 @@ pub(super) fn to_image(
         deprecation_time: image.deprecation_time,
         source_image_id: image.source_image_id.clone().or_else(|| image.tags.get(SOURCE_IMAGE_TAG).cloned()),
         source_region: image.source_region.clone().or_else(|| image.tags.get(SOURCE_REGION_TAG).cloned()),
+        deregistration_protection: image.deregistration_protection.clone().filter(|p| p != "disabled"),
         usage: Usage { instances, launch_templates, last_launched: image.last_launched_time },
         monthly_cost: 0,
     }
