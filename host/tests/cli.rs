@@ -268,3 +268,46 @@ fn completions_are_printed_for_the_usual_shells() {
         assert!(script.contains(needle) && script.contains("validate"), "{shell}: {script:.300}");
     }
 }
+
+fn records(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    found.sort();
+    found
+}
+
+#[test]
+fn a_recorded_run_keeps_its_plan_outcomes_and_metadata() {
+    let dir = setup(POLICY);
+    let out = amiwarden(dir.path(), &[PLAN, &["--record", "runs"]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let apply = ["apply", "--policy", "policy.toml", "--sim", "state.json", "--as-of", "2026-11-24", "--yes"];
+    let out = amiwarden(dir.path(), &[&apply[..], &["--record", "runs"]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    let runs = records(&dir.path().join("runs"));
+    assert_eq!(runs.len(), 2, "one directory per run: {runs:?}");
+    let name = |p: &Path| p.file_name().unwrap().to_string_lossy().into_owned();
+    let planned = runs.iter().find(|r| name(r).contains("-plan-plan-")).expect("the plan's record");
+    let applied = runs.iter().find(|r| name(r).contains("-apply-plan-")).expect("the apply's record");
+    let read =
+        |p: std::path::PathBuf| -> serde_json::Value { serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap() };
+    let plan = read(planned.join("plan.json"));
+    let total = plan["actions"].as_array().unwrap().len();
+    assert!(total > 1, "{plan:#}");
+    // Each ended action is numbered against what this run has to do.
+    assert!(err.contains(&format!("[1/{total}] ")) && err.contains(&format!("[{total}/{total}] ")), "{err}");
+    assert!(!planned.join("report.json").exists(), "a plan has no outcomes");
+    let meta = read(applied.join("metadata.json"));
+    assert_eq!(meta["command"], "apply");
+    assert_eq!(meta["exit_code"], 0);
+    assert_eq!(meta["source"]["kind"], "scheduled");
+    assert_eq!(meta["outcomes"]["done"], total, "{meta:#}");
+    assert_eq!(meta["totals"]["actions"], total);
+    let deregistrations = plan["actions"].as_array().unwrap().iter().filter(|a| a["op"] == "deregister").count();
+    assert_eq!(meta["api_calls"]["DeregisterImage"], deregistrations, "{meta:#}");
+    assert!(meta["duration_seconds"].as_f64().unwrap() >= 0.0);
+    let report = read(applied.join("report.json"));
+    assert_eq!(report["done"].as_array().unwrap().len(), total);
+    assert_eq!(read(applied.join("plan.json")), plan, "the apply ran the plan the preview recorded");
+    assert!(err.contains(&format!("run recorded in runs/{}", name(applied))), "{err}");
+}

@@ -11,6 +11,7 @@ use crate::enforce::{self, Origin};
 use crate::error::InputError;
 
 pub(super) fn apply_command(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<i32> {
+    let recorder = super::record::Recorder::start(args.record.as_deref(), "apply");
     let policy = load_policy(&args.policy, &args.backend.regions)?;
     let now = now(args.as_of.as_deref())?;
     let backend = backend(&args.backend, &policy, now)?;
@@ -34,11 +35,21 @@ pub(super) fn apply_command(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<i32> 
         }
     }
     print_plan(&prepared.plan, Format::Table)?;
+    let record = |plan: &crate::plan::Plan, report: Option<&crate::apply::Report>, exit: i32| -> anyhow::Result<()> {
+        if let Some(recorder) = &recorder {
+            let dir = recorder.write(&args.policy, plan, report, backend.as_ref(), exit)?;
+            say!("run recorded in {}", dir.display());
+        }
+        Ok(())
+    };
     if let Some(stop) = prepared.stop.take() {
+        record(&prepared.plan, None, 3)?;
         return Err(stop.into());
     }
     if prepared.plan.actions.is_empty() {
-        return Ok(super::incomplete(&prepared.plan));
+        let exit = super::incomplete(&prepared.plan);
+        record(&prepared.plan, None, exit)?;
+        return Ok(exit);
     }
     if args.preflight {
         let verdicts = backend.preflight(&prepared.plan.actions).unwrap_or_default();
@@ -65,20 +76,23 @@ pub(super) fn apply_command(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<i32> 
             return Ok(0);
         }
     }
+    let to_do = prepared.plan.actions.iter().filter(|a| prepared.journal.finished(&a.id).is_none()).count();
+    let progress = Progress::new(to_do as u64);
     let report = prepared.execute(&policy, backend.as_ref(), now, &|action, outcome| {
         let (ended, detail) = match outcome {
             ActionOutcome::Done { detail } => ("done", detail),
             ActionOutcome::Skipped { reason } => ("skipped", reason),
             ActionOutcome::Failed { error } => ("FAILED", error),
         };
-        say!(
-            "  {} {} {}: {ended}: {}",
+        progress.line(&format!(
+            "{} {} {}: {ended}: {}",
             action.id,
             crate::model::text::escape(&action.op.verb()),
             action.image_id,
             crate::model::text::escape(detail)
-        );
+        ));
     })?;
+    progress.finish();
     say!(
         "applied: {} done, {} skipped, {} failed, {} already ended in an earlier run (journal {})",
         report.done.len(),
@@ -88,5 +102,50 @@ pub(super) fn apply_command(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<i32> 
         prepared.journal.path().display()
     );
     report_calls(backend.as_ref());
-    Ok(if report.failed.is_empty() { super::incomplete(&prepared.plan) } else { 1 })
+    let exit = if report.failed.is_empty() { super::incomplete(&prepared.plan) } else { 1 };
+    record(&prepared.plan, Some(&report), exit)?;
+    Ok(exit)
+}
+
+/// An apply's progress: each ended action as a line numbered `[n/M]` (M: the actions this
+/// run has to do), and on a terminal a bar with the elapsed time and an estimate of
+/// what is left under the lines.
+struct Progress {
+    bar: indicatif::ProgressBar,
+    total: u64,
+    ended: std::sync::atomic::AtomicU64,
+}
+
+impl Progress {
+    fn new(total: u64) -> Progress {
+        let bar = if std::io::stderr().is_terminal() && total > 1 {
+            let bar = indicatif::ProgressBar::new(total);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "applying {pos}/{len} {wide_bar} {elapsed_precise} elapsed, about {eta} left",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        Progress { bar, total, ended: std::sync::atomic::AtomicU64::new(0) }
+    }
+
+    fn line(&self, text: &str) {
+        let n = self.ended.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let width = self.total.to_string().len();
+        let line = format!("  [{n:>width$}/{}] {text}", self.total);
+        if self.bar.is_hidden() {
+            say!("{line}");
+        } else {
+            self.bar.println(line);
+            self.bar.inc(1);
+        }
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
 }

@@ -6,6 +6,7 @@ use std::io::IsTerminal;
 mod output;
 mod apply;
 mod connect;
+mod record;
 mod serve;
 mod tools;
 pub use connect::BackendArgs;
@@ -101,6 +102,10 @@ pub struct PlanArgs {
     /// Also write the plan as JSON to this file.
     #[arg(long, value_name = "plan.json")]
     pub out: Option<PathBuf>,
+    /// Keep a record of this run in a new directory under DIR: plan.json and
+    /// metadata.json (times, totals, API calls, exit code).
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -128,6 +133,10 @@ pub struct ApplyArgs {
     /// per endpoint and accounts under $XDG_STATE_HOME/amiwarden).
     #[arg(long)]
     pub journal: Option<PathBuf>,
+    /// Keep a record of this run in a new directory under DIR: plan.json, report.json (how
+    /// each action ended) and metadata.json (times, totals, outcomes, API calls, exit code).
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -368,6 +377,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
 }
 
 fn plan_command(cli: &Cli, args: &PlanArgs) -> anyhow::Result<i32> {
+    let recorder = record::Recorder::start(args.record.as_deref(), "plan");
     let (outcome, backend) = compute(cli, args)?;
     for note in &outcome.notes {
         say!("note: {}", crate::model::text::escape(note));
@@ -383,8 +393,13 @@ fn plan_command(cli: &Cli, args: &PlanArgs) -> anyhow::Result<i32> {
         }
     }
     report_calls(backend.as_ref());
+    let exit = if outcome.stop.is_some() { 3 } else { incomplete(&outcome.plan) };
+    if let Some(recorder) = &recorder {
+        let dir = recorder.write(&args.policy, &outcome.plan, None, backend.as_ref(), exit)?;
+        say!("run recorded in {}", dir.display());
+    }
     if let Some(stop) = outcome.stop {
         return Err(stop.into());
     }
-    Ok(incomplete(&outcome.plan))
+    Ok(exit)
 }
