@@ -58,7 +58,7 @@ pub(super) fn replay(state: &mut SimState, state_path: &Path) -> anyhow::Result<
         if entry.seq != state.log_seq + 1 {
             anyhow::bail!("{}: entry {} follows entry {}; the log is damaged", at(), entry.seq, state.log_seq);
         }
-        super::execute(state, &entry.action, entry.now);
+        super::ops::execute(state, &entry.action, entry.now);
         state.log_seq = entry.seq;
         replayed = true;
     }
