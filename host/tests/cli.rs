@@ -311,3 +311,21 @@ fn a_recorded_run_keeps_its_plan_outcomes_and_metadata() {
     assert_eq!(read(applied.join("plan.json")), plan, "the apply ran the plan the preview recorded");
     assert!(err.contains(&format!("run recorded in runs/{}", name(applied))), "{err}");
 }
+
+#[test]
+fn accounts_and_regions_only_narrow_the_policys_scope() {
+    let dir = setup(POLICY);
+    let out = amiwarden(dir.path(), &[PLAN, &["--accounts", "111111111111", "--format", "json"]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(!plan["actions"].as_array().unwrap().is_empty());
+    for (flag, value, says) in [
+        ("--accounts", "999999999999", "--accounts: 999999999999 is not in the scope of policy.toml (111111111111)"),
+        ("--accounts", "prod", "--accounts: `prod` is not a 12-digit account id"),
+        ("--regions", "eu-west-3", "--regions: eu-west-3 is not in the scope of policy.toml (us-east-1)"),
+    ] {
+        let out = amiwarden(dir.path(), &[PLAN, &[flag, value]].concat());
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{}", stderr(&out));
+    }
+}

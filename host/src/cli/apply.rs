@@ -12,7 +12,7 @@ use crate::error::InputError;
 
 pub(super) fn apply_command(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<i32> {
     let recorder = super::record::Recorder::start(args.record.as_deref(), "apply");
-    let policy = load_policy(&args.policy, &args.backend.regions)?;
+    let policy = load_policy(&args.policy, &args.backend.regions, &args.backend.accounts)?;
     let now = now(args.as_of.as_deref())?;
     let backend = backend(&args.backend, &policy, now)?;
     let journal_path =

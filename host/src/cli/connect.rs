@@ -39,9 +39,13 @@ pub struct BackendArgs {
     /// draws from EC2's token buckets (for benchmarks; see BENCHMARKS.md).
     #[arg(long, value_name = "MS", requires = "sim")]
     pub sim_latency_ms: Option<u64>,
-    /// Regions to look at (default: the policy's scope).
+    /// Regions to look at (default: the policy's scope; only narrows it).
     #[arg(long, value_delimiter = ',')]
     pub regions: Vec<String>,
+    /// Accounts to look at (default: the policy's scope; only narrows it), e.g. one
+    /// account of a multi-account policy for a canary run.
+    #[arg(long, value_delimiter = ',', value_name = "ACCOUNT")]
+    pub accounts: Vec<String>,
 }
 
 pub(super) fn backend(args: &BackendArgs, policy: &Policy, now: Timestamp) -> anyhow::Result<Box<dyn Backend>> {

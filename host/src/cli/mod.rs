@@ -261,26 +261,55 @@ fn input<T>(r: anyhow::Result<T>) -> anyhow::Result<T> {
     r.map_err(|e| InputError(format!("{e:#}")).into())
 }
 
-/// Loads the policy; `--regions` may only narrow its scope.
-fn load_policy(path: &Path, regions: &[String]) -> anyhow::Result<Policy> {
+/// Loads the policy; `--regions` and `--accounts` may only narrow its scope.
+fn load_policy(path: &Path, regions: &[String], accounts: &[String]) -> anyhow::Result<Policy> {
     let mut policy = input(Policy::load(path))?;
-    if !regions.is_empty() {
-        for region in regions {
-            if !crate::model::is_region_name(region) {
-                return Err(InputError(format!("--regions: `{region}` is not a region name (like eu-west-1)")).into());
-            }
-            if !policy.scope.regions.contains(region) {
-                return Err(InputError(format!(
-                    "--regions: {region} is not in the scope of {} ({}); --regions only narrows the scope",
-                    path.display(),
-                    policy.scope.regions.iter().cloned().collect::<Vec<_>>().join(", ")
-                ))
-                .into());
-            }
-        }
-        policy.scope.regions = regions.iter().cloned().collect();
-    }
+    narrow(
+        path,
+        "--regions",
+        regions,
+        &mut policy.scope.regions,
+        crate::model::is_region_name,
+        "a region name (like eu-west-1)",
+    )?;
+    narrow(
+        path,
+        "--accounts",
+        accounts,
+        &mut policy.scope.accounts,
+        crate::model::is_account_id,
+        "a 12-digit account id",
+    )?;
     Ok(policy)
+}
+
+/// Narrows one list of the scope to `wanted`, each of which must be in it already.
+fn narrow(
+    path: &Path,
+    flag: &str,
+    wanted: &[String],
+    scope: &mut std::collections::BTreeSet<String>,
+    valid: fn(&str) -> bool,
+    what: &str,
+) -> anyhow::Result<()> {
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    for value in wanted {
+        if !valid(value) {
+            return Err(InputError(format!("{flag}: `{value}` is not {what}")).into());
+        }
+        if !scope.contains(value) {
+            return Err(InputError(format!(
+                "{flag}: {value} is not in the scope of {} ({}); {flag} only narrows the scope",
+                path.display(),
+                scope.iter().cloned().collect::<Vec<_>>().join(", ")
+            ))
+            .into());
+        }
+    }
+    *scope = wanted.iter().cloned().collect();
+    Ok(())
 }
 
 fn now(as_of: Option<&str>) -> anyhow::Result<Timestamp> {
@@ -326,7 +355,7 @@ fn progress_bar() -> impl Fn(u64, u64) + Sync {
 }
 
 fn compute(cli: &Cli, args: &PlanArgs) -> anyhow::Result<(crate::run::Planned, Box<dyn Backend>)> {
-    let policy = load_policy(&args.policy, &args.backend.regions)?;
+    let policy = load_policy(&args.policy, &args.backend.regions, &args.backend.accounts)?;
     let now = now(args.as_of.as_deref())?;
     let source = source(args.event.as_deref())?;
     let runtime = runtime(cli)?;
@@ -365,7 +394,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::IamPolicy(args) => {
-            let policy = load_policy(&args.policy, &[])?;
+            let policy = load_policy(&args.policy, &[], &[])?;
             let document = match &args.trust_for {
                 Some(principal) => input(crate::aws::trust_policy(&policy, principal).map_err(anyhow::Error::msg))?,
                 None => crate::aws::iam_policy(&policy, args.queue_url.as_deref()),

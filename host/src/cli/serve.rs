@@ -96,7 +96,7 @@ pub(super) fn serve_command(cli: &Cli, args: &ServeArgs) -> anyhow::Result<i32> 
     if args.schedule.is_none() && args.queue_url.is_none() {
         return Err(InputError("serve needs --schedule CRON, --queue-url URL, or both".into()).into());
     }
-    let policy = load_policy(&args.policy, &args.backend.regions)?;
+    let policy = load_policy(&args.policy, &args.backend.regions, &args.backend.accounts)?;
     let schedule = args.schedule.as_deref().map(Schedule::parse).transpose().map_err(InputError)?;
     let metrics_addr = args.metrics.as_deref().map(metrics_addr).transpose()?;
     let runtime = runtime(cli)?;
@@ -188,7 +188,7 @@ pub(super) fn serve_command(cli: &Cli, args: &ServeArgs) -> anyhow::Result<i32> 
 }
 
 pub(super) fn enqueue_command(args: &EnqueueArgs) -> anyhow::Result<i32> {
-    let policy = load_policy(&args.policy, &[])?;
+    let policy = load_policy(&args.policy, &[], &[])?;
     let tick = match &args.tick {
         Some(text) => text.parse().map_err(|e: String| InputError(format!("--tick: {e}")))?,
         None => Timestamp(Timestamp::now().0 / 60 * 60),

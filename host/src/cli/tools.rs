@@ -32,7 +32,7 @@ pub struct ShowArgs {
 /// declares and is granted) and the inventory data a run will read. Exit 0, or 2 naming
 /// what is wrong; nothing is read from EC2.
 pub(super) fn validate_command(cli: &Cli, args: &ValidateArgs) -> anyhow::Result<i32> {
-    let policy = load_policy(&args.policy, &[])?;
+    let policy = load_policy(&args.policy, &[], &[])?;
     let runtime = runtime(cli)?;
     let plugins = crate::plugin::load_plugins(&runtime, &policy)?;
     let entries: Vec<serde_json::Value> = plugins
@@ -139,7 +139,7 @@ pub(super) fn test_command(cli: &Cli, args: &TestArgs) -> anyhow::Result<i32> {
     let (policy, bytes, cases_dir, origin);
     match (&args.policy, &args.plugin, &args.cases) {
         (Some(p), Some(dir), None) => {
-            policy = Some(load_policy(p, &[])?);
+            policy = Some(load_policy(p, &[], &[])?);
             bytes = Vec::new();
             cases_dir = PathBuf::from(dir);
             origin = p.display().to_string();
