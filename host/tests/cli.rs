@@ -329,3 +329,53 @@ fn accounts_and_regions_only_narrow_the_policys_scope() {
         assert!(stderr(&out).contains(says), "{}", stderr(&out));
     }
 }
+
+/// `amiwarden plan --aws` with no credentials anywhere but what `home` holds; EC2 and STS
+/// at a closed loopback port (nothing leaves the machine).
+fn plan_without_credentials(home: &Path, extra: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_amiwarden"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("AWS_") {
+            command.env_remove(key);
+        }
+    }
+    command
+        .current_dir(home)
+        .env("HOME", home)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .args([
+            "plan",
+            "--policy",
+            "policy.toml",
+            "--aws",
+            "--endpoint-url",
+            "http://127.0.0.1:9",
+            "--max-attempts",
+            "1",
+        ])
+        .args(extra)
+        .output()
+        .expect("amiwarden runs")
+}
+
+#[test]
+fn credential_problems_are_named_in_a_few_lines_not_an_sdk_dump() {
+    let dir = setup(POLICY);
+    std::fs::create_dir_all(dir.path().join(".aws")).unwrap();
+    std::fs::write(
+        dir.path().join(".aws/config"),
+        "[default]\nregion = us-east-1\n[profile ops]\nregion = eu-west-1\n",
+    )
+    .unwrap();
+    let out = plan_without_credentials(dir.path(), &["--profile", "nope"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--profile nope: no such profile in"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("(profiles there: default, ops)"), "{}", stderr(&out));
+
+    let out = plan_without_credentials(dir.path(), &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("no AWS credentials found (environment keys, --profile or AWS_PROFILE"), "{err}");
+    assert!(!err.contains("ProviderAttempt") && !err.contains("DispatchFailure {"), "no Debug dump: {err}");
+    assert!(err.lines().count() <= 10, "{err}");
+}

@@ -38,6 +38,34 @@ pub struct Connection {
     ambient_account: Option<String>,
 }
 
+/// Refuses `--profile NAME` when no shared config or credentials file defines it (the
+/// SDK would only say, much later, that no credentials were found).
+fn check_profile(name: &str) -> anyhow::Result<()> {
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from).unwrap_or_default();
+    let file = |var: &str, default: &str| std::env::var_os(var).map(Into::into).unwrap_or_else(|| home.join(default));
+    let files = [file("AWS_CONFIG_FILE", ".aws/config"), file("AWS_SHARED_CREDENTIALS_FILE", ".aws/credentials")];
+    let mut known = std::collections::BTreeSet::new();
+    for path in &files {
+        let Ok(text) = std::fs::read_to_string(path) else { continue };
+        for line in text.lines().map(str::trim) {
+            if let Some(section) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                let section = section.trim();
+                known.insert(section.strip_prefix("profile ").unwrap_or(section).trim().to_string());
+            }
+        }
+    }
+    if known.contains(name) {
+        return Ok(());
+    }
+    let listed = if known.is_empty() { "none".to_string() } else { known.into_iter().collect::<Vec<_>>().join(", ") };
+    Err(crate::error::InputError(format!(
+        "--profile {name}: no such profile in {} or {} (profiles there: {listed})",
+        files[0].display(),
+        files[1].display()
+    ))
+    .into())
+}
+
 /// The default session name for AssumeRole.
 const SESSION_NAME: &str = "amiwarden";
 
@@ -51,6 +79,7 @@ pub async fn sdk_config(options: &AwsOptions, region: &str) -> anyhow::Result<aw
     let mut loader =
         aws_config::defaults(BehaviorVersion::latest()).region(Region::new(region.to_string())).retry_config(retry);
     if let Some(profile) = &options.profile {
+        check_profile(profile)?;
         loader = loader.profile_name(profile);
     }
     if let Some(url) = &options.endpoint_url {
@@ -92,7 +121,7 @@ impl Connection {
                 .get_caller_identity()
                 .send()
                 .await
-                .map_err(|e| anyhow::anyhow!("{}", aws_sdk_sts::error::DisplayErrorContext(e)))
+                .map_err(|e| anyhow::anyhow!("{}", super::errors::causes(&e)))
                 .context("sts GetCallerIdentity failed: cannot tell which account the credentials belong to")?;
             let account = identity.account().unwrap_or_default().to_string();
             let others: Vec<&String> = scope.accounts.iter().filter(|a| **a != account).collect();

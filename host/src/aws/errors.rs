@@ -55,10 +55,7 @@ impl ApiError {
     {
         let code = err.code().map(str::to_string);
         let status = err.raw_response().map(|r| r.status().as_u16());
-        let message = err
-            .message()
-            .map(str::to_string)
-            .unwrap_or_else(|| aws_sdk_ec2::error::DisplayErrorContext(err).to_string());
+        let message = err.message().map(str::to_string).unwrap_or_else(|| causes(err));
         let kind =
             classify(code.as_deref(), status, matches!(err, SdkError::TimeoutError(_) | SdkError::DispatchFailure(_)));
         ApiError { operation, kind, code, message }
@@ -79,6 +76,28 @@ impl ApiError {
             (_, None) => format!("{} failed: {}", self.operation, self.message),
         }
     }
+}
+
+/// An error and its causes in one line, each by its `Display` (the SDK's own rendering,
+/// `DisplayErrorContext`, appends the whole `Debug` form: kilobytes for one missing
+/// credential). No credentials at all gets the ways to provide them.
+pub fn causes(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    let mut text = parts.join(": ");
+    if text.contains("no credentials found in chain") || text.contains("credentials provider was not enabled") {
+        text = format!(
+            "no AWS credentials found (environment keys, --profile or AWS_PROFILE, SSO via `aws sso login`, web identity, container or instance role); {text}"
+        );
+    }
+    text
 }
 
 /// The kind of an error from its code, HTTP status and whether it never got an answer.

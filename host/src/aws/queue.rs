@@ -36,7 +36,7 @@ impl std::fmt::Debug for Queue {
 }
 
 fn err(e: impl std::error::Error + Send + Sync + 'static) -> anyhow::Error {
-    anyhow::anyhow!("{}", aws_sdk_sqs::error::DisplayErrorContext(e))
+    anyhow::anyhow!("{}", super::errors::causes(&e))
 }
 
 /// The region of a queue URL (`https://sqs.REGION.amazonaws.com/ACCOUNT/NAME`), if it
