@@ -30,6 +30,7 @@ pub fn image(id: &str, tags: &[(&str, &str)]) -> Image {
         deprecation_time: None,
         source_image_id: None,
         source_region: None,
+        deregistration_protection: None,
         usage: Usage::default(),
         monthly_cost: 0,
     }
