@@ -1,6 +1,7 @@
-//! The backend a command runs against: the simulated EC2 or AWS, from the command line.
+//! The backend a command runs against (the simulated EC2 or AWS) and the part of the
+//! policy's scope it looks at (`--regions`, `--accounts`), from the command line.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 
@@ -72,4 +73,55 @@ pub(super) fn backend(args: &BackendArgs, policy: &Policy, now: Timestamp) -> an
         }
         _ => Err(InputError("choose a backend: --sim STATE.json or --aws".into()).into()),
     }
+}
+
+/// Loads the policy; `--regions` and `--accounts` may only narrow its scope.
+pub(super) fn load_policy(path: &Path, regions: &[String], accounts: &[String]) -> anyhow::Result<Policy> {
+    let mut policy = input(Policy::load(path))?;
+    narrow(
+        path,
+        "--regions",
+        regions,
+        &mut policy.scope.regions,
+        crate::model::is_region_name,
+        "a region name (like eu-west-1)",
+    )?;
+    narrow(
+        path,
+        "--accounts",
+        accounts,
+        &mut policy.scope.accounts,
+        crate::model::is_account_id,
+        "a 12-digit account id",
+    )?;
+    Ok(policy)
+}
+
+/// Narrows one list of the scope to `wanted`, each of which must be in it already.
+fn narrow(
+    path: &Path,
+    flag: &str,
+    wanted: &[String],
+    scope: &mut std::collections::BTreeSet<String>,
+    valid: fn(&str) -> bool,
+    what: &str,
+) -> anyhow::Result<()> {
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    for value in wanted {
+        if !valid(value) {
+            return Err(InputError(format!("{flag}: `{value}` is not {what}")).into());
+        }
+        if !scope.contains(value) {
+            return Err(InputError(format!(
+                "{flag}: {value} is not in the scope of {} ({}); {flag} only narrows the scope",
+                path.display(),
+                scope.iter().cloned().collect::<Vec<_>>().join(", ")
+            ))
+            .into());
+        }
+    }
+    *scope = wanted.iter().cloned().collect();
+    Ok(())
 }

@@ -10,15 +10,14 @@ mod record;
 mod serve;
 mod tools;
 pub use connect::BackendArgs;
-use connect::backend;
+use connect::{backend, load_policy};
 use output::{incomplete, out, print_plan, report_calls};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::backend::Backend;
-use crate::config::Policy;
 use crate::error::InputError;
 use crate::model::Timestamp;
 use crate::plugin::{ArtifactCache, Runtime};
@@ -259,57 +258,6 @@ fn runtime(cli: &Cli) -> anyhow::Result<Runtime> {
 
 fn input<T>(r: anyhow::Result<T>) -> anyhow::Result<T> {
     r.map_err(|e| InputError(format!("{e:#}")).into())
-}
-
-/// Loads the policy; `--regions` and `--accounts` may only narrow its scope.
-fn load_policy(path: &Path, regions: &[String], accounts: &[String]) -> anyhow::Result<Policy> {
-    let mut policy = input(Policy::load(path))?;
-    narrow(
-        path,
-        "--regions",
-        regions,
-        &mut policy.scope.regions,
-        crate::model::is_region_name,
-        "a region name (like eu-west-1)",
-    )?;
-    narrow(
-        path,
-        "--accounts",
-        accounts,
-        &mut policy.scope.accounts,
-        crate::model::is_account_id,
-        "a 12-digit account id",
-    )?;
-    Ok(policy)
-}
-
-/// Narrows one list of the scope to `wanted`, each of which must be in it already.
-fn narrow(
-    path: &Path,
-    flag: &str,
-    wanted: &[String],
-    scope: &mut std::collections::BTreeSet<String>,
-    valid: fn(&str) -> bool,
-    what: &str,
-) -> anyhow::Result<()> {
-    if wanted.is_empty() {
-        return Ok(());
-    }
-    for value in wanted {
-        if !valid(value) {
-            return Err(InputError(format!("{flag}: `{value}` is not {what}")).into());
-        }
-        if !scope.contains(value) {
-            return Err(InputError(format!(
-                "{flag}: {value} is not in the scope of {} ({}); {flag} only narrows the scope",
-                path.display(),
-                scope.iter().cloned().collect::<Vec<_>>().join(", ")
-            ))
-            .into());
-        }
-    }
-    *scope = wanted.iter().cloned().collect();
-    Ok(())
 }
 
 fn now(as_of: Option<&str>) -> anyhow::Result<Timestamp> {
