@@ -46,7 +46,18 @@ allowed = []
 "#;
 
 fn amiwarden(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_amiwarden"))
+    amiwarden_with(dir, args, None)
+}
+
+/// `amiwarden` with `COLUMNS` set to `columns`, or unset (the tables then take their
+/// default width: stdout is a pipe here).
+fn amiwarden_with(dir: &Path, args: &[&str], columns: Option<&str>) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_amiwarden"));
+    match columns {
+        Some(c) => command.env("COLUMNS", c),
+        None => command.env_remove("COLUMNS"),
+    };
+    command
         .current_dir(dir)
         .args(args)
         .arg("--cache-dir")
@@ -378,4 +389,45 @@ fn credential_problems_are_named_in_a_few_lines_not_an_sdk_dump() {
     assert!(err.contains("no AWS credentials found (environment keys, --profile or AWS_PROFILE"), "{err}");
     assert!(!err.contains("ProviderAttempt") && !err.contains("DispatchFailure {"), "no Debug dump: {err}");
     assert!(err.lines().count() <= 10, "{err}");
+}
+
+#[test]
+fn the_tables_fit_columns_and_wrap_reasons_instead_of_cutting_them() {
+    let dir = setup(POLICY);
+    // The tables' lines (the heading and totals are prose, one line each).
+    let widest = |out: &Output| {
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let rows = text.lines().filter(|l| l.starts_with(['┌', '│', '╞', '├', '└']));
+        rows.map(|l| l.chars().count()).max().unwrap()
+    };
+    let default = amiwarden_with(dir.path(), PLAN, None);
+    assert_eq!(default.status.code(), Some(0), "{}", stderr(&default));
+    assert!(widest(&default) <= 160);
+    for columns in ["100", "130"] {
+        let out = amiwarden_with(dir.path(), PLAN, Some(columns));
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert!(
+            widest(&out) <= columns.parse().unwrap(),
+            "COLUMNS={columns}:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    // A narrower table wraps the reasons, never cuts them: the `why` column, read down
+    // and without its white space, is every reason of every action in order.
+    let narrow = String::from_utf8_lossy(&amiwarden_with(dir.path(), PLAN, Some("100")).stdout).into_owned();
+    let body = narrow.lines().skip_while(|l| !l.starts_with('╞')).skip(1).take_while(|l| !l.starts_with('└'));
+    // At 100 columns the image names make way: `why` is the third column.
+    let column: String = body.filter_map(|l| l.split('┆').nth(2)).collect::<String>();
+    let json = amiwarden_with(dir.path(), &[PLAN, &["--format", "json"]].concat(), None);
+    let plan: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let mut reasons = String::new();
+    for action in plan["actions"].as_array().unwrap() {
+        for reason in action["reasons"].as_array().unwrap() {
+            let text = reason.as_str().unwrap();
+            reasons.push_str(text.split_once(": ").map_or(text, |(_, r)| r));
+        }
+    }
+    let squeeze = |s: &str| s.chars().filter(|c| !c.is_whitespace()).collect::<String>();
+    assert!(squeeze(&reasons).len() > 100, "long reasons: {reasons}");
+    assert_eq!(squeeze(&column), squeeze(&reasons), "{narrow}");
 }

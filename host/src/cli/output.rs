@@ -1,6 +1,8 @@
 //! How the CLI speaks: the plan on stdout, everything else on stderr, and a reader that
 //! goes away (`| head`) never a crash.
 
+use std::io::IsTerminal as _;
+
 use anyhow::Context;
 
 use super::Format;
@@ -37,12 +39,42 @@ pub(super) fn out(text: impl std::fmt::Display) -> anyhow::Result<()> {
     }
 }
 
+/// Prints the plan on stdout: the tables, as wide as the terminal (or `COLUMNS`), or the
+/// JSON, written as it is serialized (a 184,000-action plan is ~150 MB of text).
 pub(super) fn print_plan(plan: &Plan, format: Format) -> anyhow::Result<()> {
     match format {
-        Format::Table => out(crate::render::plan(plan).trim_end())?,
-        Format::Json => out(serde_json::to_string_pretty(plan)?)?,
+        Format::Table => out(crate::render::plan(plan, table_width()).trim_end())?,
+        Format::Json => {
+            use std::io::Write as _;
+            let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+            let written = serde_json::to_writer_pretty(&mut stdout, plan)
+                .map_err(std::io::Error::from)
+                .and_then(|()| writeln!(stdout))
+                .and_then(|()| stdout.flush());
+            match written {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    return Err(e).context("cannot write to stdout");
+                }
+                _ => {}
+            }
+        }
     }
     Ok(())
+}
+
+/// The width of the tables: `COLUMNS` when set (40–1000), else the terminal's when stdout
+/// is one, else `render::DEFAULT_WIDTH`; never under `render::MIN_WIDTH`.
+pub(super) fn table_width() -> u16 {
+    let columns = std::env::var("COLUMNS").ok().and_then(|c| c.trim().parse::<u16>().ok());
+    if let Some(n) = columns.filter(|n| (40..=1000).contains(n)) {
+        return n;
+    }
+    if std::io::stdout().is_terminal()
+        && let Some((_, cols)) = console::Term::stdout().size_checked()
+    {
+        return cols.max(40);
+    }
+    crate::render::DEFAULT_WIDTH
 }
 
 /// Exit 4 when plugins failed: the plan is incomplete (destructive actions on their
