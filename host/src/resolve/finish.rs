@@ -72,10 +72,12 @@ pub fn finish(
         }
     }
     share_out_snapshots(inventory, pricing, &mut kept);
-    let mut actions = Vec::new();
-    for c in &kept {
+    // Sized once rather than grown by doubling, and each candidate dropped as soon as it
+    // is expanded.
+    let mut actions = Vec::with_capacity(kept.iter().map(|c| 1 + c.snapshots.len()).sum());
+    for c in kept {
         let Some(image) = inventory.get(&c.image_id) else { continue };
-        expand(c, image, &mut actions);
+        expand(&c, image, &mut actions);
     }
     sort_actions(&mut actions);
     let destructive = actions.iter().filter(|a| a.op.is_destructive()).count();
