@@ -370,6 +370,13 @@ fn a_crash_between_a_deregistration_and_its_journal_line_still_deletes_its_snaps
     let out = amiwarden(dir.path(), &apply_args("state.json", &["--journal", "j.jsonl"]));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stderr(&out).contains("resuming"), "{}", stderr(&out));
+    // The preview shows what is left: the unshare ended before the crash.
+    assert!(plan["actions"].as_array().unwrap().iter().any(|a| a["op"] == "unshare"), "{plan}");
+    let total = plan["actions"].as_array().unwrap().len();
+    let ended = lines[..cut].iter().filter(|l| l["phase"] == "done").count();
+    let says = format!("{ended} of its {total} action(s) ended in the interrupted run; the {} left:", total - ended);
+    assert!(stderr(&out).contains(&says), "{says}\n{}", stderr(&out));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("unshare"), "{}", String::from_utf8_lossy(&out.stdout));
     let after = read_json(&dir.path().join("state.json"));
     let snaps: Vec<&str> = after["accounts"]["111111111111"]["regions"]["us-east-1"]["snapshots"]
         .as_array()

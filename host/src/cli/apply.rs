@@ -26,15 +26,36 @@ pub(super) fn apply_command(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<i32> 
         Some(path) => Origin::Saved(path),
         None => Origin::Fresh(&fresh),
     };
-    let mut prepared =
-        enforce::prepare(&policy, &plugins, backend.as_ref(), &journal_path, origin, now, &progress_bar())?;
+    let mut prepared = enforce::prepare(
+        &policy,
+        &plugins,
+        backend.as_ref(),
+        &journal_path,
+        origin,
+        now,
+        &progress_bar(&backend.name()),
+    )?;
     if let Some(failed) = &prepared.resumed {
         say!("resuming the plan in {}: an earlier apply of it was interrupted", journal_path.display());
         for (id, error) in failed {
             say!("  {id} failed in that run and is not retried: {}", crate::model::text::escape(error));
         }
     }
-    print_plan(&prepared.plan, Format::Table)?;
+    match &prepared.resumed {
+        // A resumed plan shows what is left, not again what the interrupted run did.
+        Some(_) => {
+            let mut left = prepared.plan.clone();
+            left.actions.retain(|a| prepared.journal.finished(&a.id).is_none());
+            say!(
+                "{} of its {} action(s) ended in the interrupted run; the {} left:",
+                prepared.plan.actions.len() - left.actions.len(),
+                prepared.plan.actions.len(),
+                left.actions.len()
+            );
+            print_plan(&left, Format::Table)?;
+        }
+        None => print_plan(&prepared.plan, Format::Table)?,
+    }
     let record = |plan: &crate::plan::Plan, report: Option<&crate::apply::Report>, exit: i32| -> anyhow::Result<()> {
         if let Some(recorder) = &recorder {
             let dir = recorder.write(&args.policy, plan, report, backend.as_ref(), exit)?;

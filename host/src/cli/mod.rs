@@ -282,16 +282,35 @@ pub(super) fn source(event: Option<&str>) -> anyhow::Result<Source> {
     }
 }
 
-fn progress_bar() -> impl Fn(u64, u64) + Sync {
-    let bar = indicatif::ProgressBar::hidden();
+/// Progress on a terminal: a spinner with the time taken while the inventory of `from`
+/// is read, then (for 2,000 plugin calls or more) a bar of the calls with the time left.
+/// Cleared when done; nothing at all when stderr is not a terminal.
+fn progress_bar(from: &str) -> impl Fn(u64, u64) + Sync {
+    let bar = indicatif::ProgressBar::hidden().with_finish(indicatif::ProgressFinish::AndClear);
     if std::io::stderr().is_terminal() {
         bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} evaluating {pos}/{len} plugin calls {wide_bar} {eta}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template("{spinner} reading the inventory of {msg} {elapsed}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
         );
+        bar.set_message(from.to_string());
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
     }
+    let evaluating = std::sync::atomic::AtomicBool::new(false);
     move |done, total| {
+        if !evaluating.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            bar.disable_steady_tick();
+            if total < 2000 {
+                bar.finish_and_clear();
+            } else {
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{spinner} evaluating {pos}/{len} plugin calls {wide_bar} {eta}",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                );
+            }
+        }
         if total >= 2000 {
             bar.set_length(total);
             bar.set_position(done);
@@ -309,7 +328,7 @@ fn compute(cli: &Cli, args: &PlanArgs) -> anyhow::Result<(crate::run::Planned, B
     let runtime = runtime(cli)?;
     let plugins = crate::plugin::load_plugins(&runtime, &policy)?;
     let backend = backend(&args.backend, &policy, now)?;
-    let outcome = crate::run::plan(&policy, &plugins, backend.as_ref(), &source, now, &progress_bar())?;
+    let outcome = crate::run::plan(&policy, &plugins, backend.as_ref(), &source, now, &progress_bar(&backend.name()))?;
     Ok((outcome, backend))
 }
 
