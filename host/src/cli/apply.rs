@@ -20,7 +20,7 @@ pub(super) fn apply_command(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<i32> 
     // Held for the whole apply: a second apply on the same journal or state is refused.
     let _locks = enforce::lock(backend.as_ref(), &journal_path, std::time::Duration::ZERO)?;
     let runtime = runtime(cli)?;
-    let plugins = crate::plugin::load_plugins(&runtime, &policy)?;
+    let plugins = super::output::load_plugins(&runtime, &policy)?;
     let fresh = source(args.event.as_deref())?;
     let origin = match &args.plan {
         Some(path) => Origin::Saved(path),

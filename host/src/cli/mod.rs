@@ -11,7 +11,7 @@ mod serve;
 mod tools;
 pub use connect::BackendArgs;
 use connect::{backend, load_policy};
-use output::{incomplete, out, print_plan, report_calls};
+use output::{incomplete, load_plugins, out, print_plan, progress_bar, report_calls};
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -282,51 +282,12 @@ pub(super) fn source(event: Option<&str>) -> anyhow::Result<Source> {
     }
 }
 
-/// Progress on a terminal: a spinner with the time taken while the inventory of `from`
-/// is read, then (for 2,000 plugin calls or more) a bar of the calls with the time left.
-/// Cleared when done; nothing at all when stderr is not a terminal.
-fn progress_bar(from: &str) -> impl Fn(u64, u64) + Sync {
-    let bar = indicatif::ProgressBar::hidden().with_finish(indicatif::ProgressFinish::AndClear);
-    if std::io::stderr().is_terminal() {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} reading the inventory of {msg} {elapsed}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-        );
-        bar.set_message(from.to_string());
-        bar.enable_steady_tick(std::time::Duration::from_millis(120));
-    }
-    let evaluating = std::sync::atomic::AtomicBool::new(false);
-    move |done, total| {
-        if !evaluating.swap(true, std::sync::atomic::Ordering::Relaxed) {
-            bar.disable_steady_tick();
-            if total < 2000 {
-                bar.finish_and_clear();
-            } else {
-                bar.set_style(
-                    indicatif::ProgressStyle::with_template(
-                        "{spinner} evaluating {pos}/{len} plugin calls {wide_bar} {eta}",
-                    )
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-                );
-            }
-        }
-        if total >= 2000 {
-            bar.set_length(total);
-            bar.set_position(done);
-            if done >= total {
-                bar.finish_and_clear();
-            }
-        }
-    }
-}
-
 fn compute(cli: &Cli, args: &PlanArgs) -> anyhow::Result<(crate::run::Planned, Box<dyn Backend>)> {
     let policy = load_policy(&args.policy, &args.backend.regions, &args.backend.accounts)?;
     let now = now(args.as_of.as_deref())?;
     let source = source(args.event.as_deref())?;
     let runtime = runtime(cli)?;
-    let plugins = crate::plugin::load_plugins(&runtime, &policy)?;
+    let plugins = load_plugins(&runtime, &policy)?;
     let backend = backend(&args.backend, &policy, now)?;
     let outcome = crate::run::plan(&policy, &plugins, backend.as_ref(), &source, now, &progress_bar(&backend.name()))?;
     Ok((outcome, backend))

@@ -98,3 +98,65 @@ pub(super) fn report_calls(backend: &dyn Backend) {
         say!("API calls: {}", list.join(", "));
     }
 }
+
+/// Progress on a terminal: a spinner with the time taken while the inventory of `from`
+/// is read, then (for 2,000 plugin calls or more) a bar of the calls with the time left.
+/// Cleared when done; nothing at all when stderr is not a terminal.
+pub(super) fn progress_bar(from: &str) -> impl Fn(u64, u64) + Sync {
+    let bar = indicatif::ProgressBar::hidden().with_finish(indicatif::ProgressFinish::AndClear);
+    if std::io::stderr().is_terminal() {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} reading the inventory of {msg} {elapsed}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        bar.set_message(from.to_string());
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    }
+    let evaluating = std::sync::atomic::AtomicBool::new(false);
+    move |done, total| {
+        if !evaluating.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            bar.disable_steady_tick();
+            if total < 2000 {
+                bar.finish_and_clear();
+            } else {
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{spinner} evaluating {pos}/{len} plugin calls {wide_bar} {eta}",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                );
+            }
+        }
+        if total >= 2000 {
+            bar.set_length(total);
+            bar.set_position(done);
+            if done >= total {
+                bar.finish_and_clear();
+            }
+        }
+    }
+}
+
+/// Loads the policy's plugins, with a spinner on a terminal: a plugin is compiled on its
+/// first use (a Python one takes tens of seconds), then loaded from the cache.
+pub(super) fn load_plugins(
+    runtime: &crate::plugin::Runtime,
+    policy: &crate::config::Policy,
+) -> anyhow::Result<Vec<crate::plugin::Plugin>> {
+    let bar = indicatif::ProgressBar::hidden().with_finish(indicatif::ProgressFinish::AndClear);
+    if std::io::stderr().is_terminal() {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} loading {msg} plugin(s); each is compiled on its first use, then cached {elapsed}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        bar.set_message(policy.plugins.iter().filter(|p| p.enabled).count().to_string());
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    }
+    let plugins = crate::plugin::load_plugins(runtime, policy);
+    bar.finish_and_clear();
+    plugins
+}
