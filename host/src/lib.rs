@@ -11,6 +11,7 @@ pub mod cost;
 pub mod enforce;
 pub mod error;
 pub mod event;
+pub mod explain;
 pub mod files;
 pub mod inventory;
 pub mod model;

@@ -64,7 +64,7 @@ fn plain(s: &str) -> String {
 }
 
 /// A proposed action in words, as the refusal table shows it.
-fn action_text(action: &Action) -> String {
+pub fn action_text(action: &Action) -> String {
     match action {
         Action::Share(p) => format!("share with {p}"),
         Action::Unshare(p) => format!("unshare from {p}"),

@@ -431,3 +431,28 @@ fn the_tables_fit_columns_and_wrap_reasons_instead_of_cutting_them() {
     assert!(squeeze(&reasons).len() > 100, "long reasons: {reasons}");
     assert_eq!(squeeze(&column), squeeze(&reasons), "{narrow}");
 }
+
+#[test]
+fn explain_shows_what_each_plugin_proposes_for_one_image_and_what_the_plan_does() {
+    let dir = setup(POLICY);
+    let explain = ["explain", "--policy", "policy.toml", "--sim", "state.json", "--as-of", "2026-11-24"];
+    // web-1 is old and shared with an account the sharing plugin revokes.
+    let out = amiwarden(dir.path(), &[&explain[..], &["ami-0aaaaaaaaaaaaaaa1", "--format", "json"]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let e: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(e["image"]["name"], "web-1");
+    let by = |plugin: &str| e["proposals"].as_array().unwrap().iter().any(|p| p["plugin"] == plugin);
+    assert!(by("retention") && by("sharing"), "{e:#}");
+    let ops: Vec<&str> = e["actions"].as_array().unwrap().iter().map(|a| a["op"].as_str().unwrap()).collect();
+    assert!(ops.contains(&"deregister") && ops.contains(&"unshare"), "{ops:?}");
+    // web-3, the newest of its family, is kept: the table says by whom and why.
+    let out = amiwarden(dir.path(), &[&explain[..], &["ami-0aaaaaaaaaaaaaaa3"]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("web-3 in 111111111111/us-east-1"), "{text}");
+    assert!(text.contains("What the plan does\n  none"), "{text}");
+    // An image outside the scope is named, exit 2.
+    let out = amiwarden(dir.path(), &[&explain[..], &["ami-0fffffffffffffff9"]].concat());
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("ami-0fffffffffffffff9 is not in the inventory of the policy's scope"));
+}

@@ -60,6 +60,9 @@ pub enum Command {
     Validate(tools::ValidateArgs),
     /// Render a saved plan as the preview shows it.
     Show(tools::ShowArgs),
+    /// Explain one image: its facts, the guardrails that bind it, what each plugin proposes
+    /// for it and why, and what a scheduled run's plan does to it.
+    Explain(tools::ExplainArgs),
     /// Scaffold a plugin project (starter policy, WIT, build script, a passing case).
     New(NewArgs),
     /// Write a synthetic simulated org of N images (for benchmarks and trials at scale).
@@ -301,6 +304,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Inspect(args) => tools::inspect_command(&cli, args),
         Command::Validate(args) => tools::validate_command(&cli, args),
         Command::Show(args) => tools::show_command(args),
+        Command::Explain(args) => tools::explain_command(&cli, args),
         Command::New(args) => {
             let dir = input(crate::scaffold::scaffold(&args.dir, &args.name, args.lang))?;
             say!("created {}: run ./build.sh there, then amiwarden test {}.wasm cases", dir.display(), args.name);

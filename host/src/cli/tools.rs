@@ -19,6 +19,23 @@ pub struct ValidateArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The image to explain.
+    #[arg(value_name = "AMI_ID")]
+    pub image: String,
+    #[arg(long, value_name = "P.toml")]
+    pub policy: PathBuf,
+    #[command(flatten)]
+    pub backend: super::BackendArgs,
+    /// Evaluate as of this date (RFC 3339 or YYYY-MM-DD).
+    #[arg(long, value_name = "DATE")]
+    pub as_of: Option<String>,
+    /// Output format (`--output` is accepted too).
+    #[arg(long, visible_alias = "output", value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
 pub struct ShowArgs {
     /// A plan saved by `amiwarden plan --out`.
     #[arg(value_name = "PLAN.json")]
@@ -204,4 +221,101 @@ pub(super) fn inspect_command(cli: &Cli, args: &InspectArgs) -> anyhow::Result<i
     });
     print_record(&info, args.format)?;
     Ok(0)
+}
+
+/// `amiwarden explain AMI`: one image — its facts, the guardrails that bind it, what each
+/// plugin proposes for it and why (a `retain` is why it is kept), and what the plan of a
+/// scheduled run does to it. Exit 0, or 2 when the image is not in the policy's scope.
+pub(super) fn explain_command(cli: &Cli, args: &ExplainArgs) -> anyhow::Result<i32> {
+    let policy = load_policy(&args.policy, &args.backend.regions, &args.backend.accounts)?;
+    let now = super::now(args.as_of.as_deref())?;
+    let runtime = runtime(cli)?;
+    let plugins = super::output::load_plugins(&runtime, &policy)?;
+    let backend = super::backend(&args.backend, &policy, now)?;
+    let planned = crate::run::plan(
+        &policy,
+        &plugins,
+        backend.as_ref(),
+        &crate::run::Source::Scheduled,
+        now,
+        &super::output::progress_bar(&backend.name()),
+    )?;
+    let explained = crate::explain::explain(&policy, &plugins, &planned, &args.image, now).map_err(InputError)?;
+    match args.format {
+        Format::Json => super::out(serde_json::to_string_pretty(&explained)?)?,
+        Format::Table => super::out(render_explanation(&explained))?,
+    }
+    Ok(0)
+}
+
+fn render_explanation(e: &crate::explain::Explanation) -> String {
+    use crate::model::text::escape;
+    let i = &e.image;
+    let mut out = format!(
+        "{} {} in {}/{}: {} days old, {}, {}\n",
+        escape(&i.id),
+        escape(&i.name),
+        escape(&i.account),
+        escape(&i.region),
+        e.age_days,
+        serde_json::to_string(&i.state).unwrap_or_default().trim_matches('"'),
+        crate::cost::dollars(i.monthly_cost) + "/month in snapshots"
+    );
+    let tags: Vec<String> = i.tags.iter().map(|(k, v)| format!("{}={}", escape(k), escape(v))).collect();
+    out.push_str(&format!("  tags: {}\n", if tags.is_empty() { "none".into() } else { tags.join(", ") }));
+    let shares = match &i.launch_permissions {
+        Some(p) if p.is_empty() => "private".to_string(),
+        Some(p) => p.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "),
+        None if i.public => "public (other shares not read by this run)".into(),
+        None => "not read by this run".into(),
+    };
+    out.push_str(&format!("  shared with: {shares}\n"));
+    let templates = i.usage.launch_templates.join(", ");
+    out.push_str(&format!(
+        "  usage: {} instance(s), launch templates: {}, last launched: {}\n",
+        i.usage.instances,
+        if templates.is_empty() { "none" } else { &templates },
+        i.usage.last_launched.map_or("unknown".into(), |t| t.to_string())
+    ));
+    let section = |title: &str, lines: Vec<String>| {
+        let body = if lines.is_empty() { "  none\n".to_string() } else { lines.concat() };
+        format!("\n{title}\n{body}")
+    };
+    out.push_str(&section(
+        "Guardrails that bind it",
+        e.guardrails.iter().map(|g| format!("  - {}\n", escape(g))).collect(),
+    ));
+    out.push_str(&section(
+        "What the plugins propose",
+        e.proposals
+            .iter()
+            .map(|p| {
+                format!("  - {}: {}: {}\n", escape(&p.plugin), crate::render::action_text(&p.action), escape(&p.reason))
+            })
+            .collect(),
+    ));
+    out.push_str(&section("Plugin errors", e.plugin_errors.iter().map(|f| format!("  - {}\n", escape(f))).collect()));
+    out.push_str(&section(
+        "What the plan does",
+        e.actions
+            .iter()
+            .map(|a| format!("  - {} ({})\n", escape(&a.op.verb()), escape(&a.reasons.join("; "))))
+            .collect(),
+    ));
+    out.push_str(&section(
+        "What the plan refuses",
+        e.refused
+            .iter()
+            .map(|r| {
+                let kind = serde_json::to_string(&r.kind).unwrap_or_default();
+                format!(
+                    "  - {} ({}): {}\n",
+                    crate::render::action_text(&r.action),
+                    kind.trim_matches('"'),
+                    escape(&r.reason)
+                )
+            })
+            .collect(),
+    ));
+    out.trim_end().to_string()
 }
