@@ -25,6 +25,9 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawSelector {
     tag: Option<String>,
+    /// Several tags, all of which must match (`["family=base", "replicate=true"]`).
+    #[serde(default)]
+    tags: Vec<String>,
     name_regex: Option<String>,
 }
 
@@ -51,7 +54,8 @@ fn default_in_use_window_days() -> u32 {
 /// Which images are replicated: every selector set must match.
 #[derive(Debug, Clone)]
 pub struct Selector {
-    tag: Option<(String, Option<String>)>,
+    /// Every (key, value or any) must match.
+    tags: Vec<(String, Option<String>)>,
     name_regex: Option<Regex>,
     /// How reasons name the selector.
     pub label: String,
@@ -60,7 +64,7 @@ pub struct Selector {
 impl Selector {
     pub fn selects(&self, image: &Image) -> bool {
         self.name_regex.as_ref().is_none_or(|r| r.is_match(&image.name))
-            && self.tag.as_ref().is_none_or(|(key, want)| match image.tag(key) {
+            && self.tags.iter().all(|(key, want)| match image.tag(key) {
                 None => false,
                 Some(value) => want.as_ref().is_none_or(|w| w == value),
             })
@@ -199,28 +203,27 @@ fn check(raw: RawConfig) -> Result<Config, String> {
         }
         targets.insert(region, Target { encrypted: target.encrypted, kms_key_id: target.kms_key_id });
     }
-    if raw.select.tag.is_none() && raw.select.name_regex.is_none() {
-        return Err("select needs tag or name_regex (or both)".into());
+    let texts: Vec<&String> = raw.select.tag.iter().chain(&raw.select.tags).collect();
+    if texts.is_empty() && raw.select.name_regex.is_none() {
+        return Err("select needs tag, tags or name_regex (every one set must match)".into());
     }
-    let tag = match &raw.select.tag {
-        Some(text) => {
-            let (key, value) = match text.split_once('=') {
-                Some((k, v)) => (k.to_string(), Some(v.to_string())),
-                None => (text.clone(), None),
-            };
-            if key.trim().is_empty() {
-                return Err(format!("select.tag `{text}` has an empty key"));
-            }
-            Some((key, value))
+    let mut tags = Vec::new();
+    for text in &texts {
+        let (key, value) = match text.split_once('=') {
+            Some((k, v)) => (k.to_string(), Some(v.to_string())),
+            None => (text.to_string(), None),
+        };
+        if key.trim().is_empty() {
+            return Err(format!("select: tag `{text}` has an empty key"));
         }
-        None => None,
-    };
+        tags.push((key, value));
+    }
     let name_regex = match &raw.select.name_regex {
         Some(p) => Some(Regex::new(p).map_err(|e| format!("select.name_regex `{p}` is invalid: {e}"))?),
         None => None,
     };
     let mut label = Vec::new();
-    if let Some(t) = &raw.select.tag {
+    for t in &texts {
         label.push(format!("tag {t}"));
     }
     if let Some(p) = &raw.select.name_regex {
@@ -228,7 +231,7 @@ fn check(raw: RawConfig) -> Result<Config, String> {
     }
     Ok(Config {
         source_regions: raw.source_regions,
-        select: Selector { tag, name_regex, label: label.join(" and ") },
+        select: Selector { tags, name_regex, label: label.join(" and ") },
         targets,
         copy_tags: raw.copy_tags,
         name: NameTemplate::parse(&raw.name)?,
@@ -277,8 +280,37 @@ mod tests {
     #[test]
     fn selectors_regions_and_targets_are_required() {
         let none = r#"{"source_regions":["us-east-1"],"select":{},"targets":{"eu-west-1":{}}}"#;
-        assert!(error_of(none).contains("select needs tag or name_regex"));
+        assert!(error_of(none).contains("select needs tag, tags or name_regex"));
         assert!(error_of(&format!(r#"{{{BASE},"targets":{{}}}}"#)).contains("targets must name"));
         assert!(error_of(&format!(r#"{{{BASE},"targets":{{"Europe":{{}}}}}}"#)).contains("`Europe` is not a region"));
+    }
+
+    #[test]
+    fn every_tag_a_selector_names_must_match() {
+        let config = Config::parse(
+            r#"{"source_regions":["us-east-1"],"select":{"tags":["family=base","replicate=true"],"name_regex":"^golden-"},
+                "targets":{"eu-west-1":{}}}"#,
+        )
+        .expect("valid");
+        let image = |name: &str, tags: &[(&str, &str)]| {
+            let mut image = Image::new("ami-0a1b2c3d4e5f60001", "111111111111", "us-east-1", name, 0);
+            for (k, v) in tags {
+                image.set_tag(k, v);
+            }
+            image
+        };
+        let both = [("family", "base"), ("replicate", "true")];
+        let rows = [
+            ("both tags and the name", image("golden-base-1", &both), true),
+            ("one tag only", image("golden-base-1", &[("family", "base")]), false),
+            ("another value", image("golden-base-1", &[("family", "web"), ("replicate", "true")]), false),
+            ("not the name", image("base-1", &both), false),
+        ];
+        for (name, image, want) in rows {
+            assert_eq!(config.select.selects(&image), want, "{name}");
+        }
+        assert_eq!(config.select.label, "tag family=base and tag replicate=true and name ~ ^golden-");
+        let empty_key = r#"{"source_regions":["us-east-1"],"select":{"tags":["=x"]},"targets":{"eu-west-1":{}}}"#;
+        assert!(error_of(empty_key).contains("select: tag `=x` has an empty key"));
     }
 }
