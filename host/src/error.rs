@@ -7,10 +7,15 @@
 //! | 2 | bad usage or bad input: policy, event, plan, journal, state or plugin | `InputError`, `PluginError` at load |
 //! | 3 | a guardrail stopped the run before any change | `GuardrailStop` |
 //! | 4 | plugins failed: the plan is incomplete (destructive actions on their images blocked); the rest was planned or applied | `PLUGIN_ERRORS_EXIT` |
+//! | 5 | `plan --detailed-exitcode` only: the plan has changes (0 then means none) | `CHANGES_EXIT` |
 
 /// The exit code of a plan or apply that plugins failed in (fail-closed, but not clean):
 /// a cron job must not stay green while a plugin traps on every image.
 pub const PLUGIN_ERRORS_EXIT: i32 = 4;
+
+/// The exit code of `plan --detailed-exitcode` when the plan has changes, for a CI job
+/// that alerts on drift. Terraform uses 2, which is our "bad input", so changes get 5.
+pub const CHANGES_EXIT: i32 = 5;
 
 /// Bad input from outside (policy, event, plan, journal or state file, plugin): exit 2.
 #[derive(Debug, thiserror::Error)]

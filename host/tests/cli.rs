@@ -456,3 +456,16 @@ fn explain_shows_what_each_plugin_proposes_for_one_image_and_what_the_plan_does(
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("ami-0fffffffffffffff9 is not in the inventory of the policy's scope"));
 }
+
+#[test]
+fn detailed_exitcode_says_whether_the_plan_has_changes() {
+    let dir = setup(POLICY);
+    let out = amiwarden(dir.path(), &[PLAN, &["--detailed-exitcode"]].concat());
+    assert_eq!(out.status.code(), Some(5), "changes planned: {}", stderr(&out));
+    let out = amiwarden(dir.path(), &[PLAN, &[][..]].concat());
+    assert_eq!(out.status.code(), Some(0), "without the flag, changes are a success: {}", stderr(&out));
+    let apply = ["apply", "--policy", "policy.toml", "--sim", "state.json", "--as-of", "2026-11-24", "--yes"];
+    assert_eq!(amiwarden(dir.path(), &apply).status.code(), Some(0));
+    let out = amiwarden(dir.path(), &[PLAN, &["--detailed-exitcode"]].concat());
+    assert_eq!(out.status.code(), Some(0), "nothing left to do: {}", stderr(&out));
+}

@@ -108,6 +108,10 @@ pub struct PlanArgs {
     /// metadata.json (times, totals, API calls, exit code).
     #[arg(long, value_name = "DIR")]
     pub record: Option<PathBuf>,
+    /// Exit 5 when the plan has changes (0 when it has none), for a CI job that alerts on
+    /// drift; every other code keeps its meaning (Terraform's 2 is our "bad input").
+    #[arg(long)]
+    pub detailed_exitcode: bool,
 }
 
 #[derive(Debug, Args)]
@@ -337,6 +341,11 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
+/// 3 when a guardrail stopped the plan, else what `incomplete` says (4 or 0).
+fn incomplete_or_stopped(outcome: &crate::run::Planned) -> i32 {
+    if outcome.stop.is_some() { 3 } else { incomplete(&outcome.plan) }
+}
+
 fn plan_command(cli: &Cli, args: &PlanArgs) -> anyhow::Result<i32> {
     let recorder = record::Recorder::start(args.record.as_deref(), "plan");
     let (outcome, backend) = compute(cli, args)?;
@@ -354,7 +363,10 @@ fn plan_command(cli: &Cli, args: &PlanArgs) -> anyhow::Result<i32> {
         }
     }
     report_calls(backend.as_ref());
-    let exit = if outcome.stop.is_some() { 3 } else { incomplete(&outcome.plan) };
+    let exit = match incomplete_or_stopped(&outcome) {
+        0 if args.detailed_exitcode && !outcome.plan.actions.is_empty() => crate::error::CHANGES_EXIT,
+        exit => exit,
+    };
     if let Some(recorder) = &recorder {
         let dir = recorder.write(&args.policy, &outcome.plan, None, backend.as_ref(), exit)?;
         say!("run recorded in {}", dir.display());
