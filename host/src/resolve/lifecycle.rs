@@ -71,9 +71,9 @@ pub(super) fn resolve<'a>(
     for (action, ps) in lifecycle {
         let destructive = action.kind().is_destructive();
         if !retainers.is_empty() {
-            let why = retainers
-                .iter()
-                .map(|r| format!("{} ({})", r.plugin, r.proposal.reason))
+            let why = super::per_plugin(&retainers)
+                .into_iter()
+                .map(|(plugin, reason)| format!("{plugin} ({reason})"))
                 .collect::<Vec<_>>()
                 .join("; ");
             out.refused.push(refusal(image, &action, who(&ps), RefusalKind::Retained, format!("retained by {why}")));

@@ -87,8 +87,29 @@ fn who(ps: &[&Proposed]) -> BTreeSet<String> {
     ps.iter().map(|p| p.plugin.clone()).collect()
 }
 
+/// `plugin: reason` per plugin, in proposal order. A plugin that proposed the same thing
+/// many times (from many events) is named once, with its first reason and how many more
+/// it gave: a plugin proposing on every image from every event would otherwise make each
+/// candidate carry one reason per event, quadratic in the inventory.
 fn reasons(ps: &[&Proposed]) -> Vec<String> {
-    ps.iter().map(|p| format!("{}: {}", p.plugin, p.proposal.reason)).collect()
+    per_plugin(ps).into_iter().map(|(plugin, reason)| format!("{plugin}: {reason}")).collect()
+}
+
+/// Each plugin of `ps` once, in order, with its first reason and a count of the others.
+fn per_plugin<'a>(ps: &[&'a Proposed]) -> Vec<(&'a str, String)> {
+    let mut out: Vec<(&str, &str, usize)> = Vec::new();
+    for p in ps {
+        match out.iter_mut().find(|(plugin, _, _)| *plugin == p.plugin) {
+            Some((_, _, more)) => *more += 1,
+            None => out.push((&p.plugin, &p.proposal.reason, 0)),
+        }
+    }
+    out.into_iter()
+        .map(|(plugin, reason, more)| match more {
+            0 => (plugin, reason.to_string()),
+            n => (plugin, format!("{reason} (and {n} more reason(s) from {plugin})")),
+        })
+        .collect()
 }
 
 fn by_action<'a>(group: &Group<'a>, pick: impl Fn(&Action) -> bool) -> Vec<&'a Proposed> {

@@ -478,3 +478,33 @@ fn a_veto_removes_a_candidate_but_not_a_revocation_the_guardrails_demand() {
     );
     assert!(plan.actions.iter().all(|a| a.reasons.iter().any(|r| r.contains("veto ignored"))));
 }
+
+#[test]
+fn a_plugin_repeating_itself_is_one_reason_with_a_count_not_one_reason_per_event() {
+    // The same unshare of A proposed from 500 events (a plugin that proposes on every
+    // image from every event), each with its own reason, and once by another plugin.
+    let with_reason = |plugin: &str, reason: String| {
+        let mut p = by(plugin, A, unshare("222222222222"));
+        p.proposal.reason = reason;
+        p
+    };
+    let mut proposed: Vec<Proposed> = (0..500).map(|n| with_reason("p", format!("seen from event {n:03}"))).collect();
+    proposed.push(with_reason("q", "not on the allow list".into()));
+    proposed.sort();
+    let unshared = plan(proposed);
+    assert_eq!(unshared.actions.len(), 1);
+    assert_eq!(
+        unshared.actions[0].reasons,
+        ["p: seen from event 000 (and 499 more reason(s) from p)", "q: not on the allow list"]
+    );
+    // Retains are counted the same way in the refusal they cause.
+    let mut proposed = vec![by("p", A, DEREGISTER)];
+    proposed.extend((0..3).map(|n| {
+        let mut p = by("q", A, Action::Retain);
+        p.proposal.reason = format!("kept {n}");
+        p
+    }));
+    proposed.sort();
+    let retained = plan(proposed);
+    assert_eq!(retained.refused[0].reason, "retained by q (kept 0 (and 2 more reason(s) from q))");
+}
