@@ -442,10 +442,23 @@ struct Figures {
     repeated: usize,
 }
 
+/// How the rerun after the kill names its plan.
+#[derive(Clone, Copy, PartialEq)]
+enum Rerun {
+    /// With the same saved plan (`--plan plan.json`).
+    SavedPlan,
+    /// Without it: the plan the journal recorded is resumed.
+    FromJournal,
+}
+
 /// Seeds moto, applies the saved plan through the proxy holding the answer to the
 /// `n`-th `call` after moto applied it, kills the apply there, applies again without
 /// faults, and checks everything (see the file's doc). `op` is the plan op in flight.
 fn kill_and_resume(call: &'static str, n: u64, op: &str) -> Figures {
+    kill_and_rerun(call, n, op, Rerun::SavedPlan)
+}
+
+fn kill_and_rerun(call: &'static str, n: u64, op: &str, rerun: Rerun) -> Figures {
     let reference = reference();
     let s = Scenario::new();
     let apply = ["apply", "--yes", "--journal", "apply.jsonl", "--plan", "plan.json"];
@@ -480,9 +493,16 @@ fn kill_and_resume(call: &'static str, n: u64, op: &str) -> Figures {
         s.plan.len()
     );
 
-    // The rerun: same saved plan, same journal, no faults.
-    let out = s.cli(&apply, &s.proxy.url).output().unwrap();
+    // The rerun: same journal, no faults; the same saved plan, or the journal's.
+    let again = match rerun {
+        Rerun::SavedPlan => &apply[..],
+        Rerun::FromJournal => &apply[..4],
+    };
+    let out = s.cli(again, &s.proxy.url).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "the rerun:\n{}", stderr(&out));
+    if rerun == Rerun::FromJournal {
+        assert!(stderr(&out).contains("resuming the plan in"), "{}", stderr(&out));
+    }
     let r = report(&out);
     assert_eq!(r[2], 0, "nothing failed:\n{}", stderr(&out));
     assert_eq!(r[3], ended_first, "the rerun resumes exactly what the journal shows ended:\n{}", stderr(&out));
@@ -581,5 +601,12 @@ fn killed_during_deregistrations_resumes_with_nothing_lost_or_repeated() {
 #[test]
 fn killed_during_snapshot_deletions_resumes_with_nothing_lost_or_repeated() {
     let f = kill_and_resume("DeleteSnapshot", 1, "delete_snapshot");
+    assert_eq!((f.actions, f.lost, f.repeated), (18, 0, 0));
+}
+
+#[test]
+fn killed_during_deregistrations_resumes_the_journals_plan_without_the_saved_one() {
+    // The rerun is a plain `apply`: it finds the interrupted plan in the journal.
+    let f = kill_and_rerun("DeregisterImage", 1, "deregister", Rerun::FromJournal);
     assert_eq!((f.actions, f.lost, f.repeated), (18, 0, 0));
 }
