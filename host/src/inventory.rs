@@ -108,20 +108,19 @@ impl Inventory {
         fn found(list: Option<&Vec<usize>>) -> &[usize] {
             list.map_or(&[], Vec::as_slice)
         }
-        let mut lists: Vec<&[usize]> = Vec::new();
-        if let Some(source) = &query.source_image_id {
-            lists.push(found(self.by_source.get(source)));
-        }
-        if let (Some(account), Some(region)) = (&query.account, &query.region) {
-            lists.push(found(self.by_location.get(&Location { account: account.clone(), region: region.clone() })));
-        }
-        if let Some(key) = &query.tag_key {
-            lists.push(match &query.tag_value {
-                Some(value) => found(self.by_tag.get(key).and_then(|values| values.get(value))),
-                None => found(self.by_tag_key.get(key)),
-            });
-        }
-        lists.into_iter().min_by_key(|list| list.len())
+        // Every query a plugin makes goes through here: no allocation.
+        let by_source = query.source_image_id.as_ref().map(|source| found(self.by_source.get(source)));
+        let by_location = match (&query.account, &query.region) {
+            (Some(account), Some(region)) => {
+                Some(found(self.by_location.get(&Location { account: account.clone(), region: region.clone() })))
+            }
+            _ => None,
+        };
+        let by_tag = query.tag_key.as_ref().map(|key| match &query.tag_value {
+            Some(value) => found(self.by_tag.get(key).and_then(|values| values.get(value))),
+            None => found(self.by_tag_key.get(key)),
+        });
+        [by_source, by_location, by_tag].into_iter().flatten().min_by_key(|list| list.len())
     }
 
     /// The images `query` looks at before its filters.

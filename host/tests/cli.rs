@@ -375,7 +375,7 @@ fn credential_problems_are_named_in_a_few_lines_not_an_sdk_dump() {
     std::fs::create_dir_all(dir.path().join(".aws")).unwrap();
     std::fs::write(
         dir.path().join(".aws/config"),
-        "[default]\nregion = us-east-1\n[profile ops]\nregion = eu-west-1\n",
+        "[default]\nregion = us-east-1\n[profile ops]\nregion = eu-west-1\n[sso-session corp]\nsso_region = us-east-1\n",
     )
     .unwrap();
     let out = plan_without_credentials(dir.path(), &["--profile", "nope"]);

@@ -50,6 +50,10 @@ fn check_profile(name: &str) -> anyhow::Result<()> {
         for line in text.lines().map(str::trim) {
             if let Some(section) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
                 let section = section.trim();
+                // `[sso-session x]` and `[services x]` sections are not profiles.
+                if section.starts_with("sso-session ") || section.starts_with("services ") {
+                    continue;
+                }
                 known.insert(section.strip_prefix("profile ").unwrap_or(section).trim().to_string());
             }
         }

@@ -289,15 +289,31 @@ pub(super) fn source(event: Option<&str>) -> anyhow::Result<Source> {
     }
 }
 
-fn compute(cli: &Cli, args: &PlanArgs) -> anyhow::Result<(crate::run::Planned, Box<dyn Backend>)> {
-    let policy = load_policy(&args.policy, &args.backend.regions, &args.backend.accounts)?;
-    let now = now(args.as_of.as_deref())?;
-    let source = source(args.event.as_deref())?;
+/// A plan computed from the command line, with what it was computed from.
+struct Computed {
+    policy: crate::config::Policy,
+    plugins: Vec<crate::plugin::Plugin>,
+    now: Timestamp,
+    backend: Box<dyn Backend>,
+    planned: crate::run::Planned,
+}
+
+/// Loads the policy (narrowed by the backend flags) and its plugins, connects the
+/// backend, and plans `source` as of `as_of` (default now), with progress on a terminal.
+fn compute(
+    cli: &Cli,
+    policy: &std::path::Path,
+    backend_args: &BackendArgs,
+    as_of: Option<&str>,
+    source: &Source,
+) -> anyhow::Result<Computed> {
+    let policy = load_policy(policy, &backend_args.regions, &backend_args.accounts)?;
+    let now = now(as_of)?;
     let runtime = runtime(cli)?;
     let plugins = load_plugins(&runtime, &policy)?;
-    let backend = backend(&args.backend, &policy, now)?;
-    let outcome = crate::run::plan(&policy, &plugins, backend.as_ref(), &source, now, &progress_bar(&backend.name()))?;
-    Ok((outcome, backend))
+    let backend = backend(backend_args, &policy, now)?;
+    let planned = crate::run::plan(&policy, &plugins, backend.as_ref(), source, now, &progress_bar(&backend.name()))?;
+    Ok(Computed { policy, plugins, now, backend, planned })
 }
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
@@ -348,7 +364,9 @@ fn incomplete_or_stopped(outcome: &crate::run::Planned) -> i32 {
 
 fn plan_command(cli: &Cli, args: &PlanArgs) -> anyhow::Result<i32> {
     let recorder = record::Recorder::start(args.record.as_deref(), "plan");
-    let (outcome, backend) = compute(cli, args)?;
+    let source = source(args.event.as_deref())?;
+    let Computed { planned: outcome, backend, .. } =
+        compute(cli, &args.policy, &args.backend, args.as_of.as_deref(), &source)?;
     for note in &outcome.notes {
         say!("note: {}", crate::model::text::escape(note));
     }

@@ -99,20 +99,27 @@ pub(super) fn report_calls(backend: &dyn Backend) {
     }
 }
 
-/// Progress on a terminal: a spinner with the time taken while the inventory of `from`
-/// is read, then (for 2,000 plugin calls or more) a bar of the calls with the time left.
-/// Cleared when done; nothing at all when stderr is not a terminal.
-pub(super) fn progress_bar(from: &str) -> impl Fn(u64, u64) + Sync {
+/// A spinner on stderr with `text` and the time taken, ticking on its own; hidden when
+/// stderr is not a terminal, cleared when finished or dropped.
+fn spinner(text: String) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::hidden().with_finish(indicatif::ProgressFinish::AndClear);
     if std::io::stderr().is_terminal() {
         bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} reading the inventory of {msg} {elapsed}")
+            indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
         );
-        bar.set_message(from.to_string());
+        bar.set_message(text);
         bar.enable_steady_tick(std::time::Duration::from_millis(120));
     }
+    bar
+}
+
+/// Progress on a terminal: a spinner with the time taken while the inventory of `from`
+/// is read, then (for 2,000 plugin calls or more) a bar of the calls with the time left.
+/// Cleared when done; nothing at all when stderr is not a terminal.
+pub(super) fn progress_bar(from: &str) -> impl Fn(u64, u64) + Sync {
+    let bar = spinner(format!("reading the inventory of {from}"));
     let evaluating = std::sync::atomic::AtomicBool::new(false);
     move |done, total| {
         if !evaluating.swap(true, std::sync::atomic::Ordering::Relaxed) {
@@ -144,18 +151,8 @@ pub(super) fn load_plugins(
     runtime: &crate::plugin::Runtime,
     policy: &crate::config::Policy,
 ) -> anyhow::Result<Vec<crate::plugin::Plugin>> {
-    let bar = indicatif::ProgressBar::hidden().with_finish(indicatif::ProgressFinish::AndClear);
-    if std::io::stderr().is_terminal() {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} loading {msg} plugin(s); each is compiled on its first use, then cached {elapsed}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-        );
-        bar.set_message(policy.plugins.iter().filter(|p| p.enabled).count().to_string());
-        bar.enable_steady_tick(std::time::Duration::from_millis(120));
-    }
+    let enabled = policy.plugins.iter().filter(|p| p.enabled).count();
+    let bar = spinner(format!("loading {enabled} plugin(s); each is compiled on its first use, then cached"));
     let plugins = crate::plugin::load_plugins(runtime, policy);
     bar.finish_and_clear();
     plugins

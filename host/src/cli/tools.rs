@@ -227,20 +227,9 @@ pub(super) fn inspect_command(cli: &Cli, args: &InspectArgs) -> anyhow::Result<i
 /// plugin proposes for it and why (a `retain` is why it is kept), and what the plan of a
 /// scheduled run does to it. Exit 0, or 2 when the image is not in the policy's scope.
 pub(super) fn explain_command(cli: &Cli, args: &ExplainArgs) -> anyhow::Result<i32> {
-    let policy = load_policy(&args.policy, &args.backend.regions, &args.backend.accounts)?;
-    let now = super::now(args.as_of.as_deref())?;
-    let runtime = runtime(cli)?;
-    let plugins = super::output::load_plugins(&runtime, &policy)?;
-    let backend = super::backend(&args.backend, &policy, now)?;
-    let planned = crate::run::plan(
-        &policy,
-        &plugins,
-        backend.as_ref(),
-        &crate::run::Source::Scheduled,
-        now,
-        &super::output::progress_bar(&backend.name()),
-    )?;
-    let explained = crate::explain::explain(&policy, &plugins, &planned, &args.image, now).map_err(InputError)?;
+    let run = super::compute(cli, &args.policy, &args.backend, args.as_of.as_deref(), &crate::run::Source::Scheduled)?;
+    let explained =
+        crate::explain::explain(&run.policy, &run.plugins, &run.planned, &args.image, run.now).map_err(InputError)?;
     match args.format {
         Format::Json => super::out(serde_json::to_string_pretty(&explained)?)?,
         Format::Table => super::out(render_explanation(&explained))?,

@@ -87,17 +87,43 @@ pub(super) fn changed(outcome: &ActionOutcome) -> bool {
     matches!(outcome, ActionOutcome::Done { .. })
 }
 
-/// The open log of one process's apply.
+/// The apply log of one state file, as one process writes it.
 pub(super) struct Writer {
+    /// The state file.
+    state: PathBuf,
+    /// Its log.
     path: PathBuf,
     file: Option<File>,
     /// Bytes appended since the state file was last written whole.
-    pub appended: u64,
+    appended: u64,
+    /// The size of the state file when last read or written whole.
+    state_bytes: u64,
 }
 
 impl Writer {
-    pub fn new(state: &Path) -> Writer {
-        Writer { path: path(state), file: None, appended: 0 }
+    /// The log of the state file `state`, which is `state_bytes` long.
+    pub fn new(state: &Path, state_bytes: u64) -> Writer {
+        Writer { state: state.to_path_buf(), path: path(state), file: None, appended: 0, state_bytes }
+    }
+
+    /// Whether the log has grown as large as the state file: writing the state whole now
+    /// costs no more than the log already did (linear in the actions).
+    pub fn due(&self) -> bool {
+        self.appended >= self.state_bytes
+    }
+
+    /// Whether there is a log to fold into the state file (this process's, or one a crash
+    /// left and the state was read with).
+    pub fn pending(&self) -> bool {
+        self.appended > 0 || self.path.exists()
+    }
+
+    /// Writes `state` whole (its `log_seq` covers every entry) and removes the log.
+    pub fn fold(&mut self, state: &SimState) -> anyhow::Result<()> {
+        self.state_bytes = state.save(&self.state)?;
+        self.file = None;
+        self.appended = 0;
+        Ok(())
     }
 
     /// Appends `entries` and syncs them.
@@ -138,12 +164,6 @@ impl Writer {
         }
         file.seek(SeekFrom::Start(keep)).with_context(what)?;
         Ok(file)
-    }
-
-    /// Forgets the open file: the log was removed when the state was written whole.
-    pub fn reset(&mut self) {
-        self.file = None;
-        self.appended = 0;
     }
 }
 

@@ -32,8 +32,8 @@ pub struct SimBackend {
     /// Changes executed but not yet in the apply log, in the order they were made (pushed
     /// with the state locked; `commit` writes them).
     unlogged: Mutex<Vec<log::Entry>>,
-    /// The apply log of a state file, and the size of the file when last written whole.
-    log: Mutex<(log::Writer, u64)>,
+    /// The apply log of the state file (none for a state held in memory).
+    log: Option<Mutex<log::Writer>>,
     now: Timestamp,
     calls: Mutex<BTreeMap<String, u64>>,
     /// Images an apply works on at once (the calls still queue on the state's lock).
@@ -57,7 +57,7 @@ impl SimBackend {
             path: Some(path.to_path_buf()),
             state: Mutex::new(state),
             unlogged: Mutex::default(),
-            log: Mutex::new((log::Writer::new(path), size)),
+            log: Some(Mutex::new(log::Writer::new(path, size))),
             now,
             calls: Mutex::default(),
             concurrency: 1,
@@ -71,7 +71,7 @@ impl SimBackend {
             path: None,
             state: Mutex::new(state),
             unlogged: Mutex::default(),
-            log: Mutex::new((log::Writer::new(Path::new("")), 0)),
+            log: None,
             now,
             calls: Mutex::default(),
             concurrency: 1,
@@ -234,7 +234,7 @@ impl Backend for SimBackend {
         self.call(call, &Location { account: action.account.clone(), region });
         let mut state = self.lock();
         let outcome = ops::execute(&mut state, action, self.now);
-        if self.path.is_some() && log::changed(&outcome) {
+        if self.log.is_some() && log::changed(&outcome) {
             state.log_seq += 1;
             let entry = log::Entry { seq: state.log_seq, now: self.now, action: action.clone() };
             self.unlogged.lock().unwrap_or_else(|p| p.into_inner()).push(entry);
@@ -253,25 +253,23 @@ impl Backend for SimBackend {
     /// whole once the log is as large as the state file (so each byte of state is written
     /// once per as many bytes of log: linear in the actions).
     fn commit(&self) -> anyhow::Result<()> {
-        let Some(path) = &self.path else { return Ok(()) };
-        let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(log) = &self.log else { return Ok(()) };
+        let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
         let entries = std::mem::take(&mut *self.unlogged.lock().unwrap_or_else(|p| p.into_inner()));
-        log.0.append(&entries)?;
-        if log.0.appended >= log.1 {
-            log.1 = self.lock().save(path)?;
-            log.0.reset();
+        log.append(&entries)?;
+        if log.due() {
+            log.fold(&self.lock())?;
         }
         Ok(())
     }
 
     /// Writes the state whole and removes its apply log, when there is one.
     fn finish(&self) -> anyhow::Result<()> {
-        let Some(path) = &self.path else { return Ok(()) };
+        let Some(log) = &self.log else { return Ok(()) };
         self.commit()?;
-        let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
-        if log.0.appended > 0 || log::path(path).exists() {
-            log.1 = self.lock().save(path)?;
-            log.0.reset();
+        let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+        if log.pending() {
+            log.fold(&self.lock())?;
         }
         Ok(())
     }
