@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs (or checks) what the tests need, once: the wasm32-wasip2 target, moto's EC2/SQS
-# emulator, componentize-py for the Python plugin and jco for the JavaScript one (from its
-# lock file). Idempotent and quiet when everything is already there; `scripts/test.sh`
-# and `.ci/run` call it, so a fresh clone needs nothing else.
+# emulator, componentize-py for the Python plugin, jco for the JavaScript one (from its
+# lock file) and headless Chromium for the HTML plan. Idempotent and quiet when
+# everything is already there; `scripts/test.sh` and `.ci/run` call it, so a fresh clone
+# needs nothing else.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,4 +32,25 @@ if [ ! -x plugins/required-tags-js/node_modules/.bin/jco ]; then
   # `npm ci` refuses jco's platform-specific optional packages; `npm install` follows the lock.
   echo "setup: npm install in plugins/required-tags-js (jco and componentize-js, pinned)" >&2
   npm install --prefix plugins/required-tags-js --no-audit --no-fund
+fi
+
+# `script` (util-linux) gives the colour test a terminal; Debian and macOS ship it.
+if ! command -v script >/dev/null; then
+  echo "setup: the colour test needs \`script\` (util-linux): install it" >&2
+  exit 1
+fi
+
+# Headless Chromium renders the HTML plan in host/tests/cli.rs. Debian's package without
+# its recommends: 25 packages, 112 MB to fetch, 389 MB on disk, ~15 s.
+if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
+  if command -v apt-get >/dev/null; then
+    echo "setup: apt-get install chromium (headless, for the HTML plan test)" >&2
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo=sudo
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium \
+      || { $sudo apt-get update && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
+  else
+    echo "setup: the HTML plan test needs headless Chromium: install chromium (or chromium-browser) on PATH" >&2
+    exit 1
+  fi
 fi

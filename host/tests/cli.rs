@@ -240,11 +240,16 @@ fn show_renders_a_saved_plan_as_the_preview_did() {
     let dir = setup(POLICY);
     let saved = amiwarden(dir.path(), &[PLAN, &["--out", "plan.json"]].concat());
     assert_eq!(saved.status.code(), Some(0), "{}", stderr(&saved));
-    for format in ["table", "json"] {
+    for format in ["table", "json", "markdown", "html"] {
         let preview = amiwarden(dir.path(), &[PLAN, &["--format", format]].concat());
         let shown = amiwarden(dir.path(), &["show", "plan.json", "--format", format]);
         assert_eq!(shown.status.code(), Some(0), "{}", stderr(&shown));
-        assert_eq!(String::from_utf8_lossy(&shown.stdout), String::from_utf8_lossy(&preview.stdout), "{format}");
+        // But for the line naming the policy file and backend, which a plan file does not record.
+        let preview = String::from_utf8_lossy(&preview.stdout);
+        let about = "Policy policy.toml on sim:state.json; scope: account(s) 111111111111 in us-east-1";
+        assert_eq!(preview.contains(about), format != "json", "{format}: {preview}");
+        let preview: Vec<&str> = preview.lines().filter(|l| !l.contains(about)).collect();
+        assert_eq!(String::from_utf8_lossy(&shown.stdout).lines().collect::<Vec<_>>(), preview, "{format}");
     }
     let not_a_plan = amiwarden(dir.path(), &["show", "state.json"]);
     assert_eq!(not_a_plan.status.code(), Some(2), "{}", stderr(&not_a_plan));
@@ -468,4 +473,134 @@ fn detailed_exitcode_says_whether_the_plan_has_changes() {
     assert_eq!(amiwarden(dir.path(), &apply).status.code(), Some(0));
     let out = amiwarden(dir.path(), &[PLAN, &["--detailed-exitcode"]].concat());
     assert_eq!(out.status.code(), Some(0), "nothing left to do: {}", stderr(&out));
+}
+
+/// The workspace root, where the examples' paths are relative to.
+fn workspace() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
+}
+
+#[test]
+fn the_demo_plan_reads_the_same_as_a_table_a_markdown_ticket_and_a_web_page() {
+    let demo = ["plan", "--policy", "examples/policy.toml", "--sim", "examples/sim/demo.json", "--as-of", "2026-11-24"];
+    let run = |format: &str, columns: Option<&str>| {
+        let out = amiwarden_with(workspace(), &[&demo[..], &["--format", format]].concat(), columns);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    insta::assert_snapshot!("demo_plan_markdown", run("markdown", None));
+    insta::assert_snapshot!("demo_plan_table_100_columns", run("table", Some("100")));
+    insta::assert_snapshot!("demo_plan_table_200_columns", run("table", Some("200")));
+    let html = run("html", None);
+    let json: serde_json::Value = serde_json::from_str(&run("json", None)).unwrap();
+    let destructive = ["disable", "deregister", "delete_snapshot"];
+    let count = |pick: &dyn Fn(&str) -> bool| {
+        json["actions"].as_array().unwrap().iter().filter(|a| pick(a["op"].as_str().unwrap())).count()
+    };
+    for (class, n) in [
+        ("destructive", count(&|op| destructive.contains(&op))),
+        ("share", count(&|op| op == "share" || op == "unshare")),
+        ("copy", count(&|op| op == "copy")),
+    ] {
+        assert!(n > 0, "{class}");
+        assert_eq!(html.matches(&format!("<tr class=\"{class}\">")).count(), n, "{class} rows:\n{html}");
+    }
+}
+
+/// Headless Chromium (Debian's `chromium`, installed by scripts/setup.sh).
+fn chromium() -> &'static str {
+    ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|b| Command::new(b).arg("--version").output().is_ok_and(|o| o.status.success()))
+        .expect(
+            "headless Chromium is needed for the HTML test: scripts/setup.sh installs it (apt-get install chromium)",
+        )
+}
+
+/// The DOM Chromium builds from an HTML file, scripts (if any ran) included.
+fn rendered_dom(page: &Path) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new(chromium())
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "chromium: {}", stderr(&out));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+const HOSTILE: &str = "a|b <script>alert(1)</script> ](javascript:x)";
+
+#[test]
+fn hostile_image_names_are_text_in_markdown_and_in_the_page_chromium_renders() {
+    let dir = setup(POLICY);
+    let state = STATE.replace(r#""name": "web-1""#, &format!("\"name\": {}", serde_json::json!(HOSTILE)));
+    std::fs::write(dir.path().join("state.json"), state).unwrap();
+
+    let md = amiwarden(dir.path(), &[PLAN, &["--format", "markdown"]].concat());
+    assert_eq!(md.status.code(), Some(0), "{}", stderr(&md));
+    let md = String::from_utf8(md.stdout).unwrap();
+    let escaped = r"a\|b \<script\>alert(1)\</script\> \](javascript:x)";
+    let rows: Vec<&str> = md.lines().filter(|l| l.contains("ami-0aaaaaaaaaaaaaaa1")).collect();
+    assert_eq!(rows.len(), 4, "two unshares, the deregistration and its snapshot:\n{md}");
+    for row in rows {
+        assert!(row.contains(&format!("| {escaped} |")), "the name is one cell, escaped: {row}");
+    }
+    assert!(!md.replace(r"\<", "").contains("<script") && !md.replace(r"\]", "").contains("]("), "{md}");
+
+    let html = amiwarden(dir.path(), &[PLAN, &["--format", "html"]].concat());
+    assert_eq!(html.status.code(), Some(0), "{}", stderr(&html));
+    let html = String::from_utf8(html.stdout).unwrap();
+    assert!(!html.contains("<script"), "{html}");
+    let page = dir.path().join("plan.html");
+    std::fs::write(&page, &html).unwrap();
+    let dom = rendered_dom(&page);
+    assert!(!dom.contains("<script"), "the name became an element:\n{dom}");
+    let text = "a|b &lt;script&gt;alert(1)&lt;/script&gt; ](javascript:x)";
+    assert_eq!(dom.matches(&format!("<td>{text}</td>")).count(), 4, "the name is a cell's text:\n{dom}");
+    assert_eq!(dom.matches("<tr class=\"destructive\">").count(), 4, "{dom}");
+    assert_eq!(dom.matches("<tr class=\"share\">").count(), 2, "{dom}");
+    assert!(dom.contains("<h1>Plan at 2026-11-24T00:00:00Z for a scheduled run over the whole scope</h1>"), "{dom}");
+}
+
+/// `amiwarden ARGS` with stdout on a terminal (`script` gives it a pseudo-terminal;
+/// stderr, where spinners go, is dropped), `NO_COLOR` set or not.
+fn on_a_terminal(dir: &Path, args: &[&str], no_color: bool) -> String {
+    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let mut line: Vec<String> = vec![quote(env!("CARGO_BIN_EXE_amiwarden"))];
+    line.extend(args.iter().map(|a| quote(a)));
+    line.extend([
+        "--cache-dir".into(),
+        quote(concat!(env!("CARGO_TARGET_TMPDIR"), "/cli-cache")),
+        "2>/dev/null".into(),
+    ]);
+    let mut command = Command::new("script");
+    command.current_dir(dir).env("COLUMNS", "160").args(["-qec", &line.join(" "), "/dev/null"]);
+    match no_color {
+        true => command.env("NO_COLOR", "1"),
+        false => command.env_remove("NO_COLOR"),
+    };
+    let out = command.output().expect("script (util-linux) runs");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    String::from_utf8(out.stdout).unwrap().replace("\r\n", "\n")
+}
+
+#[test]
+fn rows_are_coloured_only_on_a_terminal_and_never_with_no_color() {
+    let dir = setup(POLICY);
+    let coloured = on_a_terminal(dir.path(), PLAN, false);
+    let red = "\u{1b}[38;5;9m";
+    let deregister = coloured.lines().find(|l| l.contains("deregister")).unwrap_or_else(|| panic!("{coloured}"));
+    assert!(deregister.contains(red), "destructive rows are red on a terminal:\n{coloured}");
+    let unshare = coloured.lines().find(|l| l.contains("unshare")).unwrap();
+    assert!(unshare.contains("\u{1b}[38;5;11m") && !unshare.contains(red), "shares are yellow:\n{coloured}");
+
+    let no_color = on_a_terminal(dir.path(), PLAN, true);
+    assert!(!no_color.contains('\u{1b}'), "NO_COLOR:\n{no_color}");
+    let piped = amiwarden_with(dir.path(), PLAN, Some("160"));
+    assert!(!piped.stdout.contains(&0x1b), "{}", String::from_utf8_lossy(&piped.stdout));
+    // Colour adds codes and nothing else: every line as wide, every word where it was.
+    assert_eq!(console::strip_ansi_codes(&coloured), no_color);
+    assert_eq!(no_color, String::from_utf8_lossy(&piped.stdout));
 }

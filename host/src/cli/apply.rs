@@ -3,9 +3,8 @@
 
 use std::io::IsTerminal;
 
-use super::{
-    ApplyArgs, Cli, Format, backend, load_policy, now, print_plan, progress_bar, report_calls, runtime, source,
-};
+use super::output::PlanFormat;
+use super::{ApplyArgs, Cli, backend, load_policy, now, print_plan, progress_bar, report_calls, runtime, source};
 use crate::backend::ActionOutcome;
 use crate::enforce::{self, Origin};
 use crate::error::InputError;
@@ -41,6 +40,7 @@ pub(super) fn apply_command(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<i32> 
             say!("  {id} failed in that run and is not retried: {}", crate::model::text::escape(error));
         }
     }
+    let about = super::output::about(&args.policy, &policy, backend.as_ref());
     match &prepared.resumed {
         // A resumed plan shows what is left, not again what the interrupted run did.
         Some(_) => {
@@ -52,9 +52,9 @@ pub(super) fn apply_command(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<i32> 
                 prepared.plan.actions.len(),
                 left.actions.len()
             );
-            print_plan(&left, Format::Table)?;
+            print_plan(&left, PlanFormat::Table, Some(&about))?;
         }
-        None => print_plan(&prepared.plan, Format::Table)?,
+        None => print_plan(&prepared.plan, PlanFormat::Table, Some(&about))?,
     }
     let record = |plan: &crate::plan::Plan, report: Option<&crate::apply::Report>, exit: i32| -> anyhow::Result<()> {
         if let Some(recorder) = &recorder {

@@ -11,7 +11,7 @@ mod serve;
 mod tools;
 pub use connect::BackendArgs;
 use connect::{backend, load_policy};
-use output::{incomplete, load_plugins, out, print_plan, progress_bar, report_calls};
+use output::{PlanFormat, incomplete, load_plugins, out, print_plan, progress_bar, report_calls};
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -98,9 +98,10 @@ pub struct PlanArgs {
     /// Evaluate as of this date (RFC 3339 or YYYY-MM-DD) to preview the future.
     #[arg(long, value_name = "DATE")]
     pub as_of: Option<String>,
-    /// Output format (`--output` is accepted too, as the AWS CLI spells it).
+    /// Output format (`--output` is accepted too, as the AWS CLI spells it): markdown for a
+    /// change ticket or pull request, html for one self-contained page.
     #[arg(long, visible_alias = "output", value_enum, default_value = "table")]
-    pub format: Format,
+    pub format: PlanFormat,
     /// Also write the plan as JSON to this file.
     #[arg(long, value_name = "plan.json")]
     pub out: Option<PathBuf>,
@@ -252,9 +253,7 @@ fn init_logging(cli: &Cli) {
     let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Json => logs.json().init(),
-        LogFormat::Text => {
-            logs.with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()).init()
-        }
+        LogFormat::Text => logs.with_ansi(output::colour(std::io::stderr().is_terminal())).init(),
     }
 }
 
@@ -365,12 +364,12 @@ fn incomplete_or_stopped(outcome: &crate::run::Planned) -> i32 {
 fn plan_command(cli: &Cli, args: &PlanArgs) -> anyhow::Result<i32> {
     let recorder = record::Recorder::start(args.record.as_deref(), "plan");
     let source = source(args.event.as_deref())?;
-    let Computed { planned: outcome, backend, .. } =
+    let Computed { planned: outcome, backend, policy, .. } =
         compute(cli, &args.policy, &args.backend, args.as_of.as_deref(), &source)?;
     for note in &outcome.notes {
         say!("note: {}", crate::model::text::escape(note));
     }
-    print_plan(&outcome.plan, args.format)?;
+    print_plan(&outcome.plan, args.format, Some(&output::about(&args.policy, &policy, backend.as_ref())))?;
     if let Some(out) = &args.out {
         let text = serde_json::to_string_pretty(&outcome.plan)? + "\n";
         std::fs::write(out, text).with_context(|| format!("cannot write {}", out.display()))?;

@@ -5,9 +5,19 @@ use std::io::IsTerminal as _;
 
 use anyhow::Context;
 
-use super::Format;
 use crate::backend::Backend;
 use crate::plan::Plan;
+use crate::render::About;
+
+/// How a plan is shown: tables for a terminal, JSON for a program, Markdown for a change
+/// ticket or pull-request comment, one HTML page for a browser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PlanFormat {
+    Table,
+    Json,
+    Markdown,
+    Html,
+}
 
 /// A line for the user on stderr. A closed stderr (`2>&1 | head`) is ignored: an apply
 /// must never die half-way because its reader went away.
@@ -39,12 +49,18 @@ pub(super) fn out(text: impl std::fmt::Display) -> anyhow::Result<()> {
     }
 }
 
-/// Prints the plan on stdout: the tables, as wide as the terminal (or `COLUMNS`), or the
-/// JSON, written as it is serialized (a 184,000-action plan is ~150 MB of text).
-pub(super) fn print_plan(plan: &Plan, format: Format) -> anyhow::Result<()> {
+/// Prints the plan on stdout: the tables, as wide as the terminal (or `COLUMNS`) and in
+/// colour on one, a Markdown or HTML document, or the JSON, written as it is serialized
+/// (a 184,000-action plan is ~150 MB of text). `about` is what the command line knows of
+/// the run (a saved plan does not record its policy file and backend).
+pub(super) fn print_plan(plan: &Plan, format: PlanFormat, about: Option<&About>) -> anyhow::Result<()> {
     match format {
-        Format::Table => out(crate::render::plan(plan, table_width()).trim_end())?,
-        Format::Json => {
+        PlanFormat::Table => {
+            out(crate::render::plan(plan, about, table_width(), colour(std::io::stdout().is_terminal())).trim_end())?
+        }
+        PlanFormat::Markdown => out(crate::render::markdown::plan(plan, about).trim_end())?,
+        PlanFormat::Html => out(crate::render::html::plan(plan, about).trim_end())?,
+        PlanFormat::Json => {
             use std::io::Write as _;
             let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
             let written = serde_json::to_writer_pretty(&mut stdout, plan)
@@ -60,6 +76,23 @@ pub(super) fn print_plan(plan: &Plan, format: Format) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// What the plan's heading says of a run beyond the plan file: the policy file, the
+/// backend and the scope (as narrowed by `--accounts`/`--regions`).
+pub(super) fn about(path: &std::path::Path, policy: &crate::config::Policy, backend: &dyn Backend) -> About {
+    About {
+        policy: path.display().to_string(),
+        backend: backend.name(),
+        accounts: policy.scope.accounts.iter().cloned().collect(),
+        regions: policy.scope.regions.iter().cloned().collect(),
+    }
+}
+
+/// Whether output to a stream may be coloured: only a terminal, and never with
+/// `NO_COLOR` set (https://no-color.org: present and not empty).
+pub(super) fn colour(stream_is_terminal: bool) -> bool {
+    stream_is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// The width of the tables: `COLUMNS` when set (40–1000), else the terminal's when stdout

@@ -40,9 +40,10 @@ pub struct ShowArgs {
     /// A plan saved by `amiwarden plan --out`.
     #[arg(value_name = "PLAN.json")]
     pub plan: PathBuf,
-    /// Output format (`--output` is accepted too).
+    /// Output format (`--output` is accepted too): markdown for a change ticket or pull
+    /// request, html for one self-contained page.
     #[arg(long, visible_alias = "output", value_enum, default_value = "table")]
-    pub format: Format,
+    pub format: super::PlanFormat,
 }
 
 /// `amiwarden validate`: the policy as a run would load it — its plugins (with what each
@@ -112,10 +113,11 @@ pub(super) fn validate_command(cli: &Cli, args: &ValidateArgs) -> anyhow::Result
     Ok(0)
 }
 
-/// `amiwarden show PLAN`: a saved plan as the preview shows it (table or JSON).
+/// `amiwarden show PLAN`: a saved plan as the preview shows it (table, JSON, Markdown or
+/// HTML), but for the policy file and backend, which a plan file does not record.
 pub(super) fn show_command(args: &ShowArgs) -> anyhow::Result<i32> {
     let plan = crate::apply::saved::read(&args.plan)?;
-    super::print_plan(&plan, args.format)?;
+    super::print_plan(&plan, args.format, None)?;
     Ok(0)
 }
 

@@ -1,0 +1,166 @@
+//! The human formats: the same words in each, every outside string escaped the way its
+//! format needs, and colour that changes no character a reader sees.
+
+#![allow(clippy::unwrap_used, reason = "test fixtures fail loudly")]
+
+use crate::plan::Plan;
+
+const HOSTILE: &str = "a|b <script>alert(1)</script> ](javascript:x) `x` *y* $1 & \"q\"\nnext";
+
+/// A plan with one action of each tone and a refusal, every outside string hostile.
+fn plan() -> Plan {
+    let action = |id: &str, op: serde_json::Value| {
+        let mut a = serde_json::json!({
+            "id": id, "account": "111111111111", "region": "us-east-1",
+            "image_id": "ami-0aaaaaaaaaaaaaaa1", "image_name": HOSTILE,
+            "plugins": ["p|lugin"], "reasons": [format!("p|lugin: {HOSTILE}")],
+            "monthly_cost_delta": -400000, "one_time_cost": 0,
+        });
+        a.as_object_mut().unwrap().extend(op.as_object().unwrap().clone());
+        a
+    };
+    serde_json::from_value(serde_json::json!({
+        "schema_version": crate::plan::SCHEMA_VERSION,
+        "evaluation_time": "2026-11-24T00:00:00Z",
+        "source": {"kind": "event", "origin": "<b>event</b>.json", "text": ""},
+        "inventory_fingerprint": "", "policy_fingerprint": "", "inventory_needs": [],
+        "actions": [
+            action("act-1", serde_json::json!({"op": "share", "principal": "222222222222"})),
+            action("act-2", serde_json::json!({"op": "copy", "request": {"region": "eu-west-1", "encrypted": false,
+                "kms_key_id": null, "copy_tags": true, "name": "copy"}})),
+            action("act-3", serde_json::json!({"op": "deregister"})),
+        ],
+        "refused": [{"image_id": "ami-0aaaaaaaaaaaaaaa1", "account": "111111111111", "region": "us-east-1",
+            "action": {"deregister": {"delete_snapshots": true}}, "plugins": ["p|lugin"], "kind": "vetoed",
+            "reason": HOSTILE}],
+        "errors": [],
+        "totals": {"images_in_scope": 1, "images_touched": 1, "actions": 3, "destructive": 1, "refused": 1,
+            "plugin_errors": 0, "monthly_cost_before": 400000, "monthly_cost_after": 0, "one_time_cost": 0},
+    }))
+    .unwrap()
+}
+
+#[test]
+fn markdown_text_escapes_what_would_break_a_cell_or_make_a_link_tag_or_code() {
+    use super::markdown::text;
+    let rows = [
+        ("golden-web-2026-11-16", "golden-web-2026-11-16"),
+        ("a|b", "a\\|b"),
+        ("<script>alert(1)</script>", "\\<script\\>alert(1)\\</script\\>"),
+        ("[x](javascript:x)", "\\[x\\](javascript:x)"),
+        ("![i](http://e/x.png)", "\\!\\[i\\](http://e/x.png)"),
+        ("`code`", "\\`code\\`"),
+        ("*b* _i_ ~~s~~", "\\*b\\* \\_i\\_ \\~\\~s\\~\\~"),
+        ("$1 over $2", "\\$1 over \\$2"),
+        ("&lt; # \\", "\\&lt; \\# \\\\"),
+        ("two\nlines\n", "two lines "),
+        ("cr\r", "cr\\\\u{d}"),
+        ("\u{1b}[2J", "\\\\u{1b}\\[2J"),
+    ];
+    table(text, &rows);
+}
+
+#[test]
+fn html_text_escapes_markup_and_keeps_line_breaks() {
+    use super::html::text;
+    let rows = [
+        ("plain", "plain"),
+        ("<script>alert(1)</script>", "&lt;script&gt;alert(1)&lt;/script&gt;"),
+        ("a & \"b\" 'c'", "a &amp; &quot;b&quot; &#39;c&#39;"),
+        ("&lt;", "&amp;lt;"),
+        ("two\nlines", "two<br>lines"),
+        ("\u{202e}rtl", "\\u{202e}rtl"),
+    ];
+    table(text, &rows);
+}
+
+/// Checks `escape` on every (input, wanted output) row.
+fn table(escape: fn(&str) -> String, rows: &[(&str, &str)]) {
+    for (input, want) in rows {
+        assert_eq!(escape(input), *want, "{input:?}");
+    }
+}
+
+#[test]
+fn every_markdown_table_row_has_as_many_cells_as_its_header() {
+    let md = super::markdown::plan(&plan(), None);
+    // A `|` not escaped by a backslash separates cells.
+    let separators = |line: &str| {
+        let mut n = 0;
+        let mut escaped = false;
+        for c in line.chars() {
+            match (c, escaped) {
+                ('\\', false) => escaped = true,
+                ('|', false) => n += 1,
+                _ => escaped = false,
+            }
+        }
+        n
+    };
+    let tables: Vec<Vec<&str>> = md.split("\n\n").map(|b| b.lines().filter(|l| l.starts_with('|')).collect()).collect();
+    let mut rows = 0;
+    for table in tables.iter().filter(|t| !t.is_empty()) {
+        let columns = separators(table[0]);
+        for line in table {
+            assert_eq!(separators(line), columns, "{line}\nin\n{md}");
+            rows += 1;
+        }
+    }
+    assert_eq!(rows, 2 + 3 + 2 + 1, "two headers, three actions and a refusal:\n{md}");
+    // Every `<` and `]` from outside is escaped: no tag opens, no link closes.
+    let unescaped = md.replace("\\<", "").replace("\\]", "");
+    assert!(!unescaped.contains('<') && !unescaped.contains("]("), "{md}");
+    assert!(md.contains("| **deregister** |"), "destructive actions in bold: {md}");
+    assert!(!md.contains("**share"), "{md}");
+}
+
+#[test]
+fn the_html_page_escapes_every_outside_string_and_sets_destructive_rows_apart() {
+    let html = super::html::plan(&plan(), None);
+    assert!(!html.contains("<script") && !html.contains("<b>"), "{html}");
+    assert!(html.contains("a|b &lt;script&gt;alert(1)&lt;/script&gt; ](javascript:x)"), "{html}");
+    for class in ["destructive", "share", "copy", "refused"] {
+        assert_eq!(html.matches(&format!("<tr class=\"{class}\">")).count(), 1, "{class}: {html}");
+    }
+    // Self-contained: nothing is fetched, nothing runs.
+    for outside in ["src=", "href=", "url(", "@import", "<link", "<iframe", "<object", "http://", "https://"] {
+        assert!(!html.contains(outside), "{outside}: {html}");
+    }
+    assert!(html.contains("Content-Security-Policy\" content=\"default-src 'none'"), "{html}");
+}
+
+#[test]
+fn colour_marks_rows_by_what_they_do_and_changes_no_character_a_reader_sees() {
+    let plan = plan();
+    let plain = super::plan(&plan, None, 160, false);
+    let coloured = super::plan(&plan, None, 160, true);
+    assert!(!plain.contains('\u{1b}'), "{plain}");
+    assert_eq!(console::strip_ansi_codes(&coloured), plain);
+    let line = |verb: &str| coloured.lines().find(|l| l.contains(verb)).unwrap().to_string();
+    // crossterm's 256-colour codes: 9 red, 11 yellow, 10 green.
+    assert!(line("deregister").contains("\u{1b}[38;5;9m"), "{coloured}");
+    assert!(line("share 222222222222").contains("\u{1b}[38;5;11m"), "{coloured}");
+    assert!(line("copy to eu-west-1").contains("\u{1b}[38;5;10m"), "{coloured}");
+    // The refusals are not actions: no colour of their own.
+    let refused = coloured.split("Refused or vetoed").nth(1).unwrap();
+    assert!(!refused.contains('\u{1b}'), "{refused}");
+}
+
+#[test]
+fn the_three_formats_say_the_same_words() {
+    let plan = plan();
+    let table = super::plan(&plan, None, 160, false);
+    let md = super::markdown::plan(&plan, None);
+    let html = super::html::plan(&plan, None);
+    for words in [
+        "Plan at 2026-11-24T00:00:00Z for the event",
+        "3 action(s) on 1 of 1 image(s), 1 destructive; 1 refused; 0 plugin error(s)",
+        "By operation: share 1, copy 1, deregister 1",
+        "Refused or vetoed",
+        "vetoed",
+    ] {
+        for (format, text) in [("table", &table), ("markdown", &md), ("html", &html)] {
+            assert!(text.contains(words), "{format} lacks {words:?}:\n{text}");
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! The plan's words, once: what every human format (table, Markdown, HTML) shows, as raw
+//! text that each format cuts and escapes its own way.
+
+use std::collections::BTreeMap;
+
+use crate::cost::dollars;
+use crate::plan::{Op, Plan, PlannedAction, Source};
+
+/// The most of a reason any format shows: a table wraps it to its width, so what a user
+/// needs to act on (a veto's "$31.50 over $27.00") is not cut; a plugin's 4 KB reason is.
+const REASON: usize = 400;
+
+/// What a row does, for the formats that set rows apart: destructive rows stand out from
+/// shares and copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    /// Cannot simply be undone (`ActionKind::is_destructive`): disable, deregister, delete.
+    Destructive,
+    /// Share or unshare.
+    Share,
+    /// Copy to another region.
+    Copy,
+    /// Tags and deprecations.
+    Plain,
+}
+
+impl Tone {
+    pub fn of(op: &Op) -> Tone {
+        match op {
+            _ if op.is_destructive() => Tone::Destructive,
+            Op::Share { .. } | Op::Unshare { .. } => Tone::Share,
+            Op::Copy { .. } => Tone::Copy,
+            _ => Tone::Plain,
+        }
+    }
+
+    /// Its name as a CSS class.
+    pub fn class(self) -> &'static str {
+        match self {
+            Tone::Destructive => "destructive",
+            Tone::Share => "share",
+            Tone::Copy => "copy",
+            Tone::Plain => "plain",
+        }
+    }
+}
+
+/// One planned action.
+#[derive(Debug)]
+pub struct ActionRow {
+    pub tone: Tone,
+    pub action: String,
+    pub image_id: String,
+    pub image_name: String,
+    /// One reason per plugin, without the plugin's name (the `who` column says it).
+    pub why: Vec<String>,
+    pub who: String,
+    pub delta: String,
+}
+
+/// The actions in one account and region.
+#[derive(Debug)]
+pub struct Group {
+    pub account: String,
+    pub region: String,
+    pub rows: Vec<ActionRow>,
+}
+
+/// One refused proposal, in the words an action would have.
+#[derive(Debug)]
+pub struct RefusalRow {
+    pub action: String,
+    pub image_id: String,
+    pub kind: String,
+    pub reason: String,
+    pub who: String,
+}
+
+/// What the command line knows about a run that the plan file does not record.
+#[derive(Debug, Clone)]
+pub struct About {
+    /// The policy file.
+    pub policy: String,
+    /// The backend's name (`sim:STATE.json`, `aws:…`).
+    pub backend: String,
+    pub accounts: Vec<String>,
+    pub regions: Vec<String>,
+}
+
+/// A plan in words.
+#[derive(Debug)]
+pub struct View {
+    /// "Plan at TIME for SOURCE".
+    pub title: String,
+    /// The policy, backend and scope, when known.
+    pub about: Option<String>,
+    /// "STOPPED, nothing will be applied: " and why, when a guardrail stopped the plan.
+    pub stopped: Option<String>,
+    /// Said instead of the actions when there are none.
+    pub empty: Option<&'static str>,
+    pub groups: Vec<Group>,
+    pub refused: Vec<RefusalRow>,
+    pub errors: Vec<String>,
+    /// "By operation: unshare 5, share 3, …", in apply order.
+    pub by_operation: Option<String>,
+    /// Counts of actions, images, refusals and errors.
+    pub totals: String,
+    /// The monthly and one-time cost.
+    pub cost: String,
+}
+
+/// A proposed action in words, as refusals and `explain` show it.
+pub fn action_text(action: &crate::model::Action) -> String {
+    use crate::model::Action;
+    match action {
+        Action::Share(p) => format!("share with {p}"),
+        Action::Unshare(p) => format!("unshare from {p}"),
+        Action::CopyToRegion(c) => format!("copy to {}", c.region),
+        Action::DeprecateAt(t) => format!("deprecate at {t}"),
+        Action::Disable => "disable".into(),
+        Action::Deregister { delete_snapshots: true } => "deregister with its snapshots".into(),
+        Action::Deregister { delete_snapshots: false } => "deregister".into(),
+        Action::Tag(tags) => {
+            format!("tag {}", tags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))
+        }
+        Action::Untag(keys) => format!("untag {}", keys.iter().cloned().collect::<Vec<_>>().join(",")),
+        Action::Retain => "retain".into(),
+    }
+}
+
+/// `s` cut to `n` characters, with an ellipsis when cut.
+pub fn cut(s: &str, n: usize) -> String {
+    if s.chars().count() <= n { s.to_string() } else { format!("{}…", s.chars().take(n).collect::<String>()) }
+}
+
+fn list(items: &std::collections::BTreeSet<String>) -> String {
+    items.iter().cloned().collect::<Vec<_>>().join(", ")
+}
+
+fn row(a: &PlannedAction) -> ActionRow {
+    let delta = match a.one_time_cost {
+        0 => dollars(a.monthly_cost_delta),
+        once => format!("{} (+{} once)", dollars(a.monthly_cost_delta), dollars(once)),
+    };
+    ActionRow {
+        tone: Tone::of(&a.op),
+        action: a.op.verb(),
+        image_id: a.image_id.clone(),
+        image_name: a.image_name.clone(),
+        why: a.reasons.iter().map(|r| cut(r.split_once(": ").map_or(r.as_str(), |(_, r)| r), REASON)).collect(),
+        who: list(&a.plugins),
+        delta,
+    }
+}
+
+/// The plan in words; `about` adds what the command line knows of the run.
+pub fn view(plan: &Plan, about: Option<&About>) -> View {
+    let source = match &plan.source {
+        Source::Scheduled => "a scheduled run over the whole scope".to_string(),
+        Source::Shard { account } => format!("a scheduled run of account {account}"),
+        Source::Event { origin, .. } => format!("the event {origin}"),
+    };
+    let about = about.map(|a| {
+        format!(
+            "Policy {} on {}; scope: account(s) {} in {}",
+            a.policy,
+            a.backend,
+            a.accounts.join(", "),
+            a.regions.join(", ")
+        )
+    });
+    let mut groups: BTreeMap<(&str, &str), Vec<ActionRow>> = BTreeMap::new();
+    for a in &plan.actions {
+        groups.entry((&a.account, &a.region)).or_default().push(row(a));
+    }
+    let empty = match (plan.actions.is_empty(), plan.errors.is_empty()) {
+        (false, _) => None,
+        (true, true) => Some("No changes: the images already follow the policy."),
+        (true, false) => Some("No changes planned, but plugins failed: the plan is incomplete (see the errors below)."),
+    };
+    let refused = plan
+        .refused
+        .iter()
+        .map(|r| RefusalRow {
+            action: action_text(&r.action),
+            image_id: r.image_id.clone(),
+            kind: serde_json::to_string(&r.kind).unwrap_or_default().replace('"', ""),
+            reason: cut(&r.reason, REASON),
+            who: list(&r.plugins),
+        })
+        .collect();
+    let mut by_op: BTreeMap<(u8, String), usize> = BTreeMap::new();
+    for a in &plan.actions {
+        *by_op.entry((a.op.kind().phase(), a.op.kind().to_string())).or_default() += 1;
+    }
+    let by_operation = (!by_op.is_empty()).then(|| {
+        format!("By operation: {}", by_op.iter().map(|((_, op), n)| format!("{op} {n}")).collect::<Vec<_>>().join(", "))
+    });
+    let t = &plan.totals;
+    View {
+        title: format!("Plan at {} for {source}", plan.evaluation_time),
+        about,
+        stopped: plan.stopped.as_ref().map(|why| format!("STOPPED, nothing will be applied: {why}")),
+        empty,
+        groups: groups
+            .into_iter()
+            .map(|((account, region), rows)| Group { account: account.into(), region: region.into(), rows })
+            .collect(),
+        refused,
+        errors: plan.errors.iter().map(ToString::to_string).collect(),
+        by_operation,
+        totals: format!(
+            "{} action(s) on {} of {} image(s), {} destructive; {} refused; {} plugin error(s)",
+            t.actions, t.images_touched, t.images_in_scope, t.destructive, t.refused, t.plugin_errors
+        ),
+        cost: format!(
+            "monthly snapshot cost {} → {} ({}), one-time {}",
+            dollars(t.monthly_cost_before),
+            dollars(t.monthly_cost_after),
+            dollars(t.monthly_cost_after.saturating_sub(t.monthly_cost_before)),
+            dollars(t.one_time_cost),
+        ),
+    }
+}
+
+/// The title of the refusals.
+pub const REFUSED: &str = "Refused or vetoed";
+
+/// The title of the plugin errors.
+pub const ERRORS: &str = "Plugin errors (destructive actions on these images are blocked)";
