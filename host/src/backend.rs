@@ -26,6 +26,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use serde::{Deserialize, Serialize};
+
 use crate::config::Scope;
 use crate::model::{CopyRequest, Image, InventoryNeed, Location};
 use crate::plan::PlannedAction;
@@ -95,6 +97,30 @@ pub enum ActionOutcome {
     Failed { error: String },
 }
 
+/// A change `amiwarden undo` reverses, in the form EC2 takes it (re-sharing is an
+/// ordinary `Op::Share`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "op")]
+pub enum Restore {
+    /// RestoreSnapshotFromRecycleBin.
+    Snapshot { snapshot_id: String },
+    /// RestoreImageFromRecycleBin (its snapshots must be restored first).
+    Image { image_id: String },
+    /// EnableImage: a disabled image made available again (without its shares).
+    Enable { image_id: String },
+}
+
+impl Restore {
+    /// A short verb for tables and messages.
+    pub fn verb(&self) -> String {
+        match self {
+            Restore::Snapshot { snapshot_id } => format!("restore snapshot {snapshot_id}"),
+            Restore::Image { image_id } => format!("restore {image_id}"),
+            Restore::Enable { image_id } => format!("enable {image_id}"),
+        }
+    }
+}
+
 /// EC2 as the engine sees it.
 pub trait Backend: Sync {
     /// A short description for messages, e.g. `sim:examples/sim/demo.json`.
@@ -141,6 +167,12 @@ pub trait Backend: Sync {
     /// Executes one action. Must be idempotent for the same `action.id`: a copy with the
     /// same id returns the earlier copy instead of making a second one.
     fn execute(&self, action: &PlannedAction) -> ActionOutcome;
+
+    /// Reverses one change of an earlier apply in `location` (`amiwarden undo`): restores
+    /// a deregistered image or deleted snapshot from the Recycle Bin, or enables a
+    /// disabled image. `Done` when made, `Skipped` when nothing needed it (already back),
+    /// `Failed` with EC2's reason (not in the Recycle Bin, its time ran out, ...).
+    fn restore(&self, location: &Location, what: &Restore) -> ActionOutcome;
 
     /// Reads the state afresh where the backend keeps a copy of it (the sim, whose file
     /// another process may have changed); called under the state's lock. A no-op on AWS.

@@ -55,6 +55,10 @@ pub struct Guardrails {
     pub max_destructive: usize,
     /// The most destructive actions as a percentage of images in scope.
     pub max_destructive_percent: f64,
+    /// Deregister an image (or delete a snapshot) only when a Recycle Bin retention rule
+    /// keeps it restorable for at least this many days (`amiwarden undo` restores it);
+    /// 0: not required.
+    pub recycle_bin_days: u32,
 }
 
 impl Default for Guardrails {
@@ -67,9 +71,13 @@ impl Default for Guardrails {
             copy_regions: BTreeSet::new(),
             max_destructive: 50,
             max_destructive_percent: 20.0,
+            recycle_bin_days: 0,
         }
     }
 }
+
+/// The longest retention a Recycle Bin rule can have (rbin's limit), in days.
+pub const MAX_RECYCLE_BIN_DAYS: u32 = 365;
 
 /// Prices per region that replace the built-in table, in USD.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -183,6 +191,13 @@ impl Policy {
         {
             needs.insert(InventoryNeed::Snapshots);
         }
+        // The Recycle Bin guardrail reads the retention rules, and the shares a
+        // deregistered image had, which `undo` gives back after restoring it.
+        if self.guardrails.recycle_bin_days > 0
+            && granted.iter().any(|k| matches!(k, ActionKind::Deregister | ActionKind::DeleteSnapshots))
+        {
+            needs.extend([InventoryNeed::RecycleBin, InventoryNeed::LaunchPermissions]);
+        }
         needs
     }
 
@@ -213,6 +228,12 @@ impl Policy {
         let g = &self.guardrails;
         if !(0.0..=100.0).contains(&g.max_destructive_percent) {
             bail!("guardrails.max_destructive_percent must be between 0 and 100");
+        }
+        if g.recycle_bin_days > MAX_RECYCLE_BIN_DAYS {
+            bail!(
+                "guardrails.recycle_bin_days is {}, but the Recycle Bin keeps resources at most {MAX_RECYCLE_BIN_DAYS} days",
+                g.recycle_bin_days
+            );
         }
         if g.allowed_principals.contains(&Principal::Public) && !g.allow_public {
             bail!("guardrails.allowed_principals lists `public` but guardrails.allow_public is false");
@@ -299,12 +320,15 @@ regions = ["us-east-1"]
         assert!(!p.guardrails.allow_public);
         assert!(p.guardrails.protect_in_use);
         assert_eq!(p.guardrails.max_destructive, 50);
+        assert_eq!(p.guardrails.recycle_bin_days, 0);
+        let err = Policy::parse(&format!("{MINIMAL}\n[guardrails]\nrecycle_bin_days = 400\n")).unwrap_err().to_string();
+        assert!(err.contains("recycle_bin_days is 400") && err.contains("365"), "{err}");
     }
 
     #[test]
     fn the_host_reads_usage_and_snapshots_only_for_what_the_grants_allow() {
-        use InventoryNeed::{Snapshots, Usage};
-        let cases: [(&str, &str, &[InventoryNeed]); 8] = [
+        use InventoryNeed::{LaunchPermissions, RecycleBin, Snapshots, Usage};
+        let cases: [(&str, &str, &[InventoryNeed]); 11] = [
             (r#"["tag", "untag", "share", "unshare", "deprecate", "retain"]"#, "", &[]),
             (r#"["copy"]"#, "", &[Snapshots]),
             (r#"["disable"]"#, "", &[Usage]),
@@ -313,9 +337,13 @@ regions = ["us-east-1"]
             (r#"["deregister"]"#, "protect_in_use = false", &[Snapshots]),
             (r#"["deregister"]"#, "enabled = false", &[]),
             (r#"["share", "copy"]"#, "", &[Snapshots]),
+            (r#"["deregister"]"#, "recycle_bin_days = 7", &[Usage, Snapshots, RecycleBin, LaunchPermissions]),
+            (r#"["delete-snapshots"]"#, "recycle_bin_days = 7", &[Usage, Snapshots, RecycleBin, LaunchPermissions]),
+            (r#"["disable", "copy"]"#, "recycle_bin_days = 7", &[Usage, Snapshots]),
         ];
         for (grants, extra, want) in cases {
-            let (guard, entry) = if extra.starts_with("protect") { (extra, "") } else { ("", extra) };
+            let guardrail = extra.starts_with("protect") || extra.starts_with("recycle");
+            let (guard, entry) = if guardrail { (extra, "") } else { ("", extra) };
             let text = format!(
                 "{MINIMAL}\n[guardrails]\n{guard}\n[[plugin]]\nname = \"p\"\nsource = \"builtin:retention\"\ngrants = {grants}\n{entry}\n"
             );

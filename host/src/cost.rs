@@ -244,6 +244,7 @@ mod tests {
             size_gib,
             full_size_bytes: None,
             storage_tier: tier,
+            recycle_bin_days: None,
         }
     }
 

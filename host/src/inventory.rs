@@ -173,6 +173,7 @@ mod tests {
             source_image_id: None,
             source_region: None,
             deregistration_protection: None,
+            recycle_bin_days: None,
             usage: Usage::default(),
             monthly_cost: 0,
         }

@@ -13,6 +13,7 @@ mod action;
 mod failure;
 pub mod id;
 mod image;
+pub mod recycle;
 pub mod text;
 mod time;
 pub use action::{Action, ActionKind, CopyRequest, InventoryNeed, PluginInfo, Proposal, Proposed, Verdict};

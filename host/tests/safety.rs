@@ -544,3 +544,192 @@ fn deregistration_protection_is_respected_on_a_fresh_plan_a_saved_plan_and_a_res
     assert!(stderr(&out).contains("deregistration protection is on for ami-0aaaaaaaaaaaaaaa1"), "{}", stderr(&out));
     assert_eq!(std::fs::read(dir.path().join("state.json")).unwrap(), before);
 }
+
+/// `state()` with Recycle Bin rules in its region: `image_days` for images and
+/// `snapshot_days` for snapshots (none when 0), and web-1 shared with an account the
+/// guardrails allow (the sharing plugin still revokes it).
+fn binned(image_days: u32, snapshot_days: u32) -> Value {
+    let mut s = state();
+    let region = &mut s["accounts"]["111111111111"]["regions"]["us-east-1"];
+    let mut rules = Vec::new();
+    for (resource, days) in [("image", image_days), ("snapshot", snapshot_days)] {
+        if days > 0 {
+            rules.push(json!({"id": format!("rule-{resource}"), "resource": resource, "retention_days": days}));
+        }
+    }
+    region["recycle_bin_rules"] = json!(rules);
+    s
+}
+
+fn bin_policy() -> String {
+    POLICY.replace(
+        "max_destructive = 4",
+        "max_destructive = 4\nrecycle_bin_days = 7\nallowed_principals = [\"999999999999\"]",
+    )
+}
+
+fn ops_on(plan: &Value, op: &str) -> Vec<String> {
+    plan["actions"].as_array().unwrap().iter().filter(|a| a["op"] == op).map(|a| a["image_id"].to_string()).collect()
+}
+
+#[test]
+fn the_recycle_bin_guardrail_holds_on_a_fresh_plan_and_a_resumed_journal() {
+    // No rule: nothing is deregistered, each refusal names the guardrail.
+    let dir = setup(&bin_policy(), &binned(0, 0));
+    let out = amiwarden(dir.path(), &plan_args("state.json", &["--format", "json"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(ops_on(&plan, "deregister").is_empty() && ops_on(&plan, "delete_snapshot").is_empty(), "{plan:#}");
+    let reasons: Vec<&str> = plan["refused"].as_array().unwrap().iter().filter_map(|r| r["reason"].as_str()).collect();
+    assert!(reasons.iter().any(|r| r.contains("no Recycle Bin retention rule would keep the image")), "{reasons:?}");
+
+    // A rule too short for images: refused, naming both numbers.
+    let dir = setup(&bin_policy(), &binned(3, 30));
+    let out = amiwarden(dir.path(), &plan_args("state.json", &["--format", "json"]));
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(ops_on(&plan, "deregister").is_empty(), "{plan:#}");
+    assert!(plan.to_string().contains("would keep the image 3 day(s), under guardrails.recycle_bin_days = 7"));
+
+    // Images kept, snapshots not: the images go, their snapshots stay, and the plan says why.
+    let dir = setup(&bin_policy(), &binned(7, 0));
+    let out = amiwarden(dir.path(), &plan_args("state.json", &["--format", "json"]));
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(ops_on(&plan, "deregister").len(), 2, "{plan:#}");
+    assert!(ops_on(&plan, "delete_snapshot").is_empty(), "{plan:#}");
+    assert!(plan.to_string().contains("its snapshot is kept: no Recycle Bin retention rule would keep the snapshot"));
+
+    // Both kept: the whole plan, and the apply puts both in the bin.
+    let dir = setup(&bin_policy(), &binned(30, 30));
+    let out = amiwarden(dir.path(), &apply_args("state.json", &["--journal", "j.jsonl"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let after = read_json(&dir.path().join("state.json"));
+    let bin = &after["accounts"]["111111111111"]["regions"]["us-east-1"]["recycle_bin"];
+    assert_eq!(bin["images"].as_array().unwrap().len(), 2, "{bin:#}");
+    assert_eq!(bin["snapshots"].as_array().unwrap().len(), 2, "{bin:#}");
+
+    // A journal whose plan was recorded while the rules were there, resumed after they
+    // were deleted: a guardrail stop naming the Recycle Bin, before any call.
+    let dir = setup(&bin_policy(), &binned(30, 30));
+    let out = amiwarden(dir.path(), &apply_args("state.json", &["--journal", "j.jsonl"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = std::fs::read_to_string(dir.path().join("j.jsonl")).unwrap();
+    std::fs::write(dir.path().join("j.jsonl"), format!("{}\n", text.lines().next().unwrap())).unwrap();
+    write_json(&dir.path().join("state.json"), &binned(0, 0));
+    let before = std::fs::read(dir.path().join("state.json")).unwrap();
+    let out = amiwarden(dir.path(), &apply_args("state.json", &["--journal", "j.jsonl"]));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no Recycle Bin retention rule would keep the image"), "{}", stderr(&out));
+    assert_eq!(std::fs::read(dir.path().join("state.json")).unwrap(), before);
+}
+
+/// The images (id → shares and state) and snapshot ids of the region, whatever order.
+fn region_view(state: &Value) -> (Vec<(String, Value, Value)>, Vec<String>) {
+    let region = &state["accounts"]["111111111111"]["regions"]["us-east-1"];
+    let mut images: Vec<(String, Value, Value)> = region["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["id"].to_string(),
+                i.get("launch_permissions").cloned().unwrap_or(json!([])),
+                i.get("state").cloned().unwrap_or(json!("available")),
+            )
+        })
+        .collect();
+    images.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut snaps: Vec<String> = region["snapshots"].as_array().unwrap().iter().map(|s| s["id"].to_string()).collect();
+    snaps.sort();
+    (images, snaps)
+}
+
+#[test]
+fn undo_restores_what_a_run_removed_and_shares_it_again_once() {
+    let dir = setup(&bin_policy(), &binned(30, 30));
+    let original = region_view(&binned(30, 30));
+    let out = amiwarden(dir.path(), &apply_args("state.json", &["--journal", "j.jsonl"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_ne!(region_view(&read_json(&dir.path().join("state.json"))), original);
+
+    let undo = ["undo", "--policy", "policy.toml", "--sim", "state.json", "--journal", "j.jsonl"];
+    // Without --yes and no terminal: refused, nothing changed.
+    let before = std::fs::read(dir.path().join("state.json")).unwrap();
+    let out = amiwarden(dir.path(), &undo);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(std::fs::read(dir.path().join("state.json")).unwrap(), before);
+
+    let out = amiwarden(dir.path(), &[&undo[..], &["--yes", "--format", "json"]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let steps: Vec<&str> = report["steps"].as_array().unwrap().iter().map(|s| s["step"].as_str().unwrap()).collect();
+    // Snapshots before images (EC2 restores an image only with its snapshots), shares last.
+    assert_eq!(
+        steps,
+        [
+            "restore snapshot snap-0aaaaaaaaaaaaaaa1",
+            "restore snapshot snap-0aaaaaaaaaaaaaaa2",
+            "restore ami-0aaaaaaaaaaaaaaa1",
+            "restore ami-0aaaaaaaaaaaaaaa2",
+            "share ami-0aaaaaaaaaaaaaaa1 with 999999999999"
+        ],
+        "{report:#}"
+    );
+    assert_eq!(region_view(&read_json(&dir.path().join("state.json"))), original, "{}", stderr(&out));
+    let bin = &read_json(&dir.path().join("state.json"))["accounts"]["111111111111"]["regions"]["us-east-1"];
+    assert!(bin.get("recycle_bin").is_none(), "the bin is empty again: {bin:#}");
+
+    // A second undo of the same run has nothing left to do.
+    let before = std::fs::read(dir.path().join("state.json")).unwrap();
+    let out = amiwarden(dir.path(), &[&undo[..], &["--yes"]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains(": 0 call(s)") && shown.contains("already undone"), "{shown}");
+    assert_eq!(std::fs::read(dir.path().join("state.json")).unwrap(), before);
+}
+
+#[test]
+fn undo_of_one_deregistration_brings_its_snapshots_and_refuses_what_it_cannot_undo() {
+    let dir = setup(&bin_policy(), &binned(30, 30));
+    let out = amiwarden(dir.path(), &apply_args("state.json", &["--journal", "j.jsonl"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let journal = std::fs::read_to_string(dir.path().join("j.jsonl")).unwrap();
+    let plan: Value = serde_json::from_str(
+        serde_json::from_str::<Value>(journal.lines().next().unwrap()).unwrap()["detail"].as_str().unwrap(),
+    )
+    .unwrap();
+    let id_of = |op: &str, image: &str| {
+        plan["actions"].as_array().unwrap().iter().find(|a| a["op"] == op && a["image_id"] == image).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let deregister = id_of("deregister", "ami-0aaaaaaaaaaaaaaa2");
+    let undo = ["undo", "--policy", "policy.toml", "--sim", "state.json", "--journal", "j.jsonl", "--yes"];
+    let out = amiwarden(dir.path(), &[&undo[..], &["--action", &deregister]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let (images, snaps) = region_view(&read_json(&dir.path().join("state.json")));
+    assert!(images.iter().any(|i| i.0 == "\"ami-0aaaaaaaaaaaaaaa2\""));
+    assert!(!images.iter().any(|i| i.0 == "\"ami-0aaaaaaaaaaaaaaa1\""), "only the one asked for");
+    assert!(snaps.contains(&"\"snap-0aaaaaaaaaaaaaaa2\"".to_string()));
+
+    // An action that added something, and one the run does not have: bad input, nothing done.
+    let before = std::fs::read(dir.path().join("state.json")).unwrap();
+    if let Some(deprecate) = plan["actions"].as_array().unwrap().iter().find(|a| a["op"] == "deprecate") {
+        let out = amiwarden(dir.path(), &[&undo[..], &["--action", deprecate["id"].as_str().unwrap()]].concat());
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(stderr(&out).contains("adds rather than removes"), "{}", stderr(&out));
+    }
+    let out = amiwarden(dir.path(), &[&undo[..], &["--action", "act-nope"]].concat());
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--action act-nope: run"), "{}", stderr(&out));
+    assert_eq!(std::fs::read(dir.path().join("state.json")).unwrap(), before);
+
+    // Another EC2 than the one the run changed: refused.
+    std::fs::copy(dir.path().join("state.json"), dir.path().join("other.json")).unwrap();
+    let out = amiwarden(
+        dir.path(),
+        &["undo", "--policy", "policy.toml", "--sim", "other.json", "--journal", "j.jsonl", "--yes"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("undo it there"), "{}", stderr(&out));
+}

@@ -2,7 +2,7 @@
 //! interrupted apply resumes without losing or repeating an action. A plan in a journal
 //! is bound to the backend and the policy it was applied with, and resumes only there.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -10,6 +10,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use crate::error::InputError;
+use crate::model::Principal;
 use crate::plan::Plan;
 
 /// Where an action (or the plan) stands in the journal.
@@ -57,6 +58,10 @@ pub struct JournalEntry {
     /// On the `plan` line: the backend and policy the plan is bound to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub binding: Option<Binding>,
+    /// On the `start` line of a disable or deregistration: whom the image was shared with
+    /// right before the call (what `undo` shares it with again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shares: Option<BTreeSet<Principal>>,
 }
 
 /// The id of a plan: sha256 of its actions.
@@ -98,7 +103,7 @@ pub struct Journal {
     seen: bool,
 }
 
-fn read_entries(path: &Path) -> anyhow::Result<Vec<(usize, JournalEntry)>> {
+pub(super) fn read_entries(path: &Path) -> anyhow::Result<Vec<(usize, JournalEntry)>> {
     let mut out = Vec::new();
     if !path.exists() {
         return Ok(out);
@@ -151,16 +156,7 @@ impl Journal {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         }
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .read(true)
-            .open(path)
-            .with_context(|| format!("cannot open journal {}", path.display()))?;
-        // End a torn last line, so our first entry does not land on it and become unreadable.
-        if ends_torn(&mut file)? {
-            file.write_all(b"\n").with_context(|| format!("cannot write journal {}", path.display()))?;
-        }
+        let file = open_append(path)?;
         Ok(Journal { path: path.to_path_buf(), file, plan_id: plan_id.to_string(), binding, finished, seen })
     }
 
@@ -193,6 +189,7 @@ impl Journal {
             phase: Phase::Plan,
             detail: serde_json::to_string(plan)?,
             binding: Some(self.binding.clone()),
+            shares: None,
         };
         self.write(&entry)?;
         self.seen = true;
@@ -201,25 +198,58 @@ impl Journal {
 
     /// Records a phase of one action and syncs it to disk.
     pub fn record(&mut self, action_id: &str, phase: Phase, detail: &str) -> anyhow::Result<()> {
+        self.record_start(action_id, phase, detail, None)
+    }
+
+    /// `record`, with the image's shares before a disable or deregistration.
+    pub fn record_start(
+        &mut self,
+        action_id: &str,
+        phase: Phase,
+        detail: &str,
+        shares: Option<BTreeSet<Principal>>,
+    ) -> anyhow::Result<()> {
         let entry = JournalEntry {
             plan_id: self.plan_id.clone(),
             action_id: action_id.to_string(),
             phase,
             detail: detail.to_string(),
             binding: None,
+            shares,
         };
         self.write(&entry)
     }
 
     fn write(&mut self, entry: &JournalEntry) -> anyhow::Result<()> {
-        let mut line = serde_json::to_string(entry)?;
-        line.push('\n');
-        self.file
-            .write_all(line.as_bytes())
-            .with_context(|| format!("cannot write journal {}", self.path.display()))?;
-        self.file.sync_data().with_context(|| format!("cannot sync journal {}", self.path.display()))?;
-        Ok(())
+        append(&mut self.file, &self.path, std::slice::from_ref(entry))
     }
+}
+
+/// Opens (or creates) a journal to append to. A torn last line is ended first, so the
+/// next entry does not land on it and become unreadable.
+pub(super) fn open_append(path: &Path) -> anyhow::Result<std::fs::File> {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .read(true)
+        .open(path)
+        .with_context(|| format!("cannot open journal {}", path.display()))?;
+    if ends_torn(&mut file)? {
+        file.write_all(b"\n").with_context(|| format!("cannot write journal {}", path.display()))?;
+    }
+    Ok(file)
+}
+
+/// Appends `entries` to an open journal and syncs them.
+pub(super) fn append(file: &mut std::fs::File, path: &Path, entries: &[JournalEntry]) -> anyhow::Result<()> {
+    let mut text = String::new();
+    for entry in entries {
+        text.push_str(&serde_json::to_string(entry)?);
+        text.push('\n');
+    }
+    file.write_all(text.as_bytes()).with_context(|| format!("cannot write journal {}", path.display()))?;
+    file.sync_data().with_context(|| format!("cannot sync journal {}", path.display()))?;
+    Ok(())
 }
 
 fn check_binding(path: &Path, line: usize, recorded: Option<&Binding>, now: &Binding) -> Result<(), InputError> {

@@ -7,6 +7,7 @@ mod fresh;
 mod journal;
 mod lock;
 pub mod saved;
+pub mod undo;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
@@ -19,12 +20,13 @@ use fresh::Fresh;
 pub use fresh::RECHECK_BATCH;
 pub use journal::{Binding, Journal, JournalEntry, Phase, Unfinished, default_path, plan_id, run_id, unfinished_plan};
 pub use lock::Lock;
+pub use undo::{read_run, record_undo};
 
 use crate::backend::{ActionOutcome, Backend};
 use crate::config::Policy;
 use crate::error::GuardrailStop;
 use crate::inventory::Inventory;
-use crate::model::Timestamp;
+use crate::model::{Principal, Timestamp};
 use crate::plan::{Op, Plan, PlannedAction};
 use crate::resolve::guardrails::check_planned;
 
@@ -128,8 +130,10 @@ impl Run<'_, '_> {
         lock(&self.journal).finished(&action.id).is_none()
     }
 
-    /// Re-checks the destructive action at `index` against EC2 as it is now.
-    fn recheck(&self, index: usize) -> anyhow::Result<Option<Hold>> {
+    /// Re-checks the destructive action at `index` against EC2 as it is now: why it must
+    /// not run (`Err`), or whom the image is shared with right now when that was read
+    /// (the journal keeps it for `undo`).
+    fn recheck(&self, index: usize) -> anyhow::Result<Result<Option<BTreeSet<Principal>>, Hold>> {
         let action = &self.plan.actions[index];
         let upcoming = &self.plan.actions[index + 1..];
         let pending = |a: &PlannedAction| self.pending(a);
@@ -139,29 +143,29 @@ impl Run<'_, '_> {
             // happen, or another image) means the snapshot stays.
             let users = lock(&self.fresh).snapshot_users(self.backend, action, snapshot_id, upcoming, &pending)?;
             if !users.is_empty() {
-                return Ok(Some(Hold::Unsafe(format!("{snapshot_id} is still used by {}", users.join(", ")))));
+                return Ok(Err(Hold::Unsafe(format!("{snapshot_id} is still used by {}", users.join(", ")))));
             }
-            return Ok(None);
+            return Ok(Ok(None));
         }
         let checks = self.checks;
         if let Some(why) = checks.retained.get(&action.image_id) {
-            return Ok(Some(Hold::Unsafe(why.clone())));
+            return Ok(Err(Hold::Unsafe(why.clone())));
         }
         let permissions = |id: &str| checks.planned.get(id).is_some_and(|i| i.launch_permissions.is_some());
         let current = lock(&self.fresh).image(self.backend, action, upcoming, &pending, &permissions)?;
         let Some(current) = current else {
-            return Ok(Some(Hold::Gone));
+            return Ok(Err(Hold::Gone));
         };
         let policy = checks.policy;
         if policy.guardrails.protect_in_use
             && let Some(why) = crate::resolve::in_use_reason(&current, policy, checks.now)
         {
-            return Ok(Some(Hold::Unsafe(format!("image is now {why}"))));
+            return Ok(Err(Hold::Unsafe(format!("image is now {why}"))));
         }
         if action.op == Op::Deregister
             && let Some(how) = &current.deregistration_protection
         {
-            return Ok(Some(Hold::Unsafe(format!("EC2's deregistration protection is now on ({how})"))));
+            return Ok(Err(Hold::Unsafe(format!("EC2's deregistration protection is now on ({how})"))));
         }
         if let (Some(before), Some(after)) = (
             checks.planned.get(&action.image_id).and_then(|i| i.launch_permissions.as_ref()),
@@ -177,10 +181,10 @@ impl Run<'_, '_> {
             let new: BTreeSet<_> = after.difference(&expected).collect();
             if !new.is_empty() {
                 let list: Vec<String> = new.iter().map(|p| p.to_string()).collect();
-                return Ok(Some(Hold::Unsafe(format!("image was shared with {} since the plan", list.join(", ")))));
+                return Ok(Err(Hold::Unsafe(format!("image was shared with {} since the plan", list.join(", ")))));
             }
         }
-        Ok(None)
+        Ok(Ok(current.launch_permissions))
     }
 
     /// Runs the action at `index` unless the journal shows it ended: re-checked when
@@ -191,18 +195,19 @@ impl Run<'_, '_> {
             self.resumed.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
-        let hold = if matches!(action.op, Op::DeleteSnapshot { .. }) && lock(&self.held).contains(&action.image_id) {
-            Some(Hold::Unsafe(format!("deregistering {} did not happen", action.image_id)))
+        let checked = if matches!(action.op, Op::DeleteSnapshot { .. }) && lock(&self.held).contains(&action.image_id) {
+            Err(Hold::Unsafe(format!("deregistering {} did not happen", action.image_id)))
         } else if action.op.is_destructive() {
             self.recheck(index)?
         } else {
-            None
+            Ok(None)
         };
-        let outcome = match hold {
-            Some(Hold::Gone) => ActionOutcome::Skipped { reason: format!("{}{GONE}", action.image_id) },
-            Some(Hold::Unsafe(why)) => ActionOutcome::Skipped { reason: why },
-            None => {
-                lock(&self.journal).record(&action.id, Phase::Start, "")?;
+        let outcome = match checked {
+            Err(Hold::Gone) => ActionOutcome::Skipped { reason: format!("{}{GONE}", action.image_id) },
+            Err(Hold::Unsafe(why)) => ActionOutcome::Skipped { reason: why },
+            Ok(shares) => {
+                let shares = shares.filter(|_| matches!(action.op, Op::Disable | Op::Deregister));
+                lock(&self.journal).record_start(&action.id, Phase::Start, "", shares)?;
                 let outcome = self.backend.execute(action);
                 self.backend.commit()?;
                 outcome

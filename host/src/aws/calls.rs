@@ -55,6 +55,8 @@ impl Gaps {
 #[derive(Debug, Clone)]
 pub struct Ec2 {
     pub client: aws_sdk_ec2::Client,
+    /// The Recycle Bin client of the same account and region (`None`: rules not read).
+    pub rbin: Option<aws_sdk_rbin::Client>,
     pub location: Location,
     pub gaps: Arc<Gaps>,
     pacer: Arc<Pacer>,
@@ -70,7 +72,13 @@ impl Ec2 {
         counts: Arc<CallCounts>,
         gaps: Arc<Gaps>,
     ) -> Ec2 {
-        Ec2 { client, location, gaps, pacer, counts }
+        Ec2 { client, rbin: None, location, gaps, pacer, counts }
+    }
+
+    /// The same handle with a Recycle Bin client.
+    pub fn with_rbin(mut self, rbin: aws_sdk_rbin::Client) -> Ec2 {
+        self.rbin = Some(rbin);
+        self
     }
 
     /// Makes one call: waits for a token of the operation's bucket, counts it, sends it

@@ -12,6 +12,7 @@ use super::calls::{Ec2, next_page};
 use super::convert::{self, SnapshotInfo};
 use super::errors::ApiError;
 use super::usage;
+use crate::model::recycle::{BinResource, retention_days};
 use crate::model::{Image, ImageState, InventoryNeed, Principal};
 
 /// Snapshot ids per DescribeSnapshots call.
@@ -76,7 +77,7 @@ pub async fn complete(ec2: &Ec2, images: &mut [Image], needs: &BTreeSet<Inventor
     let snapshot_ids: Vec<String> =
         images.iter().flat_map(|i| i.snapshot_ids()).map(str::to_string).collect::<BTreeSet<_>>().into_iter().collect();
     let want = |need| needs.contains(&need);
-    let (snapshots, references, permissions) = tokio::try_join!(
+    let (snapshots, references, permissions, rules) = tokio::try_join!(
         async {
             if want(InventoryNeed::Snapshots) {
                 snapshots(ec2, &snapshot_ids).await.with_context(|| format!("describe snapshots in {}", ec2.location))
@@ -92,13 +93,25 @@ pub async fn complete(ec2: &Ec2, images: &mut [Image], needs: &BTreeSet<Inventor
                 Ok(BTreeMap::new())
             }
         },
+        async {
+            if want(InventoryNeed::RecycleBin) {
+                super::recycle::rules(ec2).await.with_context(|| format!("Recycle Bin rules in {}", ec2.location))
+            } else {
+                Ok(Vec::new())
+            }
+        },
     )?;
+    let bin = |resource, tags: &BTreeMap<String, String>| {
+        want(InventoryNeed::RecycleBin).then(|| retention_days(&rules, resource, tags)).flatten()
+    };
     for image in images.iter_mut() {
         for device in &mut image.block_devices {
             if let Some(info) = device.snapshot_id.as_ref().and_then(|s| snapshots.get(s)) {
                 convert::apply_snapshot(device, info);
+                device.recycle_bin_days = bin(BinResource::Snapshot, &info.tags);
             }
         }
+        image.recycle_bin_days = bin(BinResource::Image, &image.tags);
         if let Some(r) = references.get(&image.id) {
             image.usage.instances = r.instances;
             image.usage.launch_templates = r.launch_templates.iter().cloned().collect();

@@ -144,11 +144,29 @@ impl Connection {
     /// An EC2 client for one account and region.
     pub fn client(&self, location: &Location) -> anyhow::Result<aws_sdk_ec2::Client> {
         let mut builder = aws_sdk_ec2::config::Builder::from(&self.base).region(Region::new(location.region.clone()));
-        if let Some(provider) = self.assumed.get(&location.account) {
-            builder = builder.credentials_provider(provider.clone());
-        } else if self.ambient_account.as_deref() != Some(location.account.as_str()) {
-            bail!("no credentials for account {}: it is not in scope.accounts", location.account);
+        if let Some(provider) = self.credentials(location)? {
+            builder = builder.credentials_provider(provider);
         }
         Ok(aws_sdk_ec2::Client::from_conf(builder.build()))
+    }
+
+    /// A Recycle Bin client for one account and region.
+    pub fn rbin_client(&self, location: &Location) -> anyhow::Result<aws_sdk_rbin::Client> {
+        let mut builder = aws_sdk_rbin::config::Builder::from(&self.base).region(Region::new(location.region.clone()));
+        if let Some(provider) = self.credentials(location)? {
+            builder = builder.credentials_provider(provider);
+        }
+        Ok(aws_sdk_rbin::Client::from_conf(builder.build()))
+    }
+
+    /// The assumed role's credentials for the location's account; `None`: the ambient ones.
+    fn credentials(&self, location: &Location) -> anyhow::Result<Option<SharedCredentialsProvider>> {
+        if let Some(provider) = self.assumed.get(&location.account) {
+            Ok(Some(provider.clone()))
+        } else if self.ambient_account.as_deref() == Some(location.account.as_str()) {
+            Ok(None)
+        } else {
+            bail!("no credentials for account {}: it is not in scope.accounts", location.account)
+        }
     }
 }

@@ -11,11 +11,13 @@ use crate::model::{
 };
 
 /// What DescribeSnapshots tells about one snapshot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotInfo {
     pub size_gib: u32,
     pub full_size_bytes: Option<u64>,
     pub storage_tier: StorageTier,
+    /// Its tags (which Recycle Bin rules match).
+    pub tags: BTreeMap<String, String>,
 }
 
 impl From<&ec2::Snapshot> for SnapshotInfo {
@@ -27,6 +29,11 @@ impl From<&ec2::Snapshot> for SnapshotInfo {
                 Some(ec2::StorageTier::Archive) => StorageTier::Archive,
                 _ => StorageTier::Standard,
             },
+            tags: s
+                .tags()
+                .iter()
+                .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
+                .collect(),
         }
     }
 }
@@ -67,6 +74,7 @@ pub fn image(location: &Location, img: &ec2::Image) -> Result<Image, String> {
                 size_gib: ebs.volume_size().and_then(|v| u32::try_from(v).ok()).unwrap_or(0),
                 full_size_bytes: None,
                 storage_tier: StorageTier::Standard,
+                recycle_bin_days: None,
             })
         })
         .collect();
@@ -101,6 +109,7 @@ pub fn image(location: &Location, img: &ec2::Image) -> Result<Image, String> {
             .deregistration_protection()
             .filter(|p| !p.is_empty() && *p != "disabled")
             .map(str::to_string),
+        recycle_bin_days: None,
         usage: Usage { last_launched: parse_time(img.last_launched_time()), ..Usage::default() },
         monthly_cost: 0,
         id,
@@ -260,6 +269,7 @@ mod tests {
             size_gib: 0,
             full_size_bytes: None,
             storage_tier: StorageTier::Standard,
+            recycle_bin_days: None,
         };
         apply_snapshot(&mut device, &SnapshotInfo::from(&snap));
         assert_eq!(

@@ -44,6 +44,17 @@ const KMS: [&str; 6] = [
     "kms:ReEncrypt*",
 ];
 
+/// What the Recycle Bin guardrail reads (the retention rules), and what `undo` calls to
+/// give back what a run removed (re-sharing is `ec2:ModifyImageAttribute`).
+const RECYCLE_BIN: [&str; 6] = [
+    "rbin:ListRules",
+    "rbin:GetRule",
+    "ec2:RestoreImageFromRecycleBin",
+    "ec2:RestoreSnapshotFromRecycleBin",
+    "ec2:EnableImage",
+    "ec2:ModifyImageAttribute",
+];
+
 /// The trust policy of the role each member account creates for `role_arn_template`:
 /// `principal` (the account or role amiwarden runs as) may assume it, with the policy's
 /// `external_id` required when one is set.
@@ -126,6 +137,15 @@ pub fn iam_policy(policy: &Policy, queue_url: Option<&str>) -> Value {
             "Condition": { "StringEquals": { "kms:ViaService": via } },
         }));
     }
+    if policy.host_needs().contains(&crate::model::InventoryNeed::RecycleBin) {
+        statements.push(json!({
+            "Sid": "AmiwardenRecycleBinAndUndo",
+            "Effect": "Allow",
+            "Action": RECYCLE_BIN,
+            "Resource": "*",
+            "Condition": { "StringEquals": { "aws:RequestedRegion": regions } },
+        }));
+    }
     if let Some(template) = &policy.aws.role_arn_template {
         let roles: Vec<String> = policy.scope.accounts.iter().map(|a| template.replace("{account}", a)).collect();
         statements.push(
@@ -142,6 +162,29 @@ pub fn iam_policy(policy: &Policy, queue_url: Option<&str>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_recycle_bin_guardrail_adds_its_rules_and_undos_calls() {
+        let policy = Policy::parse(
+            r#"
+[scope]
+accounts = ["111111111111"]
+regions = ["us-east-1"]
+[guardrails]
+recycle_bin_days = 7
+[[plugin]]
+name = "retention"
+source = "builtin:retention"
+grants = ["deregister", "delete-snapshots"]
+"#,
+        )
+        .unwrap();
+        let doc = iam_policy(&policy, None);
+        let bin =
+            doc["Statement"].as_array().unwrap().iter().find(|s| s["Sid"] == "AmiwardenRecycleBinAndUndo").unwrap();
+        let actions: Vec<&str> = bin["Action"].as_array().unwrap().iter().filter_map(|a| a.as_str()).collect();
+        assert_eq!(actions, RECYCLE_BIN);
+    }
 
     #[test]
     fn only_granted_mutations_are_allowed() {
@@ -162,6 +205,7 @@ grants = ["share", "unshare"]
         assert!(!doc.contains("ec2:DeregisterImage"));
         assert!(!doc.contains("ec2:DeleteSnapshot"));
         assert!(!doc.contains("sqs:"));
+        assert!(!doc.contains("rbin:"), "the Recycle Bin is read only for its guardrail");
         let worker = iam_policy(&policy, Some("https://sqs.eu-west-1.amazonaws.com/111111111111/ami-events.fifo"));
         let queue = &worker["Statement"].as_array().unwrap().last().unwrap();
         assert_eq!(queue["Resource"], "arn:aws:sqs:eu-west-1:111111111111:ami-events.fifo");

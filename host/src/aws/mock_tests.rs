@@ -732,3 +732,148 @@ fn preflight_reports_allowed_and_denied_calls_without_changing_anything() {
     assert_eq!(id, &actions[1].id);
     assert!(reason.contains("UnauthorizedOperation"), "{reason}");
 }
+
+fn mock_rbin(region: &str, rules: &[&Rule]) -> aws_sdk_rbin::Client {
+    let mut interceptor = MockResponseInterceptor::new().rule_mode(RuleMode::MatchAny);
+    for rule in rules {
+        interceptor = interceptor.with_rule(rule);
+    }
+    let config = aws_sdk_rbin::Config::builder()
+        .behavior_version(aws_sdk_rbin::config::BehaviorVersion::latest())
+        .region(aws_sdk_rbin::config::Region::new(region.to_string()))
+        .credentials_provider(aws_sdk_rbin::config::Credentials::new("testing", "testing", None, None, "mock"))
+        .http_client(create_mock_http_client())
+        .interceptor(interceptor)
+        .build();
+    aws_sdk_rbin::Client::from_conf(config)
+}
+
+/// `backend`, with a Recycle Bin client answering `rbin_rules`.
+fn backend_with_bin(region: &str, ec2_rules: &[&Rule], rbin_rules: &[&Rule]) -> AwsBackend {
+    let backend = backend(region, RuleMode::MatchAny, ec2_rules);
+    let mut clients = backend.clients.lock().expect("fresh mutex");
+    let ec2 = clients.remove(&location(region)).expect("the client");
+    clients.insert(location(region), ec2.with_rbin(mock_rbin(region, rbin_rules)));
+    drop(clients);
+    backend
+}
+
+#[test]
+fn recycle_bin_rules_are_read_with_their_tags_and_status_and_the_longest_match_decides() {
+    use aws_sdk_rbin::operation::get_rule::GetRuleOutput;
+    use aws_sdk_rbin::operation::list_rules::ListRulesOutput;
+    use aws_sdk_rbin::types::{
+        ResourceTag, ResourceType, RetentionPeriod, RetentionPeriodUnit, RuleStatus, RuleSummary,
+    };
+
+    let mut tagged = ec2_image("ami-0000000a", &["snap-a"]);
+    tagged.tags = Some(vec![ec2::Tag::builder().key("team").value("platform").build()]);
+    let images = mock!(Client::describe_images)
+        .then_output(move || DescribeImagesOutput::builder().images(tagged.clone()).build());
+    let snaps = mock!(Client::describe_snapshots).then_output(|| {
+        let mut s = snapshot("snap-a", 8, ec2::StorageTier::Standard);
+        s.tags = Some(vec![ec2::Tag::builder().key("keep").value("no").build()]);
+        DescribeSnapshotsOutput::builder().snapshots(s).build()
+    });
+    let summary = |id: &str| RuleSummary::builder().identifier(id).build();
+    let image_rules = mock!(aws_sdk_rbin::Client::list_rules)
+        .match_requests(|r| r.resource_type() == Some(&ResourceType::Ec2Image))
+        .then_output(move || {
+            ListRulesOutput::builder()
+                .rules(summary("img-7"))
+                .rules(summary("img-30"))
+                .rules(summary("img-pending"))
+                .build()
+        });
+    let snapshot_rules = mock!(aws_sdk_rbin::Client::list_rules)
+        .match_requests(|r| r.resource_type() == Some(&ResourceType::EbsSnapshot))
+        .then_output(move || ListRulesOutput::builder().rules(summary("snap-excluding")).build());
+    let days = |n| {
+        RetentionPeriod::builder()
+            .retention_period_value(n)
+            .retention_period_unit(RetentionPeriodUnit::Days)
+            .build()
+            .unwrap()
+    };
+    let tag = |k: &str, v: &str| ResourceTag::builder().resource_tag_key(k).resource_tag_value(v).build().unwrap();
+    let rule =
+        move |id: &'static str, n: i32, status: RuleStatus, tags: Vec<ResourceTag>, exclude: Vec<ResourceTag>| {
+            mock!(aws_sdk_rbin::Client::get_rule).match_requests(move |r| r.identifier() == Some(id)).then_output(
+                move || {
+                    GetRuleOutput::builder()
+                        .identifier(id)
+                        .retention_period(days(n))
+                        .status(status.clone())
+                        .set_resource_tags(Some(tags.clone()))
+                        .set_exclude_resource_tags(Some(exclude.clone()))
+                        .build()
+                },
+            )
+        };
+    let r7 = rule("img-7", 7, RuleStatus::Available, vec![], vec![]);
+    let r30 = rule("img-30", 30, RuleStatus::Available, vec![tag("team", "platform")], vec![]);
+    let pending = rule("img-pending", 90, RuleStatus::Pending, vec![], vec![]);
+    let excluding = rule("snap-excluding", 10, RuleStatus::Available, vec![], vec![tag("keep", "no")]);
+    let backend = backend_with_bin(
+        "us-east-1",
+        &[&images, &snaps],
+        &[&image_rules, &snapshot_rules, &r7, &r30, &pending, &excluding],
+    );
+
+    let needs = [InventoryNeed::Snapshots, InventoryNeed::RecycleBin].into();
+    let found = backend.collect(&scope("us-east-1"), &needs).expect("collect");
+
+    assert_eq!(found[0].recycle_bin_days, Some(30), "the tag-level rule is longer; the pending one keeps nothing yet");
+    assert_eq!(found[0].block_devices[0].recycle_bin_days, None, "the snapshot carries the rule's exclusion tag");
+    let calls = counts(&backend);
+    assert_eq!((calls["ListRules"], calls["GetRule"]), (2, 4), "{calls:?}");
+
+    // Without the need, the Recycle Bin is not asked.
+    let backend = backend_with_bin("us-east-1", &[&images, &snaps], &[&image_rules]);
+    let found = backend.collect(&scope("us-east-1"), &[InventoryNeed::Snapshots].into()).expect("collect");
+    assert_eq!(found[0].recycle_bin_days, None);
+    assert!(!counts(&backend).contains_key("ListRules"));
+}
+
+#[test]
+fn undo_restores_through_the_recycle_bin_only_what_is_not_back_already() {
+    use aws_sdk_ec2::operation::enable_image::EnableImageOutput;
+    use aws_sdk_ec2::operation::restore_image_from_recycle_bin::RestoreImageFromRecycleBinOutput;
+    use aws_sdk_ec2::operation::restore_snapshot_from_recycle_bin::RestoreSnapshotFromRecycleBinOutput;
+
+    use crate::backend::Restore;
+
+    let gone = mock!(Client::describe_images)
+        .match_requests(|r| r.image_ids() == ["ami-0000000a"])
+        .then_output(|| DescribeImagesOutput::builder().build());
+    let mut disabled = ec2_image("ami-0000000b", &[]);
+    disabled.state = Some(ec2::ImageState::Disabled);
+    let there = mock!(Client::describe_images)
+        .match_requests(|r| r.image_ids() == ["ami-0000000b"])
+        .then_output(move || DescribeImagesOutput::builder().images(disabled.clone()).build());
+    let restore_image = mock!(Client::restore_image_from_recycle_bin)
+        .then_output(|| RestoreImageFromRecycleBinOutput::builder().r#return(true).build());
+    let no_snapshot = mock!(Client::describe_snapshots).then_error(|| {
+        DescribeSnapshotsError::generic(ErrorMetadata::builder().code("InvalidSnapshot.NotFound").build())
+    });
+    let restore_snapshot = mock!(Client::restore_snapshot_from_recycle_bin)
+        .then_output(|| RestoreSnapshotFromRecycleBinOutput::builder().build());
+    let enable = mock!(Client::enable_image).then_output(|| EnableImageOutput::builder().r#return(true).build());
+    let backend = backend(
+        "us-east-1",
+        RuleMode::MatchAny,
+        &[&gone, &there, &restore_image, &no_snapshot, &restore_snapshot, &enable],
+    );
+    let here = location("us-east-1");
+
+    let outcome = backend.restore(&here, &Restore::Snapshot { snapshot_id: "snap-a".into() });
+    assert_eq!(outcome, ActionOutcome::Done { detail: "restored snap-a".into() });
+    let outcome = backend.restore(&here, &Restore::Image { image_id: "ami-0000000a".into() });
+    assert_eq!(outcome, ActionOutcome::Done { detail: "restored ami-0000000a".into() });
+    let outcome = backend.restore(&here, &Restore::Enable { image_id: "ami-0000000b".into() });
+    assert_eq!(outcome, ActionOutcome::Done { detail: "enabled ami-0000000b".into() });
+    // An image EC2 knows is not restored again.
+    let outcome = backend.restore(&here, &Restore::Image { image_id: "ami-0000000b".into() });
+    assert!(matches!(outcome, ActionOutcome::Skipped { reason } if reason.contains("already restored")));
+    assert_eq!((restore_image.num_calls(), restore_snapshot.num_calls(), enable.num_calls()), (1, 1, 1));
+}

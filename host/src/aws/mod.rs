@@ -14,6 +14,7 @@ mod errors;
 mod execute;
 mod preflight;
 pub mod queue;
+mod recycle;
 mod usage;
 
 #[cfg(test)]
@@ -219,7 +220,8 @@ impl AwsBackend {
             self.pacer.clone(),
             self.counts.clone(),
             self.gaps.clone(),
-        );
+        )
+        .with_rbin(connection.rbin_client(location)?);
         clients.insert(location.clone(), ec2.clone());
         Ok(ec2)
     }
@@ -344,6 +346,13 @@ impl Backend for AwsBackend {
             _ => false,
         };
         self.runtime.block_on(execute::run(&ec2, destination.as_ref(), action, checked))
+    }
+
+    fn restore(&self, location: &Location, what: &crate::backend::Restore) -> ActionOutcome {
+        match self.ec2(location) {
+            Ok(ec2) => self.runtime.block_on(recycle::restore(&ec2, what)),
+            Err(e) => ActionOutcome::Failed { error: format!("{e:#}") },
+        }
     }
 
     fn call_counts(&self) -> Vec<(String, u64)> {

@@ -9,6 +9,7 @@ mod connect;
 mod record;
 mod serve;
 mod tools;
+mod undo;
 pub use connect::BackendArgs;
 use connect::{backend, load_policy};
 use output::{PlanFormat, incomplete, load_plugins, out, print_plan, progress_bar, report_calls};
@@ -63,6 +64,9 @@ pub enum Command {
     /// Explain one image: its facts, the guardrails that bind it, what each plugin proposes
     /// for it and why, and what a scheduled run's plan does to it.
     Explain(tools::ExplainArgs),
+    /// Undo a run's removals: restore what it deregistered and deleted from the Recycle
+    /// Bin, enable what it disabled, and share again what it unshared.
+    Undo(undo::UndoArgs),
     /// Scaffold a plugin project (starter policy, WIT, build script, a passing case).
     New(NewArgs),
     /// Write a synthetic simulated org of N images (for benchmarks and trials at scale).
@@ -324,6 +328,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Validate(args) => tools::validate_command(&cli, args),
         Command::Show(args) => tools::show_command(args),
         Command::Explain(args) => tools::explain_command(&cli, args),
+        Command::Undo(args) => undo::undo_command(args),
         Command::New(args) => {
             let dir = input(crate::scaffold::scaffold(&args.dir, &args.name, args.lang))?;
             say!("created {}: run ./build.sh there, then amiwarden test {}.wasm cases", dir.display(), args.name);

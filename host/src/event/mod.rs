@@ -141,6 +141,7 @@ pub fn gone_image(known: Option<&Image>, account: &str, region: &str, image_id: 
         source_image_id: None,
         source_region: None,
         deregistration_protection: None,
+        recycle_bin_days: None,
         usage: Default::default(),
         monthly_cost: 0,
     });

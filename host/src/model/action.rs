@@ -126,6 +126,10 @@ pub enum InventoryNeed {
     LaunchPermissions,
     Usage,
     Snapshots,
+    /// The Recycle Bin's retention rules (how long a deleted image or snapshot stays
+    /// restorable): the host's own need for `guardrails.recycle_bin_days`; plugins
+    /// cannot ask for it.
+    RecycleBin,
 }
 
 /// What a plugin says about itself.

@@ -72,6 +72,11 @@ pub struct BlockDevice {
     pub full_size_bytes: Option<u64>,
     #[serde(default)]
     pub storage_tier: StorageTier,
+    /// How many days the Recycle Bin would keep the snapshot after its deletion (the
+    /// longest retention rule covering it); `None` when no rule does or the rules were
+    /// not read (`InventoryNeed::RecycleBin`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recycle_bin_days: Option<u32>,
 }
 
 /// What still uses an image.
@@ -117,6 +122,11 @@ pub struct Image {
     /// `enabled-with-cooldown`); `None` when off. A protected image is never deregistered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deregistration_protection: Option<String>,
+    /// How many days the Recycle Bin would keep the image after its deregistration (the
+    /// longest retention rule covering it); `None` when no rule does or the rules were
+    /// not read (`InventoryNeed::RecycleBin`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recycle_bin_days: Option<u32>,
     pub usage: Usage,
     pub monthly_cost: Micros,
 }

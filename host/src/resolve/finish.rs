@@ -72,6 +72,7 @@ pub fn finish(
         }
     }
     share_out_snapshots(inventory, pricing, &mut kept);
+    keep_unrecoverable_snapshots(policy, inventory, &mut kept, &mut merged.refused);
     // Sized once rather than grown by doubling, and each candidate dropped as soon as it
     // is expanded.
     let mut actions = Vec::with_capacity(kept.iter().map(|c| 1 + c.snapshots.len()).sum());
@@ -139,6 +140,54 @@ fn share_out_snapshots(inventory: &Inventory, pricing: &Pricing, kept: &mut [Can
                 c.monthly_cost_delta = c.monthly_cost_delta.saturating_sub(cost);
                 c.reasons.push(format!("host: {snap} is shared only with images this plan deregisters; deleted once"));
             }
+        }
+    }
+}
+
+/// Takes out of each deregistration the snapshot deletions `guardrails.recycle_bin_days`
+/// forbids (no Recycle Bin rule would keep the snapshot long enough): the image is still
+/// deregistered, the snapshot kept, and the plan says why.
+fn keep_unrecoverable_snapshots(
+    policy: &Policy,
+    inventory: &Inventory,
+    kept: &mut [Candidate],
+    refused: &mut Vec<Refusal>,
+) {
+    if policy.guardrails.recycle_bin_days == 0 {
+        return;
+    }
+    for c in kept.iter_mut().filter(|c| !c.snapshots.is_empty()) {
+        let Some(image) = inventory.get(&c.image_id) else { continue };
+        let mut why = Vec::new();
+        c.snapshots.retain(|(snap, cost)| {
+            let days = image
+                .block_devices
+                .iter()
+                .find(|d| d.snapshot_id.as_ref() == Some(snap))
+                .and_then(|d| d.recycle_bin_days);
+            match guardrails::unrecoverable(policy, &format!("snapshot {snap}"), days) {
+                Some(reason) => {
+                    c.monthly_cost_delta = c.monthly_cost_delta.saturating_sub(*cost);
+                    why.push(reason);
+                    false
+                }
+                None => true,
+            }
+        });
+        if !why.is_empty() {
+            refused.push(Refusal {
+                image_id: c.image_id.clone(),
+                account: c.account.clone(),
+                region: c.region.clone(),
+                action: Action::Deregister { delete_snapshots: true },
+                plugins: c.plugins.clone(),
+                kind: RefusalKind::Guardrail,
+                reason: format!(
+                    "{} kept: {}",
+                    if why.len() == 1 { "its snapshot is" } else { "snapshots are" },
+                    why.join("; ")
+                ),
+            });
         }
     }
 }

@@ -56,6 +56,25 @@ pub fn tags_forbidden<'a>(keys: impl IntoIterator<Item = &'a String>) -> Option<
     })
 }
 
+/// Why deleting something the Recycle Bin keeps `kept` days (`None`: no rule keeps it)
+/// is forbidden by `guardrails.recycle_bin_days`, if it is. `what` names it: "image",
+/// "snapshot snap-…".
+pub fn unrecoverable(policy: &Policy, what: &str, kept: Option<u32>) -> Option<String> {
+    let required = policy.guardrails.recycle_bin_days;
+    match kept {
+        _ if required == 0 => None,
+        Some(days) if days >= required => None,
+        Some(days) => Some(format!(
+            "the Recycle Bin would keep the {what} {days} day(s), under guardrails.recycle_bin_days = {required}; \
+             lengthen its retention rule to deregister or delete it"
+        )),
+        None => Some(format!(
+            "no Recycle Bin retention rule would keep the {what} (guardrails.recycle_bin_days = {required}); \
+             add one for it to be deregistered or deleted (docs/aws.md)"
+        )),
+    }
+}
+
 /// The blast-radius limit: why a plan with these destructive ops must stop, if it must.
 /// `destroyed` is the images those ops touch, `in_scope` the images the run looked at.
 pub fn blast_radius(policy: &Policy, destructive: usize, destroyed: usize, in_scope: usize) -> Option<String> {
@@ -154,10 +173,23 @@ pub fn check_planned(
                 {
                     refuse(format!("{snapshot_id} is not a snapshot of {}", a.image_id));
                 }
+                // An image already deregistered by this plan (a resumed run) is gone with
+                // its snapshots' tags: their cover was checked when the run began.
+                if let Some(device) =
+                    image.and_then(|i| i.block_devices.iter().find(|d| d.snapshot_id.as_ref() == Some(snapshot_id)))
+                {
+                    refuse_if(
+                        &mut refuse,
+                        unrecoverable(policy, &format!("snapshot {snapshot_id}"), device.recycle_bin_days),
+                    );
+                }
             }
             Op::Deregister => {
                 if let Some(how) = image.and_then(|i| i.deregistration_protection.as_ref()) {
                     refuse(format!("EC2's deregistration protection is on for {} ({how})", a.image_id));
+                }
+                if let Some(image) = image {
+                    refuse_if(&mut refuse, unrecoverable(policy, "image", image.recycle_bin_days));
                 }
             }
             _ => {}
@@ -228,11 +260,13 @@ grants = ["tag"]
                 size_gib: 8,
                 full_size_bytes: None,
                 storage_tier: Default::default(),
+                recycle_bin_days: None,
             }],
             deprecation_time: None,
             source_image_id: None,
             source_region: None,
             deregistration_protection: None,
+            recycle_bin_days: None,
             usage: Usage::default(),
             monthly_cost: 0,
         }

@@ -85,6 +85,10 @@ pub(super) fn resolve<'a>(
                 RefusalKind::Guardrail,
                 format!("EC2's deregistration protection is on ({how}); turn it off first to deregister"),
             ));
+        } else if let (Action::Deregister { .. }, Some(why)) =
+            (&action, super::guardrails::unrecoverable(policy, "image", image.recycle_bin_days))
+        {
+            out.refused.push(refusal(image, &action, who(&ps), RefusalKind::Guardrail, why));
         } else if let (true, Some(why)) = (destructive, &in_use) {
             out.refused.push(refusal(image, &action, who(&ps), RefusalKind::Guardrail, format!("image is {why}")));
         } else if let (true, Some(failed)) = (destructive, failed_plugins) {

@@ -68,11 +68,13 @@ fn image(id: &str, snapshot: &str) -> Image {
             size_gib: 8,
             full_size_bytes: None,
             storage_tier: Default::default(),
+            recycle_bin_days: None,
         }],
         deprecation_time: None,
         source_image_id: None,
         source_region: None,
         deregistration_protection: None,
+        recycle_bin_days: None,
         usage: Usage::default(),
         monthly_cost: 0,
     }
@@ -507,4 +509,65 @@ fn a_plugin_repeating_itself_is_one_reason_with_a_count_not_one_reason_per_event
     proposed.sort();
     let retained = plan(proposed);
     assert_eq!(retained.refused[0].reason, "retained by q (kept 0 (and 2 more reason(s) from q))");
+}
+
+#[test]
+fn the_recycle_bin_guardrail_needs_a_rule_long_enough_for_the_image_and_for_each_snapshot() {
+    let bin = policy("recycle_bin_days = 7");
+    let kept = |image: Option<u32>, snapshot: Option<u32>| {
+        move |images: &mut Vec<Image>| {
+            for i in images.iter_mut() {
+                i.recycle_bin_days = image;
+                i.block_devices[0].recycle_bin_days = snapshot;
+            }
+        }
+    };
+    let rows: AdjustedRows = vec![
+        (
+            "no rule: refused",
+            Box::new(kept(None, None)),
+            vec![by("p", A, DEREGISTER)],
+            row(&[], &[&format!("guardrail {A}")]),
+        ),
+        (
+            "too short: refused",
+            Box::new(kept(Some(6), Some(30))),
+            vec![by("p", A, DEREGISTER)],
+            row(&[], &[&format!("guardrail {A}")]),
+        ),
+        (
+            "image kept, snapshot not: deregistered, snapshot kept",
+            Box::new(kept(Some(7), None)),
+            vec![by("p", A, DEREGISTER)],
+            row(&[&format!("deregister {A}")], &[&format!("guardrail {A}")]),
+        ),
+        (
+            "both kept long enough",
+            Box::new(kept(Some(7), Some(7))),
+            vec![by("p", A, DEREGISTER)],
+            row(&[&format!("deregister {A}"), &format!("delete snap-a {A}")], &[]),
+        ),
+        (
+            "a disable needs no rule (EnableImage undoes it)",
+            Box::new(kept(None, None)),
+            vec![by("p", A, Action::Disable)],
+            row(&[&format!("disable {A}")], &[]),
+        ),
+        (
+            "a snapshot shared out to its last image is kept too",
+            Box::new(move |images: &mut Vec<Image>| {
+                kept(Some(7), None)(images);
+                images[1].block_devices[0].snapshot_id = Some("snap-a".into());
+            }),
+            vec![by("p", A, DEREGISTER), by("p", B, DEREGISTER)],
+            row(&[&format!("deregister {A}"), &format!("deregister {B}")], &[&format!("guardrail {B}")]),
+        ),
+    ];
+    for (name, adjust, proposed, want) in rows {
+        let (plan, _) = plan_with(&bin, adjust, proposed, Vec::new(), Vec::new());
+        assert_eq!(summary(&plan), want, "{name}");
+    }
+    // Without the guardrail, no rule is needed.
+    let (plan, _) = plan_with(&policy(""), kept(None, None), vec![by("p", A, DEREGISTER)], Vec::new(), Vec::new());
+    assert_eq!(summary(&plan), row(&[&format!("deregister {A}"), &format!("delete snap-a {A}")], &[]));
 }

@@ -16,10 +16,11 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 pub use state::{
-    SimAccount, SimBlockDevice, SimImage, SimInstance, SimLaunchTemplate, SimRegion, SimSnapshot, SimState,
+    Binned, SimAccount, SimBlockDevice, SimImage, SimInstance, SimLaunchTemplate, SimRecycleBin, SimRegion,
+    SimSnapshot, SimState,
 };
 
-use crate::backend::{ActionOutcome, Backend, SOURCE_IMAGE_TAG, SOURCE_REGION_TAG};
+use crate::backend::{ActionOutcome, Backend, Restore, SOURCE_IMAGE_TAG, SOURCE_REGION_TAG};
 use crate::config::Scope;
 use crate::model::{Image, InventoryNeed, Location, Timestamp};
 use crate::plan::{Op, PlannedAction};
@@ -40,6 +41,8 @@ pub struct SimBackend {
     concurrency: usize,
     /// EC2's pace, when modelled: a latency per call and EC2's token buckets.
     pace: Option<Pace>,
+    /// Whether `restore` changed the state (written whole by `finish`).
+    restored: std::sync::atomic::AtomicBool,
 }
 
 /// A model of EC2's pace: every call waits for a token of its EC2 bucket, then takes
@@ -62,6 +65,7 @@ impl SimBackend {
             calls: Mutex::default(),
             concurrency: 1,
             pace: None,
+            restored: Default::default(),
         })
     }
 
@@ -76,6 +80,7 @@ impl SimBackend {
             calls: Mutex::default(),
             concurrency: 1,
             pace: None,
+            restored: Default::default(),
         }
     }
 
@@ -242,6 +247,25 @@ impl Backend for SimBackend {
         outcome
     }
 
+    fn restore(&self, location: &Location, what: &Restore) -> ActionOutcome {
+        let call = match what {
+            Restore::Snapshot { .. } => "RestoreSnapshotFromRecycleBin",
+            Restore::Image { .. } => "RestoreImageFromRecycleBin",
+            Restore::Enable { .. } => "EnableImage",
+        };
+        self.call(call, location);
+        let mut state = self.lock();
+        let Some(region) = state.accounts.get_mut(&location.account).and_then(|a| a.regions.get_mut(&location.region))
+        else {
+            return ActionOutcome::Failed { error: format!("no such account/region {location}") };
+        };
+        let outcome = ops::restore(region, what, self.now);
+        if log::changed(&outcome) {
+            self.restored.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        outcome
+    }
+
     fn reload(&self) -> anyhow::Result<()> {
         if let Some(path) = &self.path {
             *self.lock() = SimState::load(path)?;
@@ -263,12 +287,13 @@ impl Backend for SimBackend {
         Ok(())
     }
 
-    /// Writes the state whole and removes its apply log, when there is one.
+    /// Writes the state whole and removes its apply log, when there is one (or when
+    /// `restore` changed the state).
     fn finish(&self) -> anyhow::Result<()> {
         let Some(log) = &self.log else { return Ok(()) };
         self.commit()?;
         let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
-        if log.pending() {
+        if log.pending() || self.restored.swap(false, std::sync::atomic::Ordering::SeqCst) {
             log.fold(&self.lock())?;
         }
         Ok(())

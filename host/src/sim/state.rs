@@ -7,6 +7,7 @@ use std::path::Path;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use crate::model::recycle::RetentionRule;
 use crate::model::{Architecture, ImageState, Platform, Principal, RootDeviceType, StorageTier, Timestamp};
 
 /// The version of the state file format.
@@ -45,6 +46,38 @@ pub struct SimRegion {
     pub launch_templates: Vec<SimLaunchTemplate>,
     /// EC2's image block public access setting: when true, images cannot be made public.
     pub block_public_access: bool,
+    /// The region's Recycle Bin retention rules: a deregistered image or deleted snapshot
+    /// one of them covers goes to `recycle_bin` instead of away.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub recycle_bin_rules: Vec<RetentionRule>,
+    /// What the Recycle Bin holds.
+    #[serde(skip_serializing_if = "SimRecycleBin::is_empty")]
+    pub recycle_bin: SimRecycleBin,
+}
+
+/// The deregistered images and deleted snapshots a retention rule keeps, restorable
+/// until their time runs out.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimRecycleBin {
+    pub images: Vec<Binned<SimImage>>,
+    pub snapshots: Vec<Binned<SimSnapshot>>,
+}
+
+impl SimRecycleBin {
+    fn is_empty(&self) -> bool {
+        self.images.is_empty() && self.snapshots.is_empty()
+    }
+}
+
+/// Something in the Recycle Bin: what it was, when it was deleted, and until when it can
+/// be restored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Binned<T> {
+    pub resource: T,
+    pub deleted: Timestamp,
+    pub until: Timestamp,
 }
 
 fn available() -> ImageState {
@@ -192,8 +225,9 @@ impl SimState {
                 if !crate::model::is_region_name(region) {
                     anyhow::bail!("accounts.{account}.regions: `{region}` is not a region name");
                 }
-                for image in &reg.images {
-                    let here = format!("accounts.{account}.regions.{region}.images");
+                let binned = reg.recycle_bin.images.iter().map(|b| (&b.resource, "recycle_bin.images"));
+                for (image, list) in reg.images.iter().map(|i| (i, "images")).chain(binned) {
+                    let here = format!("accounts.{account}.regions.{region}.{list}");
                     if !crate::model::is_image_id(&image.id) {
                         anyhow::bail!("{here}: `{}` is not an AMI id", image.id);
                     }

@@ -4,6 +4,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use super::{SOURCE_IMAGE_TAG, SOURCE_REGION_TAG, SimImage, SimRegion, SimSnapshot};
+use crate::model::recycle::{BinResource, RetentionRule, retention_days};
 use crate::model::{BlockDevice, Image, InventoryNeed, Principal, Usage};
 
 /// A region's images and snapshots by id, and its instances and launch templates by the image they use:
@@ -16,6 +17,8 @@ pub(super) struct RegionIndex<'a> {
     instances: HashMap<&'a str, u32>,
     /// Image id → the ids of the templates referencing it, in the region's order.
     templates: HashMap<&'a str, Vec<&'a str>>,
+    /// The region's Recycle Bin retention rules.
+    rules: &'a [RetentionRule],
 }
 
 impl<'a> RegionIndex<'a> {
@@ -35,7 +38,7 @@ impl<'a> RegionIndex<'a> {
             }
         }
         let images = region.images.iter().map(|i| (i.id.as_str(), i)).collect();
-        RegionIndex { images, snapshots, instances, templates }
+        RegionIndex { images, snapshots, instances, templates, rules: &region.recycle_bin_rules }
     }
 }
 
@@ -49,6 +52,8 @@ pub(super) fn to_image(
 ) -> Image {
     let want = |need| needs.contains(&need);
     let snapshot = |id: &str| index.snapshots.get(id).copied().filter(|_| want(InventoryNeed::Snapshots));
+    let bin =
+        |resource, tags| want(InventoryNeed::RecycleBin).then(|| retention_days(index.rules, resource, tags)).flatten();
     let block_devices = image
         .block_devices
         .iter()
@@ -60,6 +65,7 @@ pub(super) fn to_image(
                 size_gib: snap.map(|s| s.size_gib).unwrap_or(d.size_gib),
                 full_size_bytes: snap.and_then(|s| s.full_size_bytes),
                 storage_tier: snap.map(|s| s.storage_tier).unwrap_or_default(),
+                recycle_bin_days: snap.and_then(|s| bin(BinResource::Snapshot, &s.tags)),
             }
         })
         .collect();
@@ -89,6 +95,7 @@ pub(super) fn to_image(
         source_image_id: image.source_image_id.clone().or_else(|| image.tags.get(SOURCE_IMAGE_TAG).cloned()),
         source_region: image.source_region.clone().or_else(|| image.tags.get(SOURCE_REGION_TAG).cloned()),
         deregistration_protection: image.deregistration_protection.clone().filter(|p| p != "disabled"),
+        recycle_bin_days: bin(BinResource::Image, &image.tags),
         usage: Usage { instances, launch_templates, last_launched: image.last_launched_time },
         monthly_cost: 0,
     }

@@ -31,6 +31,7 @@ pub fn image(id: &str, tags: &[(&str, &str)]) -> Image {
         source_image_id: None,
         source_region: None,
         deregistration_protection: None,
+        recycle_bin_days: None,
         usage: Usage::default(),
         monthly_cost: 0,
     }
