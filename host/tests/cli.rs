@@ -456,6 +456,17 @@ fn explain_shows_what_each_plugin_proposes_for_one_image_and_what_the_plan_does(
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("web-3 in 111111111111/us-east-1"), "{text}");
     assert!(text.contains("What the plan does\n  none"), "{text}");
+    // As a document: the same sections, escaped for Markdown or HTML.
+    let doc = |format: &str| {
+        let out = amiwarden(dir.path(), &[&explain[..], &["ami-0aaaaaaaaaaaaaaa3", "--format", format]].concat());
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let md = doc("markdown");
+    assert!(md.starts_with("### ami-0aaaaaaaaaaaaaaa3 web-3 in 111111111111/us-east-1"), "{md}");
+    assert!(md.contains("\n#### What the plan does\n\nnone\n"), "{md}");
+    let html = doc("html");
+    assert!(html.contains("<h2>What the plan does</h2>\n<p>none</p>") && !html.contains("<script"), "{html}");
     // An image outside the scope is named, exit 2.
     let out = amiwarden(dir.path(), &[&explain[..], &["ami-0fffffffffffffff9"]].concat());
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
@@ -505,6 +516,20 @@ fn the_demo_plan_reads_the_same_as_a_table_a_markdown_ticket_and_a_web_page() {
         assert!(n > 0, "{class}");
         assert_eq!(html.matches(&format!("<tr class=\"{class}\">")).count(), n, "{class} rows:\n{html}");
     }
+}
+
+#[test]
+fn the_demo_explanation_reads_the_same_as_text_and_markdown() {
+    // golden-web-2026-04-06: deregistered with its snapshot, by retention.
+    let explain = ["explain", "ami-0bb784c32469e665e", "--policy", "examples/policy.toml"];
+    let demo = [&explain[..], &["--sim", "examples/sim/demo.json", "--as-of", "2026-11-24"]].concat();
+    let run = |format: &str| {
+        let out = amiwarden(workspace(), &[&demo[..], &["--format", format]].concat());
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    insta::assert_snapshot!("demo_explain_table", run("table"));
+    insta::assert_snapshot!("demo_explain_markdown", run("markdown"));
 }
 
 /// Headless Chromium (Debian's `chromium`, installed by scripts/setup.sh).

@@ -3,7 +3,7 @@
 
 use std::io::IsTerminal;
 
-use super::output::PlanFormat;
+use super::output::DocumentFormat;
 use super::{ApplyArgs, Cli, backend, load_policy, now, print_plan, progress_bar, report_calls, runtime, source};
 use crate::backend::ActionOutcome;
 use crate::enforce::{self, Origin};
@@ -52,9 +52,9 @@ pub(super) fn apply_command(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<i32> 
                 prepared.plan.actions.len(),
                 left.actions.len()
             );
-            print_plan(&left, PlanFormat::Table, Some(&about))?;
+            print_plan(&left, DocumentFormat::Table, Some(&about))?;
         }
-        None => print_plan(&prepared.plan, PlanFormat::Table, Some(&about))?,
+        None => print_plan(&prepared.plan, DocumentFormat::Table, Some(&about))?,
     }
     let record = |plan: &crate::plan::Plan, report: Option<&crate::apply::Report>, exit: i32| -> anyhow::Result<()> {
         if let Some(recorder) = &recorder {

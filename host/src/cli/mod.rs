@@ -12,7 +12,7 @@ mod tools;
 mod undo;
 pub use connect::BackendArgs;
 use connect::{backend, load_policy};
-use output::{PlanFormat, incomplete, load_plugins, out, print_plan, progress_bar, report_calls};
+use output::{DocumentFormat, incomplete, load_plugins, out, print_plan, progress_bar, report_calls};
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -105,7 +105,7 @@ pub struct PlanArgs {
     /// Output format (`--output` is accepted too, as the AWS CLI spells it): markdown for a
     /// change ticket or pull request, html for one self-contained page.
     #[arg(long, visible_alias = "output", value_enum, default_value = "table")]
-    pub format: PlanFormat,
+    pub format: DocumentFormat,
     /// Also write the plan as JSON to this file.
     #[arg(long, value_name = "plan.json")]
     pub out: Option<PathBuf>,

@@ -9,10 +9,10 @@ use crate::backend::Backend;
 use crate::plan::Plan;
 use crate::render::About;
 
-/// How a plan is shown: tables for a terminal, JSON for a program, Markdown for a change
-/// ticket or pull-request comment, one HTML page for a browser.
+/// How a plan or an explanation is shown: tables for a terminal, JSON for a program,
+/// Markdown for a change ticket or pull-request comment, one HTML page for a browser.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum PlanFormat {
+pub enum DocumentFormat {
     Table,
     Json,
     Markdown,
@@ -53,14 +53,14 @@ pub(super) fn out(text: impl std::fmt::Display) -> anyhow::Result<()> {
 /// colour on one, a Markdown or HTML document, or the JSON, written as it is serialized
 /// (a 184,000-action plan is ~150 MB of text). `about` is what the command line knows of
 /// the run (a saved plan does not record its policy file and backend).
-pub(super) fn print_plan(plan: &Plan, format: PlanFormat, about: Option<&About>) -> anyhow::Result<()> {
+pub(super) fn print_plan(plan: &Plan, format: DocumentFormat, about: Option<&About>) -> anyhow::Result<()> {
     match format {
-        PlanFormat::Table => {
+        DocumentFormat::Table => {
             out(crate::render::plan(plan, about, table_width(), colour(std::io::stdout().is_terminal())).trim_end())?
         }
-        PlanFormat::Markdown => out(crate::render::markdown::plan(plan, about).trim_end())?,
-        PlanFormat::Html => out(crate::render::html::plan(plan, about).trim_end())?,
-        PlanFormat::Json => {
+        DocumentFormat::Markdown => out(crate::render::markdown::plan(plan, about).trim_end())?,
+        DocumentFormat::Html => out(crate::render::html::plan(plan, about).trim_end())?,
+        DocumentFormat::Json => {
             use std::io::Write as _;
             let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
             let written = serde_json::to_writer_pretty(&mut stdout, plan)

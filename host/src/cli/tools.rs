@@ -30,9 +30,10 @@ pub struct ExplainArgs {
     /// Evaluate as of this date (RFC 3339 or YYYY-MM-DD).
     #[arg(long, value_name = "DATE")]
     pub as_of: Option<String>,
-    /// Output format (`--output` is accepted too).
+    /// Output format (`--output` is accepted too): markdown for a change ticket or pull
+    /// request, html for one self-contained page.
     #[arg(long, visible_alias = "output", value_enum, default_value = "table")]
-    pub format: Format,
+    pub format: super::DocumentFormat,
 }
 
 #[derive(Debug, Args)]
@@ -43,7 +44,7 @@ pub struct ShowArgs {
     /// Output format (`--output` is accepted too): markdown for a change ticket or pull
     /// request, html for one self-contained page.
     #[arg(long, visible_alias = "output", value_enum, default_value = "table")]
-    pub format: super::PlanFormat,
+    pub format: super::DocumentFormat,
 }
 
 /// `amiwarden validate`: the policy as a run would load it — its plugins (with what each
@@ -232,81 +233,12 @@ pub(super) fn explain_command(cli: &Cli, args: &ExplainArgs) -> anyhow::Result<i
     let run = super::compute(cli, &args.policy, &args.backend, args.as_of.as_deref(), &crate::run::Source::Scheduled)?;
     let explained =
         crate::explain::explain(&run.policy, &run.plugins, &run.planned, &args.image, run.now).map_err(InputError)?;
+    use super::DocumentFormat as F;
     match args.format {
-        Format::Json => super::out(serde_json::to_string_pretty(&explained)?)?,
-        Format::Table => super::out(render_explanation(&explained))?,
+        F::Json => super::out(serde_json::to_string_pretty(&explained)?)?,
+        F::Table => super::out(crate::render::explain::text(&explained))?,
+        F::Markdown => super::out(crate::render::explain::markdown(&explained).trim_end())?,
+        F::Html => super::out(crate::render::explain::html(&explained).trim_end())?,
     }
     Ok(0)
-}
-
-fn render_explanation(e: &crate::explain::Explanation) -> String {
-    use crate::model::text::escape;
-    let i = &e.image;
-    let mut out = format!(
-        "{} {} in {}/{}: {} days old, {}, {}\n",
-        escape(&i.id),
-        escape(&i.name),
-        escape(&i.account),
-        escape(&i.region),
-        e.age_days,
-        serde_json::to_string(&i.state).unwrap_or_default().trim_matches('"'),
-        crate::cost::dollars(i.monthly_cost) + "/month in snapshots"
-    );
-    let tags: Vec<String> = i.tags.iter().map(|(k, v)| format!("{}={}", escape(k), escape(v))).collect();
-    out.push_str(&format!("  tags: {}\n", if tags.is_empty() { "none".into() } else { tags.join(", ") }));
-    let shares = match &i.launch_permissions {
-        Some(p) if p.is_empty() => "private".to_string(),
-        Some(p) => p.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "),
-        None if i.public => "public (other shares not read by this run)".into(),
-        None => "not read by this run".into(),
-    };
-    out.push_str(&format!("  shared with: {shares}\n"));
-    let templates = i.usage.launch_templates.join(", ");
-    out.push_str(&format!(
-        "  usage: {} instance(s), launch templates: {}, last launched: {}\n",
-        i.usage.instances,
-        if templates.is_empty() { "none" } else { &templates },
-        i.usage.last_launched.map_or("unknown".into(), |t| t.to_string())
-    ));
-    let section = |title: &str, lines: Vec<String>| {
-        let body = if lines.is_empty() { "  none\n".to_string() } else { lines.concat() };
-        format!("\n{title}\n{body}")
-    };
-    out.push_str(&section(
-        "Guardrails that bind it",
-        e.guardrails.iter().map(|g| format!("  - {}\n", escape(g))).collect(),
-    ));
-    out.push_str(&section(
-        "What the plugins propose",
-        e.proposals
-            .iter()
-            .map(|p| {
-                format!("  - {}: {}: {}\n", escape(&p.plugin), crate::render::action_text(&p.action), escape(&p.reason))
-            })
-            .collect(),
-    ));
-    out.push_str(&section("Plugin errors", e.plugin_errors.iter().map(|f| format!("  - {}\n", escape(f))).collect()));
-    out.push_str(&section(
-        "What the plan does",
-        e.actions
-            .iter()
-            .map(|a| format!("  - {} ({})\n", escape(&a.op.verb()), escape(&a.reasons.join("; "))))
-            .collect(),
-    ));
-    out.push_str(&section(
-        "What the plan refuses",
-        e.refused
-            .iter()
-            .map(|r| {
-                let kind = serde_json::to_string(&r.kind).unwrap_or_default();
-                format!(
-                    "  - {} ({}): {}\n",
-                    crate::render::action_text(&r.action),
-                    kind.trim_matches('"'),
-                    escape(&r.reason)
-                )
-            })
-            .collect(),
-    ));
-    out.trim_end().to_string()
 }

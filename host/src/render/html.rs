@@ -10,7 +10,7 @@ const STYLE: &str = "\
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#1f2328}\
 h1{font-size:1.3em}h2{font-size:1.1em;margin-top:1.5em}\
 table{border-collapse:collapse;width:100%}\
-th,td{border:1px solid #d0d7de;padding:.3em .5em;text-align:left;vertical-align:top}\
+th,td{border:1px solid #d0d7de;padding:.3em .5em;text-align:left;vertical-align:top;overflow-wrap:anywhere}\
 th{background:#f6f8fa}td.num{text-align:right;white-space:nowrap}td.id{font-family:monospace;white-space:nowrap}\
 tr.destructive{background:#ffebe9}tr.destructive td:first-child{color:#a40e26;font-weight:bold}\
 tr.share{background:#fff8c5}tr.copy{background:#dafbe1}\
@@ -58,12 +58,7 @@ fn table(header: &[&str], rows: impl Iterator<Item = (&'static str, Vec<(&'stati
 /// region, the refusals and the plugin errors.
 pub fn plan(plan: &Plan, about: Option<&super::About>) -> String {
     let v: View = view(plan, about);
-    let title = text(&v.title);
-    let mut out = format!(
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">\n\
-         <title>{title}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<h1>{title}</h1>\n"
-    );
+    let mut out = String::new();
     if let Some(about) = &v.about {
         out.push_str(&format!("<p class=\"about\">{}</p>\n", text(about)));
     }
@@ -118,5 +113,16 @@ pub fn plan(plan: &Plan, about: Option<&super::About>) -> String {
         }
         out.push_str("</ul>\n");
     }
-    out + "</body>\n</html>\n"
+    page(&v.title, &out)
+}
+
+/// One HTML page titled `title` (raw text) around `body` (HTML), with the style inline
+/// and a Content-Security-Policy that lets nothing run or load.
+pub(super) fn page(title: &str, body: &str) -> String {
+    let title = text(title);
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">\n\
+         <title>{title}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<h1>{title}</h1>\n{body}</body>\n</html>\n"
+    )
 }

@@ -1,6 +1,7 @@
 //! Human output: the plan as tables grouped by account and region, with totals, or as a
-//! Markdown or HTML document with the same words (`view`).
+//! Markdown or HTML document with the same words (`view`); `explain`'s answer likewise.
 
+pub mod explain;
 pub mod html;
 pub mod markdown;
 mod view;

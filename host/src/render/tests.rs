@@ -5,7 +5,8 @@
 
 use crate::plan::Plan;
 
-const HOSTILE: &str = "a|b <script>alert(1)</script> ](javascript:x) `x` *y* $1 & \"q\"\nnext";
+const HOSTILE: &str =
+    "a|b <script>alert(1)</script> ](javascript:x) `x` *y* $1 & \"q\"\nnext [l](javascript:y) $m$ ~~s~~ <i>z</i>";
 
 /// A plan with one action of each tone and a refusal, every outside string hostile.
 fn plan() -> Plan {
@@ -163,4 +164,63 @@ fn the_three_formats_say_the_same_words() {
             assert!(text.contains(words), "{format} lacks {words:?}:\n{text}");
         }
     }
+}
+
+/// The plain text under a node: its text, code and line-break nodes in order.
+fn text_of<'a>(node: comrak::Node<'a>) -> String {
+    use comrak::nodes::NodeValue;
+    node.descendants()
+        .map(|n| match &n.data().value {
+            NodeValue::Text(t) => t.to_string(),
+            NodeValue::SoftBreak | NodeValue::LineBreak => " ".into(),
+            _ => String::new(),
+        })
+        .collect()
+}
+
+/// A GitHub-flavoured Markdown parser (comrak, with GitHub's tables, strikethrough,
+/// autolinks and `$` math) reads the hostile strings as the text they are: one cell
+/// each, no link, image, HTML, code or math made of them.
+#[test]
+fn a_gfm_parser_reads_every_outside_string_as_plain_text() {
+    use comrak::nodes::NodeValue;
+    let mut options = comrak::Options::default();
+    options.extension.table = true;
+    options.extension.strikethrough = true;
+    options.extension.autolink = true;
+    options.extension.math_dollars = true;
+    let md = super::markdown::plan(&plan(), None);
+    let arena = comrak::Arena::new();
+    let root = comrak::parse_document(&arena, &md, &options);
+    for node in root.descendants() {
+        let value = &node.data().value;
+        let made_up = matches!(
+            value,
+            NodeValue::Link(_)
+                | NodeValue::Image(_)
+                | NodeValue::HtmlInline(_)
+                | NodeValue::HtmlBlock(_)
+                | NodeValue::Code(_)
+                | NodeValue::CodeBlock(_)
+                | NodeValue::Math(_)
+                | NodeValue::Strikethrough
+                | NodeValue::Emph
+        );
+        assert!(!made_up, "{} from {md}", value.xml_node_name());
+    }
+    let rows: Vec<Vec<String>> = root
+        .descendants()
+        .filter(|n| matches!(n.data().value, NodeValue::TableRow(false)))
+        .map(|row| row.children().map(text_of).collect())
+        .collect();
+    let shown = HOSTILE.replace('\n', " ");
+    assert_eq!(rows.len(), 4, "three actions and a refusal: {rows:?}");
+    for row in &rows[..3] {
+        assert_eq!(row.len(), 6, "{row:?}");
+        assert_eq!([&row[2], &row[3], &row[4]], [&shown, &shown, "p|lugin"], "name, why, who");
+    }
+    assert_eq!(rows[2][0], "deregister", "{:?}", rows[2]);
+    assert_eq!(rows[3], ["deregister with its snapshots", "ami-0aaaaaaaaaaaaaaa1", "vetoed", &shown, "p|lugin"]);
+    let title = root.descendants().find(|n| matches!(n.data().value, NodeValue::Heading(_))).unwrap();
+    assert_eq!(text_of(title), "Plan at 2026-11-24T00:00:00Z for the event <b>event</b>.json");
 }
