@@ -144,6 +144,19 @@ pub struct Refusal {
     pub reason: String,
 }
 
+/// An image a plugin retains, with why: the plan's record of what it keeps on purpose
+/// (newest of a family, exempt by tag, ...), whether or not anything proposed to remove it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Kept {
+    pub image_id: String,
+    pub account: String,
+    pub region: String,
+    pub image_name: String,
+    pub plugins: BTreeSet<String>,
+    /// `plugin: reason`, once per plugin.
+    pub reasons: Vec<String>,
+}
+
 /// Totals of a plan.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Totals {
@@ -177,6 +190,9 @@ pub struct Plan {
     pub actions: Vec<PlannedAction>,
     pub refused: Vec<Refusal>,
     pub errors: Vec<PluginError>,
+    /// The images plugins retain, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept: Vec<Kept>,
     pub totals: Totals,
 }
 

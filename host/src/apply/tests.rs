@@ -73,6 +73,7 @@ fn deregistration_protection_turned_on_after_the_plan_holds_the_image_and_its_sn
         ],
         refused: Vec::new(),
         errors: Vec::new(),
+        kept: Vec::new(),
         totals: Totals::default(),
     };
     // …and protection was turned on before the call.

@@ -113,6 +113,7 @@ pub fn finish(
         actions,
         refused: merged.refused,
         errors,
+        kept: merged.kept,
         totals,
     };
     (plan, stop)

@@ -21,7 +21,7 @@ use crate::config::Policy;
 use crate::cost::{LedgerEntry, Pricing};
 use crate::inventory::Inventory;
 use crate::model::{Action, ActionKind, Image, Micros, PluginError, Proposed, Timestamp};
-use crate::plan::{Refusal, RefusalKind};
+use crate::plan::{Kept, Refusal, RefusalKind};
 
 /// A merged action on one image, priced, before review.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +51,8 @@ impl Candidate {
 pub struct Candidates {
     pub candidates: Vec<Candidate>,
     pub refused: Vec<Refusal>,
+    /// The images plugins retain.
+    pub kept: Vec<Kept>,
 }
 
 /// What plugins review: the candidates in plan order, priced, with the ledger per
@@ -165,6 +167,7 @@ pub fn merge(
         merge_image(policy, inventory, pricing, group, failed.get(group.image.id.as_str()), now, &mut out);
     }
     out.refused.sort();
+    out.kept.sort();
     out
 }
 
@@ -179,6 +182,18 @@ fn merge_image(
     out: &mut Candidates,
 ) {
     let mut accepted: Accepted<'_> = Vec::new();
+    let retainers = by_action(group, |a| *a == Action::Retain);
+    if !retainers.is_empty() {
+        let image = group.image;
+        out.kept.push(Kept {
+            image_id: image.id.clone(),
+            account: image.account.clone(),
+            region: image.region.clone(),
+            image_name: image.name.clone(),
+            plugins: who(&retainers),
+            reasons: reasons(&retainers),
+        });
+    }
     sharing::resolve(policy, group, out, &mut accepted);
     copies::resolve(policy, inventory, group, out, &mut accepted);
     tags::resolve(group, out, &mut accepted);

@@ -571,3 +571,24 @@ fn the_recycle_bin_guardrail_needs_a_rule_long_enough_for_the_image_and_for_each
     let (plan, _) = plan_with(&policy(""), kept(None, None), vec![by("p", A, DEREGISTER)], Vec::new(), Vec::new());
     assert_eq!(summary(&plan), row(&[&format!("deregister {A}"), &format!("delete snap-a {A}")], &[]));
 }
+
+#[test]
+fn the_plan_keeps_every_retained_image_once_with_each_plugins_reason() {
+    let (plan, _) = plan_with(
+        &policy(""),
+        |_| {},
+        vec![
+            by("p", A, Action::Retain),
+            by("q", A, Action::Retain),
+            by("p", A, Action::Retain),
+            by("q", B, Action::Retain),
+            by("p", B, tag("k", "v")),
+        ],
+        Vec::new(),
+        Vec::new(),
+    );
+    let kept: Vec<(&str, Vec<&str>)> =
+        plan.kept.iter().map(|k| (k.image_id.as_str(), k.reasons.iter().map(String::as_str).collect())).collect();
+    assert_eq!(kept, [(A, vec!["p: r (and 1 more reason(s) from p)", "q: r"]), (B, vec!["q: r"]),], "{:#?}", plan.kept);
+    assert_eq!(summary(&plan).0, [format!("tag k=v {B}")], "a retain does not stop what is not destructive");
+}
