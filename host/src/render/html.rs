@@ -10,8 +10,8 @@ const STYLE: &str = "\
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#1f2328}\
 h1{font-size:1.3em}h2{font-size:1.1em;margin-top:1.5em}\
 table{border-collapse:collapse;width:100%}\
-th,td{border:1px solid #d0d7de;padding:.3em .5em;text-align:left;vertical-align:top;overflow-wrap:anywhere}\
-th{background:#f6f8fa}td.num{text-align:right;white-space:nowrap}td.id{font-family:monospace;white-space:nowrap}\
+th,td{border:1px solid #d0d7de;padding:.3em .5em;text-align:left;vertical-align:top;overflow-wrap:break-word}\
+td:first-child{overflow-wrap:anywhere;min-width:10em}th{background:#f6f8fa;white-space:nowrap}td.num{text-align:right}td.id{font-family:monospace;white-space:nowrap}\
 tr.destructive{background:#ffebe9}tr.destructive td:first-child{color:#a40e26;font-weight:bold}\
 tr.share{background:#fff8c5}tr.copy{background:#dafbe1}\
 p.stopped{color:#a40e26;font-weight:bold}";
