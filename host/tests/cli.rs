@@ -98,7 +98,7 @@ fn plan_prints_json_or_the_table_on_stdout() {
     assert!(text.contains("111111111111 / us-east-1"), "the table goes to stdout (`plan > plan.txt`): {text}");
     assert!(text.starts_with("Plan at 2026-11-24T00:00:00Z for a scheduled run over the whole scope"), "{text}");
     let by_op = text.lines().find(|l| l.starts_with("By operation: ")).unwrap_or_else(|| panic!("{text}"));
-    assert!(by_op == "By operation: unshare 2, deregister 2, delete-snapshots 2", "{by_op}");
+    assert_eq!(by_op, "By operation: 2 to unshare, 2 to deregister (+2 snapshots)");
 }
 
 /// `plan --format json | head -1`, `plan | less` quit early: the closed pipe ends the

@@ -156,7 +156,7 @@ fn the_three_formats_say_the_same_words() {
     for words in [
         "Plan at 2026-11-24T00:00:00Z for the event",
         "3 action(s) on 1 of 1 image(s), 1 destructive; 1 refused; 0 plugin error(s)",
-        "By operation: share 1, copy 1, deregister 1",
+        "By operation: 1 to share, 1 to copy, 1 to deregister",
         "Refused or vetoed",
         "vetoed",
     ] {

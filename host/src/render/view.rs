@@ -101,7 +101,8 @@ pub struct View {
     pub groups: Vec<Group>,
     pub refused: Vec<RefusalRow>,
     pub errors: Vec<String>,
-    /// "By operation: unshare 5, share 3, …", in apply order.
+    /// "By operation: 5 to unshare, 3 to share, …, 4 to deregister (+3 snapshots)", in
+    /// apply order.
     pub by_operation: Option<String>,
     /// Counts of actions, images, refusals and errors.
     pub totals: String,
@@ -153,6 +154,28 @@ fn row(a: &PlannedAction) -> ActionRow {
     }
 }
 
+/// How many actions of each kind, in apply order and Terraform's words ("3 to share"); a
+/// deregistration's snapshot deletions are counted beside it.
+fn by_operation(plan: &Plan) -> Option<String> {
+    use crate::model::ActionKind;
+    let mut counts: BTreeMap<(u8, ActionKind), usize> = BTreeMap::new();
+    for a in &plan.actions {
+        *counts.entry((a.op.phase(), a.op.kind())).or_default() += 1;
+    }
+    let snapshots = counts.iter().find(|((_, k), _)| *k == ActionKind::DeleteSnapshots).map_or(0, |(_, n)| *n);
+    let deregisters = counts.keys().any(|(_, k)| *k == ActionKind::Deregister);
+    let words: Vec<String> = counts
+        .iter()
+        .filter_map(|((_, kind), n)| match kind {
+            ActionKind::DeleteSnapshots if deregisters => None,
+            ActionKind::DeleteSnapshots => Some(format!("{n} snapshot(s) to delete")),
+            ActionKind::Deregister if snapshots > 0 => Some(format!("{n} to deregister (+{snapshots} snapshots)")),
+            kind => Some(format!("{n} to {kind}")),
+        })
+        .collect();
+    (!words.is_empty()).then(|| format!("By operation: {}", words.join(", ")))
+}
+
 /// The plan in words; `about` adds what the command line knows of the run.
 pub fn view(plan: &Plan, about: Option<&About>) -> View {
     let source = match &plan.source {
@@ -189,13 +212,7 @@ pub fn view(plan: &Plan, about: Option<&About>) -> View {
             who: list(&r.plugins),
         })
         .collect();
-    let mut by_op: BTreeMap<(u8, String), usize> = BTreeMap::new();
-    for a in &plan.actions {
-        *by_op.entry((a.op.kind().phase(), a.op.kind().to_string())).or_default() += 1;
-    }
-    let by_operation = (!by_op.is_empty()).then(|| {
-        format!("By operation: {}", by_op.iter().map(|((_, op), n)| format!("{op} {n}")).collect::<Vec<_>>().join(", "))
-    });
+    let by_operation = by_operation(plan);
     let t = &plan.totals;
     View {
         title: format!("Plan at {} for {source}", plan.evaluation_time),
