@@ -109,6 +109,7 @@ pub fn run_case(runtime: &Runtime, subject: &Subject<'_>, dir: &Path) -> anyhow:
                 .flat_map(|a| a.regions.keys().cloned())
                 .chain(crate::cost::known_regions().map(str::to_string))
                 .collect(),
+            organization: false,
         },
         guardrails,
         pricing: PricingOverrides::default(),

@@ -31,10 +31,83 @@ pub struct Policy {
 
 /// Which accounts and regions a run looks at.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "ScopeFile", into = "ScopeFile")]
 pub struct Scope {
+    /// The accounts; with `organization`, empty until discovered (`discover`).
     pub accounts: BTreeSet<String>,
     pub regions: BTreeSet<String>,
+    /// `accounts = "organization"`: every active account of the AWS Organization the
+    /// credentials can list (or, on the sim, every account of the state file).
+    pub organization: bool,
+}
+
+/// `[scope]` as the file spells it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct ScopeFile {
+    accounts: AccountsFile,
+    regions: BTreeSet<String>,
+}
+
+/// A list of account ids, or the word `organization`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged, expecting = "a list of 12-digit account ids, or \"organization\"")]
+enum AccountsFile {
+    List(BTreeSet<String>),
+    Word(String),
+}
+
+/// The word that makes the scope every account of the organization.
+pub const ORGANIZATION: &str = "organization";
+
+impl TryFrom<ScopeFile> for Scope {
+    type Error = String;
+
+    fn try_from(file: ScopeFile) -> Result<Scope, String> {
+        let (accounts, organization) = match file.accounts {
+            AccountsFile::List(list) => (list, false),
+            AccountsFile::Word(w) if w == ORGANIZATION => (BTreeSet::new(), true),
+            AccountsFile::Word(w) => {
+                return Err(format!("scope.accounts = \"{w}\": give a list of account ids, or \"{ORGANIZATION}\""));
+            }
+        };
+        Ok(Scope { accounts, regions: file.regions, organization })
+    }
+}
+
+impl From<Scope> for ScopeFile {
+    fn from(scope: Scope) -> ScopeFile {
+        let accounts = if scope.organization && scope.accounts.is_empty() {
+            AccountsFile::Word(ORGANIZATION.into())
+        } else {
+            AccountsFile::List(scope.accounts)
+        };
+        ScopeFile { accounts, regions: scope.regions }
+    }
+}
+
+impl Scope {
+    /// A scope of these accounts and regions.
+    pub fn of(accounts: BTreeSet<String>, regions: BTreeSet<String>) -> Scope {
+        Scope { accounts, regions, organization: false }
+    }
+
+    /// Fills the accounts of an organization scope with `found` (active accounts, as
+    /// discovered); refuses an organization with none. A listed scope is left alone.
+    pub fn discover(&mut self, found: BTreeSet<String>, from: &str) -> anyhow::Result<()> {
+        if !self.organization {
+            return Ok(());
+        }
+        let bad: Vec<&String> = found.iter().filter(|a| !crate::model::is_account_id(a)).collect();
+        if !bad.is_empty() {
+            bail!("{from} returned {bad:?}, which are not 12-digit account ids");
+        }
+        if found.is_empty() {
+            bail!("scope.accounts = \"{ORGANIZATION}\": {from} found no active account");
+        }
+        self.accounts = found;
+        Ok(())
+    }
 }
 
 /// The host's guardrails: no plugin can override them.
@@ -209,8 +282,8 @@ impl Policy {
     }
 
     fn check(&self) -> anyhow::Result<()> {
-        if self.scope.accounts.is_empty() {
-            bail!("scope.accounts is empty: name at least one account");
+        if self.scope.accounts.is_empty() && !self.scope.organization {
+            bail!("scope.accounts is empty: name at least one account, or \"{ORGANIZATION}\"");
         }
         if self.scope.regions.is_empty() {
             bail!("scope.regions is empty: name at least one region");

@@ -84,7 +84,7 @@ fn both_backends_answer_every_op_by_one_contract() {
     });
     let now = Timestamp(1_795_000_000);
     let sim = SimBackend::in_memory(SimState::parse(&state.to_string(), "mirror").unwrap(), now);
-    let scope = Scope { accounts: [ACCOUNT.to_string()].into(), regions: [EAST.to_string(), WEST.to_string()].into() };
+    let scope = Scope::of([ACCOUNT.to_string()].into(), [EAST.to_string(), WEST.to_string()].into());
     let options = AwsOptions {
         profile: None,
         endpoint_url: Some(moto.url.clone()),

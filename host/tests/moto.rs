@@ -115,7 +115,7 @@ fn the_aws_backend_collects_and_applies_against_moto() {
         (a, b, c, snap_a, snap_c)
     });
 
-    let scope = Scope { accounts: [ACCOUNT.to_string()].into(), regions: [EAST.to_string(), WEST.to_string()].into() };
+    let scope = Scope::of([ACCOUNT.to_string()].into(), [EAST.to_string(), WEST.to_string()].into());
     let options = AwsOptions {
         profile: None,
         endpoint_url: Some(moto.url.clone()),

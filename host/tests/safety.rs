@@ -733,3 +733,27 @@ fn undo_of_one_deregistration_brings_its_snapshots_and_refuses_what_it_cannot_un
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("undo it there"), "{}", stderr(&out));
 }
+
+#[test]
+fn an_organization_scope_is_every_account_of_the_state_and_still_narrows() {
+    let policy = POLICY.replace(r#"accounts = ["111111111111"]"#, r#"accounts = "organization""#);
+    let dir = setup(&policy, &state());
+    let out = amiwarden(dir.path(), &plan_args("state.json", &["--format", "json"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // 333333333333 is outside the listed scope (4 images); the organization's has its image too.
+    assert_eq!(plan["totals"]["images_in_scope"], 5);
+
+    let out = amiwarden(dir.path(), &plan_args("state.json", &["--format", "json", "--accounts", "333333333333"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["totals"]["images_in_scope"], 1, "--accounts narrows the discovered scope");
+    let out = amiwarden(dir.path(), &plan_args("state.json", &["--accounts", "444444444444"]));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+
+    // A state with no account: refused, naming where it looked.
+    let dir = setup(&policy, &json!({"version": 1, "accounts": {}}));
+    let out = amiwarden(dir.path(), &plan_args("state.json", &[]));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("found no active account"), "{}", stderr(&out));
+}

@@ -146,8 +146,21 @@ pub fn iam_policy(policy: &Policy, queue_url: Option<&str>) -> Value {
             "Condition": { "StringEquals": { "aws:RequestedRegion": regions } },
         }));
     }
+    if policy.scope.organization {
+        statements.push(json!({
+            "Sid": "AmiwardenOrganizationAccounts",
+            "Effect": "Allow",
+            "Action": "organizations:ListAccounts",
+            "Resource": "*",
+        }));
+    }
     if let Some(template) = &policy.aws.role_arn_template {
-        let roles: Vec<String> = policy.scope.accounts.iter().map(|a| template.replace("{account}", a)).collect();
+        // An organization's accounts are known only at run time: its role in any account.
+        let roles: Vec<String> = if policy.scope.organization && policy.scope.accounts.is_empty() {
+            vec![template.replace("{account}", "*")]
+        } else {
+            policy.scope.accounts.iter().map(|a| template.replace("{account}", a)).collect()
+        };
         statements.push(
             json!({ "Sid": "AmiwardenAssumeRoles", "Effect": "Allow", "Action": "sts:AssumeRole", "Resource": roles }),
         );
@@ -184,6 +197,28 @@ grants = ["deregister", "delete-snapshots"]
             doc["Statement"].as_array().unwrap().iter().find(|s| s["Sid"] == "AmiwardenRecycleBinAndUndo").unwrap();
         let actions: Vec<&str> = bin["Action"].as_array().unwrap().iter().filter_map(|a| a.as_str()).collect();
         assert_eq!(actions, RECYCLE_BIN);
+    }
+
+    #[test]
+    fn an_organization_scope_lists_its_accounts_and_assumes_its_role_in_any_of_them() {
+        let policy = Policy::parse(
+            r#"
+[scope]
+accounts = "organization"
+regions = ["us-east-1"]
+[aws]
+role_arn_template = "arn:aws:iam::{account}:role/amiwarden"
+"#,
+        )
+        .unwrap();
+        let doc = iam_policy(&policy, None);
+        let statements = doc["Statement"].as_array().unwrap();
+        let sid = |sid: &str| statements.iter().find(|s| s["Sid"] == sid).unwrap().clone();
+        assert_eq!(sid("AmiwardenOrganizationAccounts")["Action"], "organizations:ListAccounts");
+        assert_eq!(sid("AmiwardenAssumeRoles")["Resource"], json!(["arn:aws:iam::*:role/amiwarden"]));
+        let err =
+            Policy::parse("[scope]\naccounts = \"everyone\"\nregions = [\"us-east-1\"]\n").unwrap_err().to_string();
+        assert!(err.contains("give a list of account ids, or \"organization\""), "{err}");
     }
 
     #[test]

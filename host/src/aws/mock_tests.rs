@@ -58,7 +58,7 @@ fn backend(region: &str, mode: RuleMode, rules: &[&Rule]) -> AwsBackend {
 }
 
 fn scope(region: &str) -> Scope {
-    Scope { accounts: [ACCOUNT.to_string()].into(), regions: [region.to_string()].into() }
+    Scope::of([ACCOUNT.to_string()].into(), [region.to_string()].into())
 }
 
 fn counts(backend: &AwsBackend) -> BTreeMap<String, u64> {
@@ -876,4 +876,53 @@ fn undo_restores_through_the_recycle_bin_only_what_is_not_back_already() {
     let outcome = backend.restore(&here, &Restore::Image { image_id: "ami-0000000b".into() });
     assert!(matches!(outcome, ActionOutcome::Skipped { reason } if reason.contains("already restored")));
     assert_eq!((restore_image.num_calls(), restore_snapshot.num_calls(), enable.num_calls()), (1, 1, 1));
+}
+
+#[test]
+fn an_organization_scope_is_its_active_accounts_over_every_page() {
+    use aws_sdk_organizations::operation::list_accounts::ListAccountsOutput;
+    use aws_sdk_organizations::types::{Account, AccountState, AccountStatus};
+
+    let account = |id: &str, state: Option<AccountState>, status: Option<AccountStatus>| {
+        Account::builder().id(id).set_state(state).set_status(status).build()
+    };
+    let first = mock!(aws_sdk_organizations::Client::list_accounts)
+        .match_requests(|r| r.next_token().is_none())
+        .then_output(move || {
+            ListAccountsOutput::builder()
+                .accounts(account("111111111111", Some(AccountState::Active), None))
+                .accounts(account("222222222222", Some(AccountState::Suspended), Some(AccountStatus::Active)))
+                .next_token("page-2")
+                .build()
+        });
+    let second = mock!(aws_sdk_organizations::Client::list_accounts)
+        .match_requests(|r| r.next_token() == Some("page-2"))
+        .then_output(move || {
+            ListAccountsOutput::builder()
+                .accounts(account("333333333333", None, Some(AccountStatus::Active)))
+                .accounts(account("444444444444", Some(AccountState::PendingClosure), None))
+                // A repeated token ends the listing instead of looping.
+                .next_token("page-2")
+                .build()
+        });
+    let mut interceptor = MockResponseInterceptor::new().rule_mode(RuleMode::MatchAny);
+    interceptor = interceptor.with_rule(&first).with_rule(&second);
+    let config = aws_sdk_organizations::Config::builder()
+        .behavior_version(aws_sdk_organizations::config::BehaviorVersion::latest())
+        .region(aws_sdk_organizations::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_organizations::config::Credentials::new("testing", "testing", None, None, "mock"))
+        .http_client(create_mock_http_client())
+        .interceptor(interceptor)
+        .build();
+    let client = aws_sdk_organizations::Client::from_conf(config);
+    let runtime = super::runtime().unwrap();
+
+    let found = runtime.block_on(super::organization::active_accounts(&client)).unwrap();
+
+    assert_eq!(found, ["111111111111".to_string(), "333333333333".to_string()].into());
+    assert_eq!((first.num_calls(), second.num_calls()), (1, 1));
+    let mut scope = crate::config::Scope { organization: true, ..scope("us-east-1") };
+    scope.discover(found, "the organization").unwrap();
+    assert_eq!(scope.accounts.len(), 2);
+    assert!(scope.discover(BTreeSet::new(), "the organization").is_err(), "an organization of none is refused");
 }

@@ -19,6 +19,7 @@ mod usage;
 
 #[cfg(test)]
 mod mock_tests;
+pub mod organization;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};

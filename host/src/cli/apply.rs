@@ -4,14 +4,14 @@
 use std::io::IsTerminal;
 
 use super::output::DocumentFormat;
-use super::{ApplyArgs, Cli, backend, load_policy, now, print_plan, progress_bar, report_calls, runtime, source};
+use super::{ApplyArgs, Cli, backend, load_policy_for, now, print_plan, progress_bar, report_calls, runtime, source};
 use crate::backend::ActionOutcome;
 use crate::enforce::{self, Origin};
 use crate::error::InputError;
 
 pub(super) fn apply_command(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<i32> {
     let recorder = super::record::Recorder::start(args.record.as_deref(), "apply");
-    let policy = load_policy(&args.policy, &args.backend.regions, &args.backend.accounts)?;
+    let policy = load_policy_for(&args.policy, &args.backend)?;
     let now = now(args.as_of.as_deref())?;
     let backend = backend(&args.backend, &policy, now)?;
     let journal_path =

@@ -61,23 +61,49 @@ pub(super) fn backend(args: &BackendArgs, policy: &Policy, now: Timestamp) -> an
                 None => sim.with_concurrency(args.concurrency.map_or(1, usize::from)),
             }))
         }
-        (None, true) => {
-            let options = crate::aws::AwsOptions {
-                profile: args.profile.clone(),
-                endpoint_url: args.endpoint_url.clone(),
-                max_attempts: args.max_attempts,
-                concurrency: args.concurrency.map(usize::from),
-                unpaced: args.no_pacing,
-            };
-            Ok(Box::new(crate::aws::AwsBackend::connect(&policy.scope, &policy.aws, options)?))
-        }
+        (None, true) => Ok(Box::new(crate::aws::AwsBackend::connect(&policy.scope, &policy.aws, aws_options(args))?)),
         _ => Err(InputError("choose a backend: --sim STATE.json or --aws".into()).into()),
     }
 }
 
+fn aws_options(args: &BackendArgs) -> crate::aws::AwsOptions {
+    crate::aws::AwsOptions {
+        profile: args.profile.clone(),
+        endpoint_url: args.endpoint_url.clone(),
+        max_attempts: args.max_attempts,
+        concurrency: args.concurrency.map(usize::from),
+        unpaced: args.no_pacing,
+    }
+}
+
+/// Loads the policy for a run on the backend `args` name: an organization scope
+/// (`accounts = "organization"`) becomes the organization's active accounts (on the sim,
+/// the state file's accounts); then `--regions` and `--accounts` may only narrow it.
+pub(super) fn load_policy_for(path: &Path, args: &BackendArgs) -> anyhow::Result<Policy> {
+    let mut policy = input(Policy::load(path))?;
+    if policy.scope.organization {
+        let (found, from) = match (&args.sim, args.aws) {
+            (Some(state), false) => (
+                input(crate::sim::SimState::load(state))?.accounts.keys().cloned().collect(),
+                format!("the sim state {}", state.display()),
+            ),
+            (None, true) => {
+                (crate::aws::organization::discover(&aws_options(args))?, "the organization (ListAccounts)".into())
+            }
+            _ => return Err(InputError("choose a backend: --sim STATE.json or --aws".into()).into()),
+        };
+        input(policy.scope.discover(found, &from))?;
+        tracing::info!("scope: {} account(s) of {from}", policy.scope.accounts.len());
+    }
+    narrow_scope(path, policy, &args.regions, &args.accounts)
+}
+
 /// Loads the policy; `--regions` and `--accounts` may only narrow its scope.
 pub(super) fn load_policy(path: &Path, regions: &[String], accounts: &[String]) -> anyhow::Result<Policy> {
-    let mut policy = input(Policy::load(path))?;
+    narrow_scope(path, input(Policy::load(path))?, regions, accounts)
+}
+
+fn narrow_scope(path: &Path, mut policy: Policy, regions: &[String], accounts: &[String]) -> anyhow::Result<Policy> {
     narrow(
         path,
         "--regions",

@@ -11,7 +11,7 @@ mod serve;
 mod tools;
 mod undo;
 pub use connect::BackendArgs;
-use connect::{backend, load_policy};
+use connect::{backend, load_policy, load_policy_for};
 use output::{DocumentFormat, incomplete, load_plugins, out, print_plan, progress_bar, report_calls};
 use std::path::PathBuf;
 
@@ -310,7 +310,7 @@ fn compute(
     as_of: Option<&str>,
     source: &Source,
 ) -> anyhow::Result<Computed> {
-    let policy = load_policy(policy, &backend_args.regions, &backend_args.accounts)?;
+    let policy = load_policy_for(policy, backend_args)?;
     let now = now(as_of)?;
     let runtime = runtime(cli)?;
     let plugins = load_plugins(&runtime, &policy)?;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{BackendArgs, Cli, backend, load_policy, runtime};
+use super::{BackendArgs, Cli, backend, load_policy, load_policy_for, runtime};
 use crate::aws::AwsOptions;
 use crate::aws::queue::Queue;
 use crate::error::InputError;
@@ -96,7 +96,7 @@ pub(super) fn serve_command(cli: &Cli, args: &ServeArgs) -> anyhow::Result<i32> 
     if args.schedule.is_none() && args.queue_url.is_none() {
         return Err(InputError("serve needs --schedule CRON, --queue-url URL, or both".into()).into());
     }
-    let policy = load_policy(&args.policy, &args.backend.regions, &args.backend.accounts)?;
+    let policy = load_policy_for(&args.policy, &args.backend)?;
     let schedule = args.schedule.as_deref().map(Schedule::parse).transpose().map_err(InputError)?;
     let metrics_addr = args.metrics.as_deref().map(metrics_addr).transpose()?;
     let runtime = runtime(cli)?;
@@ -195,6 +195,11 @@ pub(super) fn enqueue_command(args: &EnqueueArgs) -> anyhow::Result<i32> {
     };
     let options =
         AwsOptions { profile: args.profile.clone(), endpoint_url: args.endpoint_url.clone(), ..AwsOptions::default() };
+    let mut policy = policy;
+    if policy.scope.organization {
+        let found = crate::aws::organization::discover(&options)?;
+        policy.scope.discover(found, "the organization (ListAccounts)")?;
+    }
     let home = args.queue_region.clone().or_else(|| policy.scope.regions.iter().next().cloned());
     let queue = queue(&args.queue_url, &options, &home.unwrap_or_else(|| "us-east-1".into()))?;
     for account in &policy.scope.accounts {

@@ -26,10 +26,7 @@ pub fn collection_scope(policy: &Policy, source: &Source) -> Scope {
             Err(_) => return policy.scope.clone(),
         },
     };
-    Scope {
-        accounts: policy.scope.accounts.intersection(&accounts).cloned().collect(),
-        regions: policy.scope.regions.clone(),
-    }
+    Scope::of(policy.scope.accounts.intersection(&accounts).cloned().collect(), policy.scope.regions.clone())
 }
 
 /// The events a source turns into, with notes on what was ignored.
