@@ -138,6 +138,9 @@ pub struct Refusal {
     pub image_id: String,
     pub account: String,
     pub region: String,
+    /// The image's name, for people reading the plan (empty when unknown).
+    #[serde(default)]
+    pub image_name: String,
     pub action: Action,
     pub plugins: BTreeSet<String>,
     pub kind: RefusalKind,

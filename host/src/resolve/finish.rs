@@ -51,6 +51,7 @@ pub fn finish(
             image_id: c.image_id.clone(),
             account: c.account.clone(),
             region: c.region.clone(),
+            image_name: image.map(|i| i.name.clone()).unwrap_or_default(),
             action: c.action.clone(),
             plugins: c.plugins.clone(),
             kind,
@@ -73,6 +74,7 @@ pub fn finish(
     }
     share_out_snapshots(inventory, pricing, &mut kept);
     keep_unrecoverable_snapshots(policy, inventory, &mut kept, &mut merged.refused);
+    name_kept_snapshots(inventory, &mut kept);
     // Sized once rather than grown by doubling, and each candidate dropped as soon as it
     // is expanded.
     let mut actions = Vec::with_capacity(kept.iter().map(|c| 1 + c.snapshots.len()).sum());
@@ -180,6 +182,7 @@ fn keep_unrecoverable_snapshots(
                 image_id: c.image_id.clone(),
                 account: c.account.clone(),
                 region: c.region.clone(),
+                image_name: image.name.clone(),
                 action: Action::Deregister { delete_snapshots: true },
                 plugins: c.plugins.clone(),
                 kind: RefusalKind::Guardrail,
@@ -189,6 +192,32 @@ fn keep_unrecoverable_snapshots(
                     why.join("; ")
                 ),
             });
+        }
+    }
+}
+
+/// A deregistration asked to delete its snapshots says why a snapshot has no delete row:
+/// another image still uses it, or another deregistration of this plan deletes it.
+fn name_kept_snapshots(inventory: &Inventory, kept: &mut [Candidate]) {
+    let deleted_by: BTreeMap<String, String> =
+        kept.iter().flat_map(|c| c.snapshots.iter().map(|(snap, _)| (snap.clone(), c.image_id.clone()))).collect();
+    for c in kept.iter_mut().filter(|c| c.action == Action::Deregister { delete_snapshots: true }) {
+        let Some(image) = inventory.get(&c.image_id) else { continue };
+        for snap in image.snapshot_ids() {
+            if c.snapshots.iter().any(|(s, _)| s == snap) {
+                continue;
+            }
+            let why = match deleted_by.get(snap) {
+                Some(other) => format!("host: {snap} is deleted after {other}, which shares it"),
+                None => {
+                    let users: Vec<&str> = inventory.snapshot_users(snap).filter(|u| *u != c.image_id).collect();
+                    if users.is_empty() {
+                        continue;
+                    }
+                    format!("host: {snap} is kept: {} still use(s) it", users.join(", "))
+                }
+            };
+            c.reasons.push(why);
         }
     }
 }

@@ -78,6 +78,7 @@ fn refusal(image: &Image, action: &Action, plugins: BTreeSet<String>, kind: Refu
         image_id: image.id.clone(),
         account: image.account.clone(),
         region: image.region.clone(),
+        image_name: image.name.clone(),
         action: action.clone(),
         plugins,
         kind,

@@ -423,8 +423,14 @@ fn a_shared_snapshot_is_deleted_once_after_its_last_image_and_never_while_used()
         [format!("deregister {A}"), format!("deregister {B}"), format!("delete snap-a {B}")],
         "deleted once, after the last image that uses it (by id)"
     );
+    assert!(plan.actions[0].reasons.contains(&format!("host: snap-a is deleted after {B}, which shares it")));
     let (plan, _) = plan_with(&policy(""), shared, vec![by("p", A, DEREGISTER)], Vec::new(), Vec::new());
     assert_eq!(summary(&plan).0, [format!("deregister {A}")], "B still uses it");
+    assert!(
+        plan.actions[0].reasons.contains(&format!("host: snap-a is kept: {B} still use(s) it")),
+        "the plan says why there is no delete row: {:?}",
+        plan.actions[0].reasons
+    );
 }
 
 #[test]
