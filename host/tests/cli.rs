@@ -519,6 +519,33 @@ fn the_demo_plan_reads_the_same_as_a_table_a_markdown_ticket_and_a_web_page() {
 }
 
 #[test]
+fn show_kept_lists_the_images_plugins_keep_and_why_which_the_table_otherwise_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("plan.json");
+    let demo = ["plan", "--policy", "examples/policy.toml", "--sim", "examples/sim/demo.json", "--as-of", "2026-11-24"];
+    let run = |args: &[&str]| {
+        let out = amiwarden_with(workspace(), args, Some("200"));
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let counted = run(&[&demo[..], &["--out", saved.to_str().unwrap()]].concat());
+    assert!(counted.ends_with("4 image(s) kept by plugins; --show-kept lists them\n"), "{counted}");
+    assert!(!counted.contains("Kept by plugins"), "{counted}");
+    let listed = run(&[&demo[..], &["--show-kept"]].concat());
+    let shown = run(&["show", saved.to_str().unwrap(), "--show-kept"]);
+    for text in [&listed, &shown] {
+        let kept = text.split("Kept by plugins\n").nth(1).unwrap_or_else(|| panic!("{text}"));
+        let row = kept.lines().find(|l| l.contains("ami-066c160cb2d3f111c")).unwrap_or_else(|| panic!("{kept}"));
+        for cell in ["golden-batch-2026-03-02", "111111111111 / us-east-1", "exempt from retention by tag", "retention"]
+        {
+            assert!(row.contains(cell), "{cell}: {row}");
+        }
+        assert_eq!(kept.matches("┆ 111111111111 / us-east-1 ┆").count(), 4, "{kept}");
+        assert!(!text.contains("--show-kept lists them"), "{text}");
+    }
+}
+
+#[test]
 fn the_demo_explanation_reads_the_same_as_text_and_markdown() {
     // golden-web-2026-04-06: deregistered with its snapshot, by retention.
     let explain = ["explain", "ami-0bb784c32469e665e", "--policy", "examples/policy.toml"];

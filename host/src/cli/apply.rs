@@ -52,9 +52,9 @@ pub(super) fn apply_command(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<i32> 
                 prepared.plan.actions.len(),
                 left.actions.len()
             );
-            print_plan(&left, DocumentFormat::Table, Some(&about))?;
+            print_plan(&left, DocumentFormat::Table, Some(&about), args.show_kept)?;
         }
-        None => print_plan(&prepared.plan, DocumentFormat::Table, Some(&about))?,
+        None => print_plan(&prepared.plan, DocumentFormat::Table, Some(&about), args.show_kept)?,
     }
     let record = |plan: &crate::plan::Plan, report: Option<&crate::apply::Report>, exit: i32| -> anyhow::Result<()> {
         if let Some(recorder) = &recorder {

@@ -113,6 +113,9 @@ pub struct PlanArgs {
     /// metadata.json (times, totals, API calls, exit code).
     #[arg(long, value_name = "DIR")]
     pub record: Option<PathBuf>,
+    /// List in the table the images plugins keep, and why (Markdown and HTML always do).
+    #[arg(long)]
+    pub show_kept: bool,
     /// Exit 5 when the plan has changes (0 when it has none), for a CI job that alerts on
     /// drift; every other code keeps its meaning (Terraform's 2 is our "bad input").
     #[arg(long)]
@@ -134,6 +137,9 @@ pub struct ApplyArgs {
     /// Do not ask for confirmation.
     #[arg(long)]
     pub yes: bool,
+    /// List in the preview the images plugins keep, and why.
+    #[arg(long)]
+    pub show_kept: bool,
     /// Evaluate as of this date (RFC 3339 or YYYY-MM-DD); default now.
     #[arg(long, value_name = "DATE")]
     pub as_of: Option<String>,
@@ -374,7 +380,8 @@ fn plan_command(cli: &Cli, args: &PlanArgs) -> anyhow::Result<i32> {
     for note in &outcome.notes {
         say!("note: {}", crate::model::text::escape(note));
     }
-    print_plan(&outcome.plan, args.format, Some(&output::about(&args.policy, &policy, backend.as_ref())))?;
+    let about = output::about(&args.policy, &policy, backend.as_ref());
+    print_plan(&outcome.plan, args.format, Some(&about), args.show_kept)?;
     if let Some(out) = &args.out {
         let text = serde_json::to_string_pretty(&outcome.plan)? + "\n";
         std::fs::write(out, text).with_context(|| format!("cannot write {}", out.display()))?;

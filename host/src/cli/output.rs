@@ -52,11 +52,22 @@ pub(super) fn out(text: impl std::fmt::Display) -> anyhow::Result<()> {
 /// Prints the plan on stdout: the tables, as wide as the terminal (or `COLUMNS`) and in
 /// colour on one, a Markdown or HTML document, or the JSON, written as it is serialized
 /// (a 184,000-action plan is ~150 MB of text). `about` is what the command line knows of
-/// the run (a saved plan does not record its policy file and backend).
-pub(super) fn print_plan(plan: &Plan, format: DocumentFormat, about: Option<&About>) -> anyhow::Result<()> {
+/// the run (a saved plan does not record its policy file and backend); `show_kept` lists
+/// the images plugins keep in the table (the documents always list them).
+pub(super) fn print_plan(
+    plan: &Plan,
+    format: DocumentFormat,
+    about: Option<&About>,
+    show_kept: bool,
+) -> anyhow::Result<()> {
     match format {
         DocumentFormat::Table => {
-            out(crate::render::plan(plan, about, table_width(), colour(std::io::stdout().is_terminal())).trim_end())?
+            let layout = crate::render::Layout {
+                width: table_width(),
+                colour: colour(std::io::stdout().is_terminal()),
+                show_kept,
+            };
+            out(crate::render::plan(plan, about, layout).trim_end())?
         }
         DocumentFormat::Markdown => out(crate::render::markdown::plan(plan, about).trim_end())?,
         DocumentFormat::Html => out(crate::render::html::plan(plan, about).trim_end())?,

@@ -45,6 +45,9 @@ pub struct ShowArgs {
     /// request, html for one self-contained page.
     #[arg(long, visible_alias = "output", value_enum, default_value = "table")]
     pub format: super::DocumentFormat,
+    /// List in the table the images plugins keep, and why (Markdown and HTML always do).
+    #[arg(long)]
+    pub show_kept: bool,
 }
 
 /// `amiwarden validate`: the policy as a run would load it — its plugins (with what each
@@ -118,7 +121,7 @@ pub(super) fn validate_command(cli: &Cli, args: &ValidateArgs) -> anyhow::Result
 /// HTML), but for the policy file and backend, which a plan file does not record.
 pub(super) fn show_command(args: &ShowArgs) -> anyhow::Result<i32> {
     let plan = crate::apply::saved::read(&args.plan)?;
-    super::print_plan(&plan, args.format, None)?;
+    super::print_plan(&plan, args.format, None, args.show_kept)?;
     Ok(0)
 }
 

@@ -2,7 +2,7 @@
 //! table's words, every string HTML-escaped, destructive rows set apart from shares and
 //! copies. A Content-Security-Policy forbids scripts and remote loads besides.
 
-use super::view::{ERRORS, REFUSED, View, view};
+use super::view::{ERRORS, KEPT, REFUSED, View, view};
 use crate::model::text::escape;
 use crate::plan::Plan;
 
@@ -14,7 +14,8 @@ th,td{border:1px solid #d0d7de;padding:.3em .5em;text-align:left;vertical-align:
 td:first-child{overflow-wrap:anywhere;min-width:10em}th{background:#f6f8fa;white-space:nowrap}td.num{text-align:right}td.id{font-family:monospace;white-space:nowrap}\
 tr.destructive{background:#ffebe9}tr.destructive td:first-child{color:#a40e26;font-weight:bold}\
 tr.share{background:#fff8c5}tr.copy{background:#dafbe1}\
-p.stopped{color:#a40e26;font-weight:bold}";
+p.stopped{color:#a40e26;font-weight:bold}\
+details.kept{margin-top:1.5em}details.kept summary{font-weight:bold;cursor:pointer}";
 
 /// `s` as HTML text: control characters escaped, then the five characters HTML gives a
 /// meaning to as entities; newlines as line breaks.
@@ -55,7 +56,8 @@ fn table(header: &[&str], rows: impl Iterator<Item = (&'static str, Vec<(&'stati
 }
 
 /// The plan as an HTML page: heading and totals, a table of actions per account and
-/// region, the refusals and the plugin errors.
+/// region, the refusals and the plugin errors; last, folded away, the images plugins
+/// keep and why.
 pub fn plan(plan: &Plan, about: Option<&super::About>) -> String {
     let v: View = view(plan, about);
     let mut out = String::new();
@@ -91,13 +93,14 @@ pub fn plan(plan: &Plan, about: Option<&super::About>) -> String {
     if !v.refused.is_empty() {
         out.push_str(&format!("<h2>{}</h2>\n", text(REFUSED)));
         out.push_str(&table(
-            &["refused", "image", "kind", "reason", "who"],
+            &["refused", "image", "name", "kind", "reason", "who"],
             v.refused.iter().map(|r| {
                 (
                     "refused",
                     vec![
                         ("", text(&r.action)),
                         ("id", text(&r.image_id)),
+                        ("", text(&r.image_name)),
                         ("", text(&r.kind)),
                         ("", text(&r.reason)),
                         ("", text(&r.who)),
@@ -112,6 +115,30 @@ pub fn plan(plan: &Plan, about: Option<&super::About>) -> String {
             out.push_str(&format!("<li>{}</li>\n", text(e)));
         }
         out.push_str("</ul>\n");
+    }
+    if !v.kept.is_empty() {
+        out.push_str(&format!(
+            "<details class=\"kept\">\n<summary>{} ({} image(s))</summary>\n",
+            text(KEPT),
+            v.kept.len()
+        ));
+        out.push_str(&table(
+            &["image", "name", "where", "why", "who"],
+            v.kept.iter().map(|k| {
+                let why: Vec<String> = k.why.iter().map(|w| text(w)).collect();
+                (
+                    "kept",
+                    vec![
+                        ("id", text(&k.image_id)),
+                        ("", text(&k.image_name)),
+                        ("", text(&k.place)),
+                        ("", why.join("<br>")),
+                        ("", text(&k.who)),
+                    ],
+                )
+            }),
+        ));
+        out.push_str("</details>\n");
     }
     page(&v.title, &out)
 }

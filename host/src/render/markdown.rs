@@ -2,7 +2,7 @@
 //! the table's words, with every string escaped so that no image name, tag or reason
 //! can close a table cell, open a link or an HTML tag, or start a code span.
 
-use super::view::{ERRORS, REFUSED, Tone, View, view};
+use super::view::{ERRORS, KEPT, REFUSED, Tone, View, view};
 use crate::model::text::escape;
 use crate::plan::Plan;
 
@@ -38,7 +38,8 @@ fn header(names: &[&str], right: &[bool]) -> String {
 
 /// The plan as a Markdown document: the heading and totals first (what a reviewer reads),
 /// then a table of actions per account and region (destructive ones in bold), the
-/// refusals and the plugin errors.
+/// refusals and the plugin errors; last, the images plugins keep and why (secondary: a
+/// reviewer checks them when an image they expected to go stays).
 pub fn plan(plan: &Plan, about: Option<&super::About>) -> String {
     let v: View = view(plan, about);
     let mut out = format!("### {}\n\n", text(&v.title));
@@ -80,15 +81,36 @@ pub fn plan(plan: &Plan, about: Option<&super::About>) -> String {
     }
     if !v.refused.is_empty() {
         out.push_str(&format!("\n#### {}\n\n", text(REFUSED)));
-        out.push_str(&header(&["refused", "image", "kind", "reason", "who"], &[false; 5]));
+        out.push_str(&header(&["refused", "image", "name", "kind", "reason", "who"], &[false; 6]));
         for r in &v.refused {
-            out.push_str(&row(&[text(&r.action), text(&r.image_id), text(&r.kind), text(&r.reason), text(&r.who)]));
+            out.push_str(&row(&[
+                text(&r.action),
+                text(&r.image_id),
+                text(&r.image_name),
+                text(&r.kind),
+                text(&r.reason),
+                text(&r.who),
+            ]));
         }
     }
     if !v.errors.is_empty() {
         out.push_str(&format!("\n#### {}\n\n", text(ERRORS)));
         for e in &v.errors {
             out.push_str(&format!("- {}\n", text(e)));
+        }
+    }
+    if !v.kept.is_empty() {
+        out.push_str(&format!("\n#### {}\n\n", text(KEPT)));
+        out.push_str(&header(&["image", "name", "where", "why", "who"], &[false; 5]));
+        for k in &v.kept {
+            let why: Vec<String> = k.why.iter().map(|w| text(w)).collect();
+            out.push_str(&row(&[
+                text(&k.image_id),
+                text(&k.image_name),
+                text(&k.place),
+                why.join("<br>"),
+                text(&k.who),
+            ]));
         }
     }
     out

@@ -11,7 +11,7 @@ use comfy_table::{Cell, Color, ColumnConstraint, ContentArrangement, Table, pres
 use crate::model::text::escape;
 use crate::plan::Plan;
 pub use view::{About, action_text};
-use view::{ERRORS, REFUSED, Tone, cut};
+use view::{ERRORS, KEPT, REFUSED, Tone, cut};
 
 /// The width the tables get when the output's width is not known (a file, a pipe).
 pub const DEFAULT_WIDTH: u16 = 160;
@@ -22,6 +22,11 @@ pub const MIN_WIDTH: u16 = 100;
 
 /// Below this width the action tables leave out the image names.
 const NARROW: u16 = 130;
+
+/// Image names: cut at `NAME_CHARS` characters, so the column is never wider than the
+/// cut name and its padding.
+const NAME_CHARS: usize = 28;
+const NAME: Fit = Fit::Between(10, NAME_CHARS as u16 + 3);
 
 /// How a column may be laid out when the table must fit its width.
 #[derive(Clone, Copy)]
@@ -79,11 +84,23 @@ fn plain(s: &str) -> String {
     escape(s).into_owned()
 }
 
-/// The plan as text: what it is about, actions per account and region, refusals,
-/// plugin errors, and totals with a count per operation. `colour` styles the rows by
-/// what they do (for a terminal).
-pub fn plan(plan: &Plan, about: Option<&About>, width: u16, colour: bool) -> String {
+/// How the plan's tables are laid out.
+#[derive(Debug, Clone, Copy)]
+pub struct Layout {
+    /// The width of the tables (never under `MIN_WIDTH`).
+    pub width: u16,
+    /// Style the rows by what they do (for a terminal).
+    pub colour: bool,
+    /// List the images plugins retain; otherwise only count them.
+    pub show_kept: bool,
+}
+
+/// The plan as text: what it is about, actions per account and region, refusals, the
+/// images plugins keep (listed or counted, as `layout` says), plugin errors, and totals
+/// with a count per operation.
+pub fn plan(plan: &Plan, about: Option<&About>, layout: Layout) -> String {
     let v = view::view(plan, about);
+    let Layout { width, colour, show_kept } = layout;
     let width = width.max(MIN_WIDTH);
     let mut out = plain(&v.title) + "\n";
     for line in v.about.iter().chain(&v.stopped) {
@@ -100,7 +117,7 @@ pub fn plan(plan: &Plan, about: Option<&About>, width: u16, colour: bool) -> Str
         let mut t = if named {
             table(
                 &["action", "image", "name", "why", "who", "Δ $/month"],
-                &[Fit::Between(10, 24), Fit::Whole, Fit::Between(10, 24), Fit::AtLeast(24), Fit::Whole, Fit::Whole],
+                &[Fit::Between(10, 24), Fit::Whole, NAME, Fit::AtLeast(24), Fit::Whole, Fit::Whole],
                 width,
                 colour,
             )
@@ -116,7 +133,7 @@ pub fn plan(plan: &Plan, about: Option<&About>, width: u16, colour: bool) -> Str
             let why: Vec<String> = r.why.iter().map(|w| plain(w)).collect();
             let mut row = vec![plain(&r.action), plain(&r.image_id)];
             if named {
-                row.push(short(&r.image_name, 28));
+                row.push(short(&r.image_name, NAME_CHARS));
             }
             row.extend([why.join("\n"), plain(&r.who), r.delta.clone()]);
             let fg = colour_of(r.tone);
@@ -128,16 +145,57 @@ pub fn plan(plan: &Plan, about: Option<&About>, width: u16, colour: bool) -> Str
         out.push_str(&format!("\n{} / {}\n{t}\n", plain(&group.account), plain(&group.region)));
     }
     if !v.refused.is_empty() {
-        let mut t = table(
-            &["refused", "image", "kind", "reason", "who"],
-            &[Fit::Between(10, 30), Fit::Whole, Fit::Whole, Fit::AtLeast(24), Fit::Whole],
-            width,
-            colour,
-        );
+        let mut t = if named {
+            table(
+                &["refused", "image", "name", "kind", "reason", "who"],
+                &[Fit::Between(10, 30), Fit::Whole, NAME, Fit::Whole, Fit::AtLeast(24), Fit::Whole],
+                width,
+                colour,
+            )
+        } else {
+            table(
+                &["refused", "image", "kind", "reason", "who"],
+                &[Fit::Between(10, 30), Fit::Whole, Fit::Whole, Fit::AtLeast(24), Fit::Whole],
+                width,
+                colour,
+            )
+        };
         for r in &v.refused {
-            t.add_row(vec![short(&r.action, 40), plain(&r.image_id), r.kind.clone(), plain(&r.reason), plain(&r.who)]);
+            let mut row = vec![short(&r.action, 40), plain(&r.image_id)];
+            if named {
+                row.push(short(&r.image_name, NAME_CHARS));
+            }
+            row.extend([r.kind.clone(), plain(&r.reason), plain(&r.who)]);
+            t.add_row(row);
         }
         out.push_str(&format!("\n{REFUSED}\n{t}\n"));
+    }
+    if show_kept && !v.kept.is_empty() {
+        let mut t = if named {
+            table(
+                &["image", "name", "where", "why", "who"],
+                &[Fit::Whole, NAME, Fit::Whole, Fit::AtLeast(24), Fit::Whole],
+                width,
+                colour,
+            )
+        } else {
+            table(
+                &["image", "where", "why", "who"],
+                &[Fit::Whole, Fit::Whole, Fit::AtLeast(24), Fit::Whole],
+                width,
+                colour,
+            )
+        };
+        for k in &v.kept {
+            let why: Vec<String> = k.why.iter().map(|w| plain(w)).collect();
+            let mut row = vec![plain(&k.image_id)];
+            if named {
+                row.push(short(&k.image_name, NAME_CHARS));
+            }
+            row.extend([plain(&k.place), why.join("\n"), plain(&k.who)]);
+            t.add_row(row);
+        }
+        out.push_str(&format!("\n{KEPT}\n{t}\n"));
     }
     if !v.errors.is_empty() {
         out.push_str(&format!("\n{ERRORS}\n"));
@@ -149,6 +207,9 @@ pub fn plan(plan: &Plan, about: Option<&About>, width: u16, colour: bool) -> Str
         out.push_str(&format!("\n{by_op}"));
     }
     out.push_str(&format!("\n{}\n{}\n", v.totals, v.cost));
+    if !show_kept && !v.kept.is_empty() {
+        out.push_str(&format!("{} image(s) kept by plugins; --show-kept lists them\n", v.kept.len()));
+    }
     out
 }
 

@@ -8,7 +8,8 @@ use crate::plan::Plan;
 const HOSTILE: &str =
     "a|b <script>alert(1)</script> ](javascript:x) `x` *y* $1 & \"q\"\nnext [l](javascript:y) $m$ ~~s~~ <i>z</i>";
 
-/// A plan with one action of each tone and a refusal, every outside string hostile.
+/// A plan with one action of each tone, a refusal and a kept image, every outside string
+/// hostile.
 fn plan() -> Plan {
     let action = |id: &str, op: serde_json::Value| {
         let mut a = serde_json::json!({
@@ -32,9 +33,11 @@ fn plan() -> Plan {
             action("act-3", serde_json::json!({"op": "deregister"})),
         ],
         "refused": [{"image_id": "ami-0aaaaaaaaaaaaaaa1", "account": "111111111111", "region": "us-east-1",
-            "action": {"deregister": {"delete_snapshots": true}}, "plugins": ["p|lugin"], "kind": "vetoed",
-            "reason": HOSTILE}],
+            "image_name": HOSTILE, "action": {"deregister": {"delete_snapshots": true}}, "plugins": ["p|lugin"],
+            "kind": "vetoed", "reason": HOSTILE}],
         "errors": [],
+        "kept": [{"image_id": "ami-0aaaaaaaaaaaaaaa2", "account": "111111111111", "region": "us-east-1",
+            "image_name": HOSTILE, "plugins": ["p|lugin"], "reasons": [format!("p|lugin: {HOSTILE}")]}],
         "totals": {"images_in_scope": 1, "images_touched": 1, "actions": 3, "destructive": 1, "refused": 1,
             "plugin_errors": 0, "monthly_cost_before": 400000, "monthly_cost_after": 0, "one_time_cost": 0},
     }))
@@ -107,7 +110,7 @@ fn every_markdown_table_row_has_as_many_cells_as_its_header() {
             rows += 1;
         }
     }
-    assert_eq!(rows, 2 + 3 + 2 + 1, "two headers, three actions and a refusal:\n{md}");
+    assert_eq!(rows, 3 * 2 + 3 + 1 + 1, "three headers, three actions, a refusal and a kept image:\n{md}");
     // Every `<` and `]` from outside is escaped: no tag opens, no link closes.
     let unescaped = md.replace("\\<", "").replace("\\]", "");
     assert!(!unescaped.contains('<') && !unescaped.contains("]("), "{md}");
@@ -120,7 +123,7 @@ fn the_html_page_escapes_every_outside_string_and_sets_destructive_rows_apart() 
     let html = super::html::plan(&plan(), None);
     assert!(!html.contains("<script") && !html.contains("<b>"), "{html}");
     assert!(html.contains("a|b &lt;script&gt;alert(1)&lt;/script&gt; ](javascript:x)"), "{html}");
-    for class in ["destructive", "share", "copy", "refused"] {
+    for class in ["destructive", "share", "copy", "refused", "kept"] {
         assert_eq!(html.matches(&format!("<tr class=\"{class}\">")).count(), 1, "{class}: {html}");
     }
     // Self-contained: nothing is fetched, nothing runs.
@@ -133,8 +136,9 @@ fn the_html_page_escapes_every_outside_string_and_sets_destructive_rows_apart() 
 #[test]
 fn colour_marks_rows_by_what_they_do_and_changes_no_character_a_reader_sees() {
     let plan = plan();
-    let plain = super::plan(&plan, None, 160, false);
-    let coloured = super::plan(&plan, None, 160, true);
+    let layout = super::Layout { width: 160, colour: false, show_kept: true };
+    let plain = super::plan(&plan, None, layout);
+    let coloured = super::plan(&plan, None, super::Layout { colour: true, ..layout });
     assert!(!plain.contains('\u{1b}'), "{plain}");
     assert_eq!(console::strip_ansi_codes(&coloured), plain);
     let line = |verb: &str| coloured.lines().find(|l| l.contains(verb)).unwrap().to_string();
@@ -142,18 +146,21 @@ fn colour_marks_rows_by_what_they_do_and_changes_no_character_a_reader_sees() {
     assert!(line("deregister").contains("\u{1b}[38;5;9m"), "{coloured}");
     assert!(line("share 222222222222").contains("\u{1b}[38;5;11m"), "{coloured}");
     assert!(line("copy to eu-west-1").contains("\u{1b}[38;5;10m"), "{coloured}");
-    // The refusals are not actions: no colour of their own.
+    // The refusals and kept images are not actions: no colour of their own.
     let refused = coloured.split("Refused or vetoed").nth(1).unwrap();
-    assert!(!refused.contains('\u{1b}'), "{refused}");
+    assert!(refused.contains("Kept by plugins") && !refused.contains('\u{1b}'), "{refused}");
 }
 
 #[test]
 fn the_three_formats_say_the_same_words() {
     let plan = plan();
-    let table = super::plan(&plan, None, 160, false);
+    let table = super::plan(&plan, None, super::Layout { width: 160, colour: false, show_kept: true });
     let md = super::markdown::plan(&plan, None);
     let html = super::html::plan(&plan, None);
     for words in [
+        "Kept by plugins",
+        "111111111111 / us-east-1",
+        "ami-0aaaaaaaaaaaaaaa2",
         "Plan at 2026-11-24T00:00:00Z for the event",
         "3 action(s) on 1 of 1 image(s), 1 destructive; 1 refused; 0 plugin error(s)",
         "By operation: 1 to share, 1 to copy, 1 to deregister",
@@ -214,13 +221,44 @@ fn a_gfm_parser_reads_every_outside_string_as_plain_text() {
         .map(|row| row.children().map(text_of).collect())
         .collect();
     let shown = HOSTILE.replace('\n', " ");
-    assert_eq!(rows.len(), 4, "three actions and a refusal: {rows:?}");
+    assert_eq!(rows.len(), 5, "three actions, a refusal and a kept image: {rows:?}");
     for row in &rows[..3] {
         assert_eq!(row.len(), 6, "{row:?}");
         assert_eq!([&row[2], &row[3], &row[4]], [&shown, &shown, "p|lugin"], "name, why, who");
     }
     assert_eq!(rows[2][0], "deregister", "{:?}", rows[2]);
-    assert_eq!(rows[3], ["deregister with its snapshots", "ami-0aaaaaaaaaaaaaaa1", "vetoed", &shown, "p|lugin"]);
+    let refusal = ["deregister with its snapshots", "ami-0aaaaaaaaaaaaaaa1", &shown, "vetoed", &shown, "p|lugin"];
+    assert_eq!(rows[3], refusal);
+    assert_eq!(rows[4], ["ami-0aaaaaaaaaaaaaaa2", &shown, "111111111111 / us-east-1", &shown, "p|lugin"]);
     let title = root.descendants().find(|n| matches!(n.data().value, NodeValue::Heading(_))).unwrap();
     assert_eq!(text_of(title), "Plan at 2026-11-24T00:00:00Z for the event <b>event</b>.json");
+}
+
+#[test]
+fn the_table_lists_kept_images_only_when_asked_and_otherwise_counts_them() {
+    let plan = plan();
+    let listed = super::plan(&plan, None, super::Layout { width: 160, colour: false, show_kept: true });
+    let counted = super::plan(&plan, None, super::Layout { width: 160, colour: false, show_kept: false });
+    let kept = listed.split("Kept by plugins\n").nth(1).unwrap_or_else(|| panic!("{listed}"));
+    assert!(kept.contains("ami-0aaaaaaaaaaaaaaa2") && kept.contains("111111111111 / us-east-1"), "{kept}");
+    assert!(!listed.contains("--show-kept"), "{listed}");
+    assert!(!counted.contains("Kept by plugins") && !counted.contains("ami-0aaaaaaaaaaaaaaa2"), "{counted}");
+    assert!(counted.ends_with("1 image(s) kept by plugins; --show-kept lists them\n"), "{counted}");
+    let mut none = plan;
+    none.kept.clear();
+    let quiet = super::plan(&none, None, super::Layout { width: 160, colour: false, show_kept: false });
+    assert!(!quiet.contains("kept"), "{quiet}");
+}
+
+#[test]
+fn refusals_name_their_image_unless_the_table_is_narrow() {
+    let plan = plan();
+    let named = |width| {
+        let text = super::plan(&plan, None, super::Layout { width, colour: false, show_kept: false });
+        let refused = text.split("Refused or vetoed\n").nth(1).unwrap().to_string();
+        refused.lines().nth(1).unwrap().contains("┆ name ")
+    };
+    assert_eq!([named(200), named(129), named(100)], [true, false, false]);
+    let html = super::html::plan(&plan, None);
+    assert!(html.contains("<details class=\"kept\">\n<summary>Kept by plugins (1 image(s))</summary>"), "{html}");
 }

@@ -71,8 +71,21 @@ pub struct Group {
 pub struct RefusalRow {
     pub action: String,
     pub image_id: String,
+    pub image_name: String,
     pub kind: String,
     pub reason: String,
+    pub who: String,
+}
+
+/// One image a plugin retains, and why.
+#[derive(Debug)]
+pub struct KeptRow {
+    pub image_id: String,
+    pub image_name: String,
+    /// "ACCOUNT / REGION".
+    pub place: String,
+    /// One reason per plugin, without the plugin's name (the `who` column says it).
+    pub why: Vec<String>,
     pub who: String,
 }
 
@@ -101,6 +114,9 @@ pub struct View {
     pub groups: Vec<Group>,
     pub refused: Vec<RefusalRow>,
     pub errors: Vec<String>,
+    /// The images plugins retain, and why (a secondary section: nothing happens to them
+    /// because of it).
+    pub kept: Vec<KeptRow>,
     /// "By operation: 5 to unshare, 3 to share, …, 4 to deregister (+3 snapshots)", in
     /// apply order.
     pub by_operation: Option<String>,
@@ -148,10 +164,15 @@ fn row(a: &PlannedAction) -> ActionRow {
         action: a.op.verb(),
         image_id: a.image_id.clone(),
         image_name: a.image_name.clone(),
-        why: a.reasons.iter().map(|r| cut(r.split_once(": ").map_or(r.as_str(), |(_, r)| r), REASON)).collect(),
+        why: reasons(&a.reasons),
         who: list(&a.plugins),
         delta,
     }
+}
+
+/// Reasons recorded as `plugin: reason`, without the plugin's name (a `who` column says it).
+fn reasons(recorded: &[String]) -> Vec<String> {
+    recorded.iter().map(|r| cut(r.split_once(": ").map_or(r.as_str(), |(_, r)| r), REASON)).collect()
 }
 
 /// How many actions of each kind, in apply order and Terraform's words ("3 to share"); a
@@ -207,9 +228,21 @@ pub fn view(plan: &Plan, about: Option<&About>) -> View {
         .map(|r| RefusalRow {
             action: action_text(&r.action),
             image_id: r.image_id.clone(),
+            image_name: r.image_name.clone(),
             kind: serde_json::to_string(&r.kind).unwrap_or_default().replace('"', ""),
             reason: cut(&r.reason, REASON),
             who: list(&r.plugins),
+        })
+        .collect();
+    let kept = plan
+        .kept
+        .iter()
+        .map(|k| KeptRow {
+            image_id: k.image_id.clone(),
+            image_name: k.image_name.clone(),
+            place: format!("{} / {}", k.account, k.region),
+            why: reasons(&k.reasons),
+            who: list(&k.plugins),
         })
         .collect();
     let by_operation = by_operation(plan);
@@ -225,6 +258,7 @@ pub fn view(plan: &Plan, about: Option<&About>) -> View {
             .collect(),
         refused,
         errors: plan.errors.iter().map(ToString::to_string).collect(),
+        kept,
         by_operation,
         totals: format!(
             "{} action(s) on {} of {} image(s), {} destructive; {} refused; {} plugin error(s)",
@@ -242,6 +276,9 @@ pub fn view(plan: &Plan, about: Option<&About>) -> View {
 
 /// The title of the refusals.
 pub const REFUSED: &str = "Refused or vetoed";
+
+/// The title of the images plugins retain.
+pub const KEPT: &str = "Kept by plugins";
 
 /// The title of the plugin errors.
 pub const ERRORS: &str = "Plugin errors (destructive actions on these images are blocked)";
