@@ -23,6 +23,9 @@
 //!   the names of the images they belong to;
 //! - leave nothing to plan.
 //!
+//! With `--concurrency 8` the other workers' calls may be in flight at the kill as well;
+//! each of them is then held to the same rules as the held one.
+//!
 //! Needs `moto_server` on PATH (`pip install 'moto[server]'`).
 
 #![allow(clippy::unwrap_used, reason = "test fixtures fail loudly")]
@@ -255,7 +258,7 @@ fn scrub(text: &str, prefix: &str, with: &str) -> String {
 fn reference() -> &'static Value {
     static REFERENCE: OnceLock<Value> = OnceLock::new();
     REFERENCE.get_or_init(|| {
-        let s = Scenario::new();
+        let s = Scenario::new(1);
         let out = s
             .cli(&["apply", "--yes", "--journal", "apply.jsonl", "--plan", "plan.json"], &s.moto.url)
             .output()
@@ -291,17 +294,19 @@ struct Scenario {
     rt: tokio::runtime::Runtime,
     labels: Vec<(String, String)>,
     plan: Vec<Value>,
+    /// Images the apply works on at once (`--concurrency`).
+    workers: usize,
 }
 
 impl Scenario {
-    fn new() -> Scenario {
+    fn new(workers: usize) -> Scenario {
         let moto = Moto::start();
         let proxy = Proxy::start(&moto.url);
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let labels = rt.block_on(seed(&sdk(&moto, EAST)));
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("policy.toml"), POLICY).unwrap();
-        let mut s = Scenario { moto, proxy, dir, rt, labels, plan: Vec::new() };
+        let mut s = Scenario { moto, proxy, dir, rt, labels, plan: Vec::new(), workers };
         let out = s.cli(&["plan", "--format", "json", "--out", "plan.json"], &s.moto.url).output().unwrap();
         assert_eq!(out.status.code(), Some(0), "plan:\n{}", stderr(&out));
         let plan: Value = serde_json::from_slice(&std::fs::read(s.dir.path().join("plan.json")).unwrap()).unwrap();
@@ -314,7 +319,7 @@ impl Scenario {
         s
     }
 
-    /// `amiwarden ARGS` against `endpoint`, one call at a time.
+    /// `amiwarden ARGS` against `endpoint`, on `workers` images at once.
     fn cli(&self, args: &[&str], endpoint: &str) -> Command {
         let mut cmd = support::aws_cli(self.dir.path(), cache_dir());
         cmd.args(args).args(["--policy", "policy.toml", "--as-of", as_of()]).args([
@@ -324,7 +329,7 @@ impl Scenario {
             "--max-attempts",
             "3",
             "--concurrency",
-            "1",
+            &self.workers.to_string(),
         ]);
         cmd
     }
@@ -378,10 +383,10 @@ fn is_terminal(phase: &str) -> bool {
     phase == "done" || phase == "skipped"
 }
 
-/// `resume.rs`'s rules, for one call in flight: each action ends exactly once across the
-/// runs; one the first run ended is not touched by the second; only the action in
-/// flight at the kill (a `start` without an end) is started twice. Returns its id.
-fn check_journal(ids: &[String], first: &[Line], second: &[Line]) -> String {
+/// `resume.rs`'s rules: each action ends exactly once across the runs; one the first run
+/// ended is not touched by the second; only the actions in flight at the kill (a `start`
+/// without an end: one per worker at most) are started twice. Returns their ids.
+fn check_journal(ids: &[String], first: &[Line], second: &[Line], workers: usize) -> Vec<String> {
     assert!(first.iter().chain(second).all(|l| l.phase != "failed"), "no action failed: {first:#?} {second:#?}");
     let count = |lines: &[Line], id: &str, f: &dyn Fn(&str) -> bool| {
         lines.iter().filter(|l| l.action_id == id && f(&l.phase)).count()
@@ -403,8 +408,8 @@ fn check_journal(ids: &[String], first: &[Line], second: &[Line]) -> String {
     }
     let unknown: Vec<&Line> = first.iter().chain(second).filter(|l| !ids.contains(&l.action_id)).collect();
     assert!(unknown.is_empty(), "actions the plan does not have: {unknown:?}");
-    assert_eq!(in_flight.len(), 1, "exactly the held call was in flight at the kill: {in_flight:?}");
-    in_flight.pop().unwrap()
+    assert!((1..=workers).contains(&in_flight.len()), "1 to {workers} calls in flight at the kill: {in_flight:?}");
+    in_flight
 }
 
 /// Every copy action has exactly one replica in eu-west-1, tagged with its id, and
@@ -455,12 +460,15 @@ enum Rerun {
 /// `n`-th `call` after moto applied it, kills the apply there, applies again without
 /// faults, and checks everything (see the file's doc). `op` is the plan op in flight.
 fn kill_and_resume(call: &'static str, n: u64, op: &str) -> Figures {
-    kill_and_rerun(call, n, op, Rerun::SavedPlan)
+    kill_and_rerun(call, n, op, Rerun::SavedPlan, 1)
 }
 
-fn kill_and_rerun(call: &'static str, n: u64, op: &str, rerun: Rerun) -> Figures {
+/// `kill_and_resume` with `workers` images worked on at once: the other workers' calls
+/// may be in flight at the kill too (each then started again by the rerun, as the held
+/// one is), and the rerun works on as many at once.
+fn kill_and_rerun(call: &'static str, n: u64, op: &str, rerun: Rerun, workers: usize) -> Figures {
     let reference = reference();
-    let s = Scenario::new();
+    let s = Scenario::new(workers);
     let apply = ["apply", "--yes", "--journal", "apply.jsonl", "--plan", "plan.json"];
     let journal = s.dir.path().join("apply.jsonl");
 
@@ -480,8 +488,10 @@ fn kill_and_rerun(call: &'static str, n: u64, op: &str, rerun: Rerun) -> Figures
     s.proxy.disarm();
     let first = lines(&journal);
     let last = first.last().expect("the killed apply journaled its actions").clone();
-    assert_eq!(last.phase, "start", "the kill came while the call was in flight: {last:?}");
-    assert_eq!(s.op_of(&last.action_id), op, "the kill landed in a {op}: {last:?}");
+    if workers == 1 {
+        assert_eq!(last.phase, "start", "the kill came while the call was in flight: {last:?}");
+        assert_eq!(s.op_of(&last.action_id), op, "the kill landed in a {op}: {last:?}");
+    }
     let ended_first = first.iter().filter(|l| is_terminal(&l.phase)).count();
     let held: Vec<Seen> = s.proxy.take();
     let held_call = held.iter().find(|x| x.fault.is_some()).unwrap().clone();
@@ -510,9 +520,28 @@ fn kill_and_rerun(call: &'static str, n: u64, op: &str, rerun: Rerun) -> Figures
     let all = lines(&journal);
     let (first, second) = all.split_at(first.len());
     let ids: Vec<String> = s.plan.iter().map(|a| a["id"].as_str().unwrap().to_string()).collect();
-    let in_flight = check_journal(&ids, first, second);
-    assert_eq!(in_flight, last.action_id);
-    let resumed = second.iter().find(|l| l.action_id == in_flight && is_terminal(&l.phase)).unwrap();
+    let in_flight = check_journal(&ids, first, second, workers);
+    assert!(in_flight.iter().any(|id| s.op_of(id) == op), "a {op} was in flight at the kill: {in_flight:?}");
+    if workers > 1 {
+        eprintln!("--- {op}: {} call(s) in flight at the kill, each ended once by the rerun", in_flight.len());
+    }
+    let in_flight = if workers == 1 { in_flight[0].clone() } else { String::new() };
+    if workers == 1 {
+        assert_eq!(in_flight, last.action_id);
+    }
+    let resumed = second.iter().find(|l| l.action_id == in_flight && is_terminal(&l.phase));
+    match resumed {
+        // Which of several calls in flight moto applied is not known: the journal and
+        // the final state say each ended once and right.
+        None => assert!(workers > 1),
+        Some(resumed) => check_resumed(resumed, op, call),
+    }
+    let seen: Vec<Seen> = held.into_iter().chain(s.proxy.take()).collect();
+    check_calls(&s, &seen, &held_call, reference, workers, op)
+}
+
+/// How the rerun ended the one action in flight (moto had applied it).
+fn check_resumed(resumed: &Line, op: &str, call: &str) {
     eprintln!("--- {op}: the rerun ended the action in flight: {} {}", resumed.phase, resumed.detail);
     match op {
         "deregister" | "delete_snapshot" => {
@@ -528,7 +557,13 @@ fn kill_and_rerun(call: &'static str, n: u64, op: &str, rerun: Rerun) -> Figures
         "CreateTags" => assert!(resumed.detail.contains("already exists"), "{resumed:?}"),
         _ => {}
     }
-    let seen: Vec<Seen> = held.into_iter().chain(s.proxy.take()).collect();
+}
+
+/// The calls moto saw over both runs, and moto's final state.
+fn check_calls(s: &Scenario, seen: &[Seen], held_call: &Seen, reference: &Value, workers: usize, op: &str) -> Figures {
+    let journal = s.dir.path().join("apply.jsonl");
+    let all = lines(&journal);
+    let ids: Vec<String> = s.plan.iter().map(|a| a["id"].as_str().unwrap().to_string()).collect();
 
     // Counted at the emulator side, over both runs.
     let mut applied: BTreeMap<String, usize> = BTreeMap::new();
@@ -544,8 +579,12 @@ fn kill_and_rerun(call: &'static str, n: u64, op: &str, rerun: Rerun) -> Figures
     assert!(copies_sent.values().all(|&c| c == 1), "one CopyImage per source reached moto: {copies_sent:?}");
     assert_eq!(copies_sent.len(), 4, "{copies_sent:?}");
     let twice: Vec<(&String, &usize)> = applied.iter().filter(|(_, n)| **n > 1).collect();
-    let held_key = key(&held_call);
-    let allowed = |k: &String, n: usize| n == 2 && *k == held_key && SETS.contains(&held_call.action.as_str());
+    let held_key = key(held_call);
+    // A set call is sent again only for a call in flight at the kill: the held one, or
+    // with several workers any of theirs.
+    let allowed = |k: &String, n: usize| {
+        n == 2 && (*k == held_key || workers > 1) && SETS.iter().any(|set| k.starts_with(&format!("{set} ")))
+    };
     let repeated = twice.iter().filter(|(k, n)| !allowed(k, **n)).count();
     assert_eq!(repeated, 0, "applied twice by moto: {twice:?}");
     let resent = twice.len();
@@ -559,7 +598,7 @@ fn kill_and_rerun(call: &'static str, n: u64, op: &str, rerun: Rerun) -> Figures
     let again: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(again["actions"].as_array().map(Vec::len), Some(0), "nothing left to plan: {again:#}");
 
-    let lost = ids.len() - first.iter().chain(second).filter(|l| is_terminal(&l.phase)).count();
+    let lost = ids.len() - all.iter().filter(|l| is_terminal(&l.phase)).count();
     eprintln!(
         "--- {op}: 1 kill, {} actions, {lost} lost, {repeated} repeated; set calls sent again for the action in \
          flight: {resent}; mutating calls applied by moto: {}",
@@ -607,6 +646,17 @@ fn killed_during_snapshot_deletions_resumes_with_nothing_lost_or_repeated() {
 #[test]
 fn killed_during_deregistrations_resumes_the_journals_plan_without_the_saved_one() {
     // The rerun is a plain `apply`: it finds the interrupted plan in the journal.
-    let f = kill_and_rerun("DeregisterImage", 1, "deregister", Rerun::FromJournal);
+    let f = kill_and_rerun("DeregisterImage", 1, "deregister", Rerun::FromJournal, 1);
     assert_eq!((f.actions, f.lost, f.repeated), (18, 0, 0));
+}
+
+#[test]
+fn killed_while_eight_images_are_worked_on_at_once_resumes_with_nothing_lost_or_repeated() {
+    // The resume tests of `resume.rs` with --concurrency 8, on the emulator: a kill in
+    // the unshares, the copies and the deregistrations, with the other workers' calls in
+    // flight or done; the rerun works on eight at once too.
+    for (call, op) in [("ModifyImageAttribute", "unshare"), ("CopyImage", "copy"), ("DeregisterImage", "deregister")] {
+        let f = kill_and_rerun(call, 1, op, Rerun::SavedPlan, 8);
+        assert_eq!((f.actions, f.lost, f.repeated), (18, 0, 0), "{op}");
+    }
 }
