@@ -285,6 +285,42 @@ fn completions_are_printed_for_the_usual_shells() {
     }
 }
 
+#[test]
+fn apply_format_json_prints_one_result_per_action_and_the_totals_on_stdout() {
+    let dir = setup(POLICY);
+    let plan = amiwarden(dir.path(), &[PLAN, &["--format", "json"]].concat());
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let planned = plan["actions"].as_array().unwrap();
+    let apply = ["apply", "--policy", "policy.toml", "--sim", "state.json", "--as-of", "2026-11-24", "--yes"];
+    let out = amiwarden(dir.path(), &[&apply[..], &["--format", "json"]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
+    let n = planned.len();
+    let totals = serde_json::json!({"actions": n, "done": n, "skipped": 0, "failed": 0, "earlier_run": 0});
+    assert_eq!(doc["totals"], totals, "{doc:#}");
+    assert_eq!(doc["journal"], "state.journal.jsonl");
+    let results = doc["results"].as_array().unwrap();
+    let ids = |list: &[serde_json::Value]| list.iter().map(|a| a["id"].clone()).collect::<Vec<_>>();
+    assert_eq!(ids(results), ids(planned), "one result per action, in apply order");
+    for (result, action) in results.iter().zip(planned) {
+        for field in ["op", "account", "region", "image_id"] {
+            assert_eq!(result[field], action[field], "{field}: {result}");
+        }
+        assert_eq!(result["outcome"], "done", "{result}");
+        assert!(result["detail"].as_str().is_some_and(|d| !d.is_empty()) && result.get("earlier_run").is_none());
+    }
+    let deregistered = results.iter().find(|r| r["op"] == "deregister").unwrap();
+    assert_eq!(deregistered["detail"], format!("deregistered {}", deregistered["image_id"].as_str().unwrap()));
+    // The preview and the per-action lines are for people: stderr.
+    let err = stderr(&out);
+    assert!(err.contains("By operation: ") && err.contains(&format!("[{n}/{n}] ")), "{err}");
+
+    let again = amiwarden(dir.path(), &[&apply[..], &["--format", "json"]].concat());
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    let doc: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!((doc["totals"]["actions"].as_u64(), doc["results"].as_array().map(Vec::len)), (Some(0), Some(0)));
+}
+
 fn records(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut found: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
     found.sort();

@@ -3,8 +3,12 @@
 
 use std::io::IsTerminal;
 
+use serde::Serialize;
+
 use super::output::DocumentFormat;
-use super::{ApplyArgs, Cli, backend, load_policy_for, now, print_plan, progress_bar, report_calls, runtime, source};
+use super::{
+    ApplyArgs, Cli, Format, backend, load_policy_for, now, print_plan, progress_bar, report_calls, runtime, source,
+};
 use crate::backend::ActionOutcome;
 use crate::enforce::{self, Origin};
 use crate::error::InputError;
@@ -52,9 +56,9 @@ pub(super) fn apply_command(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<i32> 
                 prepared.plan.actions.len(),
                 left.actions.len()
             );
-            print_plan(&left, DocumentFormat::Table, Some(&about), args.show_kept)?;
+            preview(&left, &about, args)?;
         }
-        None => print_plan(&prepared.plan, DocumentFormat::Table, Some(&about), args.show_kept)?,
+        None => preview(&prepared.plan, &about, args)?,
     }
     let record = |plan: &crate::plan::Plan, report: Option<&crate::apply::Report>, exit: i32| -> anyhow::Result<()> {
         if let Some(recorder) = &recorder {
@@ -69,6 +73,9 @@ pub(super) fn apply_command(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<i32> 
     }
     if prepared.plan.actions.is_empty() {
         let exit = super::incomplete(&prepared.plan);
+        if args.format == Format::Json {
+            super::out(serde_json::to_string_pretty(&results(&prepared, &crate::apply::Report::default()))?)?;
+        }
         record(&prepared.plan, None, exit)?;
         return Ok(exit);
     }
@@ -123,9 +130,121 @@ pub(super) fn apply_command(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<i32> 
         prepared.journal.path().display()
     );
     report_calls(backend.as_ref());
+    if args.format == Format::Json {
+        super::out(serde_json::to_string_pretty(&results(&prepared, &report))?)?;
+    }
     let exit = if report.failed.is_empty() { super::incomplete(&prepared.plan) } else { 1 };
     record(&prepared.plan, Some(&report), exit)?;
     Ok(exit)
+}
+
+/// The plan before it is applied: on stdout, or on stderr when stdout is for the JSON
+/// results.
+fn preview(plan: &crate::plan::Plan, about: &crate::render::About, args: &ApplyArgs) -> anyhow::Result<()> {
+    if args.format == Format::Table {
+        return print_plan(plan, DocumentFormat::Table, Some(about), args.show_kept);
+    }
+    let layout = crate::render::Layout {
+        width: super::output::table_width(),
+        colour: super::output::colour(std::io::stderr().is_terminal()),
+        show_kept: args.show_kept,
+    };
+    say!("{}", crate::render::plan(plan, Some(about), layout).trim_end());
+    Ok(())
+}
+
+/// How an action ended.
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Outcome {
+    Done,
+    Skipped,
+    Failed,
+}
+
+/// One action's result, as `apply --format json` prints it: the plan's fields that say
+/// what it is (its op flattened, as in the plan), how it ended and why.
+#[derive(Debug, Serialize)]
+struct ActionResult<'a> {
+    id: &'a str,
+    account: &'a str,
+    region: &'a str,
+    image_id: &'a str,
+    #[serde(flatten)]
+    op: &'a crate::plan::Op,
+    outcome: Outcome,
+    detail: &'a str,
+    /// It ended in an earlier, interrupted run of the same plan (this run resumed it).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    earlier_run: bool,
+}
+
+/// `apply --format json`'s document: every action of the plan in apply order with how it
+/// ended (in this run or, when resumed, an earlier one), and the totals.
+#[derive(Debug, Serialize)]
+struct Results<'a> {
+    plan_id: String,
+    journal: String,
+    totals: ResultTotals,
+    results: Vec<ActionResult<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+struct ResultTotals {
+    actions: usize,
+    done: usize,
+    skipped: usize,
+    failed: usize,
+    /// Ended in an earlier, interrupted run of the same plan.
+    earlier_run: usize,
+}
+
+fn results<'a>(prepared: &'a enforce::Prepared, report: &'a crate::apply::Report) -> Results<'a> {
+    use crate::apply::Phase;
+    let mut now: std::collections::HashMap<&str, (Outcome, &str)> = std::collections::HashMap::new();
+    for (list, outcome) in
+        [(&report.done, Outcome::Done), (&report.skipped, Outcome::Skipped), (&report.failed, Outcome::Failed)]
+    {
+        now.extend(list.iter().map(|(id, detail)| (id.as_str(), (outcome, detail.as_str()))));
+    }
+    let results = prepared
+        .plan
+        .actions
+        .iter()
+        .filter_map(|a| {
+            let (outcome, detail, earlier_run) = match now.get(a.id.as_str()) {
+                Some((outcome, detail)) => (*outcome, *detail, false),
+                None => match prepared.journal.finished(&a.id)? {
+                    (Phase::Done, detail) => (Outcome::Done, detail, true),
+                    (Phase::Skipped, detail) => (Outcome::Skipped, detail, true),
+                    (Phase::Failed, detail) => (Outcome::Failed, detail, true),
+                    _ => return None,
+                },
+            };
+            Some(ActionResult {
+                id: &a.id,
+                account: &a.account,
+                region: &a.region,
+                image_id: &a.image_id,
+                op: &a.op,
+                outcome,
+                detail,
+                earlier_run,
+            })
+        })
+        .collect();
+    Results {
+        plan_id: crate::apply::plan_id(&prepared.plan),
+        journal: prepared.journal.path().display().to_string(),
+        totals: ResultTotals {
+            actions: prepared.plan.actions.len(),
+            done: report.done.len(),
+            skipped: report.skipped.len(),
+            failed: report.failed.len(),
+            earlier_run: report.resumed,
+        },
+        results,
+    }
 }
 
 /// An apply's progress: each ended action as a line numbered `[n/M]` (M: the actions this

@@ -140,6 +140,10 @@ pub struct ApplyArgs {
     /// List in the preview the images plugins keep, and why.
     #[arg(long)]
     pub show_kept: bool,
+    /// json: one document on stdout at the end, with how each action ended and the
+    /// totals (the preview and the per-action lines go to stderr then).
+    #[arg(long, visible_alias = "output", value_enum, default_value = "table")]
+    pub format: Format,
     /// Evaluate as of this date (RFC 3339 or YYYY-MM-DD); default now.
     #[arg(long, value_name = "DATE")]
     pub as_of: Option<String>,
