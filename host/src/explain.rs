@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::config::Policy;
-use crate::model::{Action, EventKind, Image, ImageEvent, Timestamp};
+use crate::model::{Action, Image, Timestamp};
 use crate::plan::{PlannedAction, Refusal};
 use crate::plugin::Plugin;
 use crate::run::Planned;
@@ -55,8 +55,8 @@ pub fn explain(
             policy.scope.regions.iter().cloned().collect::<Vec<_>>().join(", ")
         ));
     };
-    let event = ImageEvent { kind: EventKind::Scheduled, image: image.clone(), evaluation_time: now, raw: "".into() };
-    let asked = crate::plugin::propose(policy, plugins, inventory, &[event], now, &|_| {});
+    let event = crate::event::Events::Listed(vec![crate::event::scheduled_event(image, now)]);
+    let asked = crate::plugin::propose(policy, plugins, inventory, &event, now, &|_| {});
     let proposals = asked
         .proposed
         .into_iter()

@@ -12,7 +12,7 @@ use crate::cost::Pricing;
 use crate::error::{GuardrailStop, InputError};
 use crate::event::events;
 use crate::inventory::Inventory;
-use crate::model::{Action, ActionKind, EventKind, ImageEvent, InventoryNeed, Timestamp};
+use crate::model::{Action, ActionKind, InventoryNeed, Timestamp};
 use crate::plan::Plan;
 use crate::plugin::{self, Plugin};
 use crate::resolve;
@@ -86,7 +86,7 @@ pub fn plan_on(
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> anyhow::Result<Planned> {
     let (events, notes) = events(policy, &inventory, source, now)?;
-    let total = (events.len() * plugins.len()) as u64;
+    let total = (events.len(&inventory) * plugins.len()) as u64;
     let done = std::sync::atomic::AtomicU64::new(0);
     let tick = |n: u64| {
         let d = done.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
@@ -117,16 +117,13 @@ pub fn retained(
     image_ids: &BTreeSet<String>,
     now: Timestamp,
 ) -> BTreeMap<String, String> {
-    let events: Vec<ImageEvent> = image_ids
-        .iter()
-        .filter_map(|id| inventory.get(id))
-        .map(|image| ImageEvent {
-            kind: EventKind::Scheduled,
-            image: image.clone(),
-            evaluation_time: now,
-            raw: "".into(),
-        })
-        .collect();
+    let events = crate::event::Events::Listed(
+        image_ids
+            .iter()
+            .filter_map(|id| inventory.get(id))
+            .map(|image| crate::event::scheduled_event(image, now))
+            .collect(),
+    );
     let proposals = plugin::propose(policy, plugins, inventory, &events, now, &|_| {});
     let mut out: BTreeMap<String, String> = BTreeMap::new();
     for p in &proposals.proposed {

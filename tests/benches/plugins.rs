@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use amiwarden::event::scheduled_events;
+use amiwarden::event::scheduled_event;
 use amiwarden::model::{self, Timestamp};
 use amiwarden::plugin::{Limits, Lowered, PluginSpec, Runtime};
 use amiwarden_sdk as sdk;
@@ -125,7 +125,7 @@ fn main() {
     let all_needs: BTreeSet<model::InventoryNeed> =
         [model::InventoryNeed::LaunchPermissions, model::InventoryNeed::Usage, model::InventoryNeed::Snapshots].into();
     let inventory = Arc::new(amiwarden::run::collect(&policy, &backend, &all_needs).expect("collect"));
-    let events = scheduled_events(&inventory, NOW);
+    let events: Vec<model::ImageEvent> = inventory.images().iter().map(|i| scheduled_event(i, NOW)).collect();
     let wit_events: Vec<Lowered> = events.iter().map(Lowered::from).collect();
     let sdk_events: Vec<sdk::ImageEvent> = events
         .iter()

@@ -29,15 +29,36 @@ pub fn collection_scope(policy: &Policy, source: &Source) -> Scope {
     Scope::of(policy.scope.accounts.intersection(&accounts).cloned().collect(), policy.scope.regions.clone())
 }
 
+/// The events of a run.
+#[derive(Debug, Clone)]
+pub enum Events {
+    /// One scheduled event per image of the inventory, as of this time: made a batch at
+    /// a time when the plugins are asked (all at once, 100,000 cloned images and their
+    /// lowered copies held hundreds of MB).
+    Scheduled(Timestamp),
+    /// These events (a live event's, or a few images asked again).
+    Listed(Vec<ImageEvent>),
+}
+
+impl Events {
+    /// How many events there are.
+    pub fn len(&self, inventory: &Inventory) -> usize {
+        match self {
+            Events::Scheduled(_) => inventory.images().len(),
+            Events::Listed(list) => list.len(),
+        }
+    }
+}
+
 /// The events a source turns into, with notes on what was ignored.
 pub fn events(
     policy: &Policy,
     inventory: &Inventory,
     source: &Source,
     now: Timestamp,
-) -> Result<(Vec<ImageEvent>, Vec<String>), InputError> {
+) -> Result<(Events, Vec<String>), InputError> {
     match source {
-        Source::Scheduled | Source::Shard { .. } => Ok((scheduled_events(inventory, now), Vec::new())),
+        Source::Scheduled | Source::Shard { .. } => Ok((Events::Scheduled(now), Vec::new())),
         Source::Event { text, origin } => {
             let parsed = parse(text).map_err(|e| InputError(format!("event {origin}: {e}")))?;
             let mut notes = Vec::new();
@@ -64,7 +85,7 @@ pub fn events(
                     }
                 }
             }
-            Ok((out, notes))
+            Ok((Events::Listed(out), notes))
         }
     }
 }
@@ -103,18 +124,9 @@ fn event_image(
     }
 }
 
-/// A scheduled event for every image.
-pub fn scheduled_events(inventory: &Inventory, now: Timestamp) -> Vec<ImageEvent> {
-    inventory
-        .images()
-        .iter()
-        .map(|image| ImageEvent {
-            kind: EventKind::Scheduled,
-            image: image.clone(),
-            evaluation_time: now,
-            raw: "".into(),
-        })
-        .collect()
+/// The scheduled event of one image.
+pub fn scheduled_event(image: &Image, now: Timestamp) -> ImageEvent {
+    ImageEvent { kind: EventKind::Scheduled, image: image.clone(), evaluation_time: now, raw: "".into() }
 }
 
 /// An event about an image that is gone: the last known image or a minimal stand-in.

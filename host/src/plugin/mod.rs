@@ -39,6 +39,26 @@ impl From<&ImageEvent> for Lowered {
 }
 
 impl Lowered {
+    /// The scheduled event of `image`, lowered without an intermediate `ImageEvent`.
+    pub fn scheduled(image: &crate::model::Image, now: Timestamp) -> Lowered {
+        Lowered(wit::ImageEvent {
+            kind: (&crate::model::EventKind::Scheduled).into(),
+            image: image.into(),
+            evaluation_time: now.0,
+            raw: String::new(),
+        })
+    }
+
+    /// Lowers the events of `range`, in order.
+    pub fn range(events: &crate::event::Events, inventory: &Inventory, range: std::ops::Range<usize>) -> Vec<Lowered> {
+        match events {
+            crate::event::Events::Scheduled(now) => {
+                inventory.images()[range].iter().map(|image| Lowered::scheduled(image, *now)).collect()
+            }
+            crate::event::Events::Listed(list) => list[range].iter().map(Lowered::from).collect(),
+        }
+    }
+
     /// The id of the image the event is about.
     pub fn image_id(&self) -> &str {
         &self.0.image.id

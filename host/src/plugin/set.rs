@@ -10,10 +10,9 @@ use rayon::prelude::*;
 use super::{Lowered, Plugin, PluginSpec, Runtime, wit};
 use crate::config::{PluginEntry, Policy};
 use crate::error::InputError;
+use crate::event::Events;
 use crate::inventory::Inventory;
-use crate::model::{
-    Action, ImageEvent, InventoryNeed, PluginError, PluginFailure, Proposal, Proposed, Stage, Timestamp, Verdict,
-};
+use crate::model::{Action, InventoryNeed, PluginError, PluginFailure, Proposal, Proposed, Stage, Timestamp, Verdict};
 use crate::resolve::PricedPlan;
 
 /// Everything the propose stage produced.
@@ -129,62 +128,38 @@ fn check_scope(policy: &Policy, inventory: &Inventory, proposals: &[Proposal]) -
 }
 
 /// Runs `propose` of every plugin on every event. Work is split into fixed batches
-/// (per plugin, `limits.batch` events each) so results do not depend on scheduling.
+/// (per plugin, `limits.batch` events each) so results do not depend on scheduling, and
+/// the events are lowered a chunk at a time (a chunk: a whole number of every plugin's
+/// batches), once for all plugins, so a run holds a few chunks of lowered events rather
+/// than a copy of the whole inventory.
 pub fn propose(
     policy: &Policy,
     plugins: &[Plugin],
     inventory: &Arc<Inventory>,
-    events: &[ImageEvent],
+    events: &Events,
     now: Timestamp,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Proposals {
-    let wit_events: Vec<Lowered> = events.par_iter().map(Lowered::from).collect();
-    let tasks: Vec<(usize, usize)> = plugins
-        .iter()
-        .enumerate()
-        .flat_map(|(p, plugin)| (0..wit_events.len()).step_by(plugin.limits.batch.max(1)).map(move |start| (p, start)))
-        .collect();
-    let results: Vec<Proposals> = tasks
+    let total = events.len(inventory);
+    let chunk = chunk_size(plugins);
+    let starts: Vec<usize> = (0..total).step_by(chunk).collect();
+    let results: Vec<Proposals> = starts
         .par_iter()
-        .map(|&(p, start)| {
-            let plugin = &plugins[p];
-            let end = (start + plugin.limits.batch.max(1)).min(wit_events.len());
-            let mut out = Proposals::default();
-            let mut session = None;
-            for event in &wit_events[start..end] {
-                if session.is_none() {
-                    match plugin.session(Arc::clone(inventory), now) {
-                        Ok(s) => session = Some(s),
-                        Err(mut e) => {
-                            e.image = Some(event.image_id().to_string());
-                            out.failures.push(e);
-                            continue;
-                        }
-                    }
-                }
-                let Some(s) = session.as_mut() else { continue };
-                match s.propose_lowered(event).and_then(|ps| {
-                    check_scope(policy, inventory, &ps).map(|()| ps).map_err(|m| PluginError {
-                        plugin: plugin.name.to_string(),
-                        stage: Stage::Propose,
-                        image: Some(event.image_id().to_string()),
-                        failure: PluginFailure::Malformed(m),
-                    })
-                }) {
-                    Ok(ps) => out
-                        .proposed
-                        .extend(ps.into_iter().map(|proposal| Proposed { plugin: plugin.name.to_string(), proposal })),
-                    Err(e) => {
-                        // A trap can leave the instance unusable: the next event gets a fresh one.
-                        if !matches!(e.failure, PluginFailure::Malformed(_) | PluginFailure::Policy(..)) {
-                            session = None;
-                        }
-                        out.failures.push(e);
-                    }
-                }
-            }
-            progress((end - start) as u64);
-            out
+        .flat_map_iter(|&first| {
+            let end = (first + chunk).min(total);
+            let lowered = Lowered::range(events, inventory, first..end);
+            plugins
+                .iter()
+                .flat_map(|plugin| {
+                    let batch = plugin.limits.batch.max(1);
+                    lowered.chunks(batch).map(move |events| (plugin, events))
+                })
+                .map(|(plugin, events)| {
+                    let out = propose_batch(policy, plugin, inventory, events, now);
+                    progress(events.len() as u64);
+                    out
+                })
+                .collect::<Vec<_>>()
         })
         .collect();
     let mut all = Proposals::default();
@@ -196,6 +171,67 @@ pub fn propose(
     all.proposed.dedup();
     all.failures.sort_by(|a, b| (&a.plugin, &a.image, a.stage).cmp(&(&b.plugin, &b.image, b.stage)));
     all
+}
+
+/// Events per chunk: the least common multiple of the plugins' batch sizes (so every
+/// batch starts where it would without chunks), or the largest batch when that would
+/// make chunks too large to be worth it.
+fn chunk_size(plugins: &[Plugin]) -> usize {
+    const MOST: usize = 4096;
+    fn gcd(a: usize, b: usize) -> usize {
+        if b == 0 { a } else { gcd(b, a % b) }
+    }
+    let batches = plugins.iter().map(|p| p.limits.batch.max(1));
+    let lcm = batches.clone().try_fold(1usize, |acc, b| {
+        let l = acc / gcd(acc, b) * b;
+        (l <= MOST).then_some(l)
+    });
+    lcm.unwrap_or_else(|| batches.max().unwrap_or(1))
+}
+
+/// One plugin's `propose` on one batch of lowered events, in one session (a fresh one
+/// after a trap, which can leave the instance unusable).
+fn propose_batch(
+    policy: &Policy,
+    plugin: &Plugin,
+    inventory: &Arc<Inventory>,
+    events: &[Lowered],
+    now: Timestamp,
+) -> Proposals {
+    let mut out = Proposals::default();
+    let mut session = None;
+    for event in events {
+        if session.is_none() {
+            match plugin.session(Arc::clone(inventory), now) {
+                Ok(s) => session = Some(s),
+                Err(mut e) => {
+                    e.image = Some(event.image_id().to_string());
+                    out.failures.push(e);
+                    continue;
+                }
+            }
+        }
+        let Some(s) = session.as_mut() else { continue };
+        match s.propose_lowered(event).and_then(|ps| {
+            check_scope(policy, inventory, &ps).map(|()| ps).map_err(|m| PluginError {
+                plugin: plugin.name.to_string(),
+                stage: Stage::Propose,
+                image: Some(event.image_id().to_string()),
+                failure: PluginFailure::Malformed(m),
+            })
+        }) {
+            Ok(ps) => out
+                .proposed
+                .extend(ps.into_iter().map(|proposal| Proposed { plugin: plugin.name.to_string(), proposal })),
+            Err(e) => {
+                if !matches!(e.failure, PluginFailure::Malformed(_) | PluginFailure::Policy(..)) {
+                    session = None;
+                }
+                out.failures.push(e);
+            }
+        }
+    }
+    out
 }
 
 /// Runs `review` of every plugin on the priced candidates; returns verdicts by plugin.

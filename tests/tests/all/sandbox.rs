@@ -231,14 +231,14 @@ fn a_file_that_is_not_wasm_is_refused() {
 
 fn counters(batch: usize) -> Vec<String> {
     use amiwarden::config::Policy;
-    use amiwarden::event::scheduled_events;
+    use amiwarden::event::Events;
     use amiwarden::plugin::propose;
     let plugin = hostile("counter", Limits { batch, ..Limits::default() });
     let images: Vec<_> = (0..10).map(|i| image(&format!("ami-{i:017x}"), &[])).collect();
     let inv = inventory(images);
     let policy = Policy::parse("[scope]\naccounts = [\"111111111111\"]\nregions = [\"us-east-1\"]\n").unwrap();
     let plugins = [plugin];
-    let out = propose(&policy, &plugins, &inv, &scheduled_events(&inv, NOW), NOW, &|_| ());
+    let out = propose(&policy, &plugins, &inv, &Events::Scheduled(NOW), NOW, &|_| ());
     out.proposed.iter().map(|p| probe(std::slice::from_ref(&p.proposal))).collect()
 }
 
