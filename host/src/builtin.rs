@@ -7,6 +7,12 @@ pub fn names() -> impl Iterator<Item = &'static str> {
     BUILTINS.iter().map(|(name, _)| *name)
 }
 
+/// The built-in plugins' names and versions (their crates' versions, which each reports
+/// as its `info().version`), in the build's order.
+pub fn versions() -> impl Iterator<Item = (&'static str, &'static str)> {
+    VERSIONS.iter().copied()
+}
+
 /// The component bytes of a built-in plugin.
 pub fn get(name: &str) -> Option<&'static [u8]> {
     BUILTINS.iter().find(|(n, _)| *n == name).map(|(_, bytes)| *bytes)

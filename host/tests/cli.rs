@@ -321,6 +321,37 @@ fn apply_format_json_prints_one_result_per_action_and_the_totals_on_stdout() {
     assert_eq!((doc["totals"]["actions"].as_u64(), doc["results"].as_array().map(Vec::len)), (Some(0), Some(0)));
 }
 
+#[test]
+fn version_names_the_commit_the_plugin_contract_and_the_builtin_plugins() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = amiwarden(dir.path(), &["--version"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    let prefix = format!("amiwarden {} (git ", env!("CARGO_PKG_VERSION"));
+    let sha = lines[0].strip_prefix(&prefix).and_then(|s| s.strip_suffix(')')).unwrap_or_else(|| panic!("{text}"));
+    let git = |args: &[&str]| Command::new("git").arg("-C").arg(workspace()).args(args).output();
+    if git(&["rev-parse", "--show-toplevel"]).is_ok_and(|o| o.status.success()) {
+        // A commit of this repository (HEAD may have moved since the build).
+        let commit = git(&["cat-file", "-e", &format!("{sha}^{{commit}}")]).unwrap();
+        assert!(commit.status.success() && sha.len() >= 7, "{sha} is not a commit here");
+    } else {
+        assert_eq!(sha, "unknown");
+    }
+    assert_eq!(lines[1], format!("plugin contract: amiwarden:policy@{}", amiwarden::plugin::WIT_VERSION));
+    // Each built-in's version is the one the plugin itself reports.
+    let mut builtins = Vec::new();
+    for name in amiwarden::builtin::names() {
+        let info = amiwarden(dir.path(), &["inspect", &format!("builtin:{name}"), "--format", "json"]);
+        let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+        builtins.push(format!("{name} {}", info["version"].as_str().unwrap()));
+    }
+    assert_eq!(lines[2], format!("built-in plugins: {}", builtins.join(", ")));
+    let short = amiwarden(dir.path(), &["-V"]);
+    assert_eq!(String::from_utf8(short.stdout).unwrap(), format!("{}\n", lines[0]));
+}
+
 fn records(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut found: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
     found.sort();

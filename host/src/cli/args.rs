@@ -5,9 +5,23 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use super::{BackendArgs, DocumentFormat, serve, tools, undo};
+
+/// `-V`: the version and the commit it was built from ("unknown" outside a git checkout).
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (git ", env!("AMIWARDEN_GIT_SHA"), ")");
+
+/// `--version`: `VERSION`, the plugin contract this host implements (the WIT package a
+/// plugin must export) and the built-in plugins' versions.
+fn long_version() -> String {
+    let builtins: Vec<String> = crate::builtin::versions().map(|(name, version)| format!("{name} {version}")).collect();
+    format!(
+        "{VERSION}\nplugin contract: amiwarden:policy@{}\nbuilt-in plugins: {}",
+        crate::plugin::WIT_VERSION,
+        builtins.join(", ")
+    )
+}
 /// amiwarden: wasm policy plugins decide sharing, retention, replication and cost of your AMIs.
 #[derive(Debug, Parser)]
-#[command(name = "amiwarden", version, about)]
+#[command(name = "amiwarden", version = VERSION, long_version = long_version(), about)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -2,7 +2,7 @@
 //! audits and dashboards, as Cloud Custodian keeps resources.json and metadata.json per
 //! run. A run writes `DIR/STARTED-COMMAND-PLAN_ID/` with `plan.json` (the plan, as
 //! `--out` writes it), `report.json` (apply: how each action ended) and `metadata.json`
-//! (command, version, policy, backend, times, totals, outcome counts, API calls by
+//! (command, version and git sha, policy, backend, times, totals, outcome counts, API calls by
 //! operation, exit code). Written whatever the exit, once a plan exists.
 
 use std::path::{Path, PathBuf};
@@ -74,6 +74,7 @@ impl Recorder {
         let metadata = json!({
             "command": self.command,
             "version": env!("CARGO_PKG_VERSION"),
+            "git_sha": env!("AMIWARDEN_GIT_SHA"),
             "policy": policy.display().to_string(),
             "policy_fingerprint": plan.policy_fingerprint,
             "backend": backend.name(),
