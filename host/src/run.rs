@@ -39,7 +39,16 @@ pub fn collect_scope(
     backend: &dyn Backend,
     needs: &BTreeSet<InventoryNeed>,
 ) -> anyhow::Result<Inventory> {
+    let started = std::time::Instant::now();
     let images = backend.collect(scope, needs)?;
+    tracing::info!(
+        "inventory: {} image(s) in {} account(s) and {} region(s) of {}, read in {:.2} s",
+        images.len(),
+        scope.accounts.len(),
+        scope.regions.len(),
+        backend.name(),
+        started.elapsed().as_secs_f64()
+    );
     Inventory::new(Pricing::new(&policy.pricing).price_images(images))
         .map_err(|e| InputError(format!("{}: {e}", backend.name())).into())
 }

@@ -59,6 +59,8 @@ fn amiwarden_with(dir: &Path, args: &[&str], columns: Option<&str>) -> Output {
     };
     command
         .current_dir(dir)
+        .env_remove("AMIWARDEN_LOG")
+        .env_remove("RUST_LOG")
         .args(args)
         .arg("--cache-dir")
         .arg(concat!(env!("CARGO_TARGET_TMPDIR"), "/cli-cache"))
@@ -722,4 +724,70 @@ fn rows_are_coloured_only_on_a_terminal_and_never_with_no_color() {
     // Colour adds codes and nothing else: every line as wide, every word where it was.
     assert_eq!(console::strip_ansi_codes(&coloured), no_color);
     assert_eq!(no_color, String::from_utf8_lossy(&piped.stdout));
+}
+
+const APPLY: &[&str] = &["apply", "--policy", "policy.toml", "--sim", "state.json", "--as-of", "2026-11-24", "--yes"];
+
+#[test]
+fn verbose_says_what_each_stage_did_and_the_environment_still_decides() {
+    let info = [
+        "INFO amiwarden::cli::output: plugin retention (retention 0.1.0, builtin:retention) ",
+        "inventory of 111111111111/us-east-1: 3 image(s)",
+        "inventory: 3 image(s) in 1 account(s) and 1 region(s) of sim:state.json, read in ",
+        "apply: 6 action(s) of plan-",
+        "apply: ended in ",
+    ];
+    let dir = setup(POLICY);
+    let quiet = amiwarden(dir.path(), &[&["-q"], APPLY].concat());
+    assert_eq!(quiet.status.code(), Some(0), "{}", stderr(&quiet));
+    assert!(!stderr(&quiet).contains("INFO") && stderr(&quiet).contains("[6/6] "), "{}", stderr(&quiet));
+    let dir = setup(POLICY);
+    let verbose = amiwarden(dir.path(), &[APPLY, &["-v"]].concat());
+    assert_eq!(verbose.status.code(), Some(0), "{}", stderr(&verbose));
+    for line in info {
+        assert!(stderr(&verbose).contains(line), "{line}:\n{}", stderr(&verbose));
+    }
+    assert!(!stderr(&verbose).contains("DEBUG"), "{}", stderr(&verbose));
+    let dir = setup(POLICY);
+    let debug = amiwarden(dir.path(), &[&["-vv"], PLAN].concat());
+    assert!(stderr(&debug).contains("DEBUG"), "{}", stderr(&debug));
+    // AMIWARDEN_LOG, when set, decides over the flags.
+    let mut command = Command::new(env!("CARGO_BIN_EXE_amiwarden"));
+    command.current_dir(dir.path()).env("AMIWARDEN_LOG", "info").args([&["-q"], PLAN].concat());
+    let logged = command.arg("--cache-dir").arg(concat!(env!("CARGO_TARGET_TMPDIR"), "/cli-cache")).output().unwrap();
+    assert!(stderr(&logged).contains(info[2]), "{}", stderr(&logged));
+    let both = amiwarden(dir.path(), &[&["-q", "-v"], PLAN].concat());
+    assert_eq!(both.status.code(), Some(2), "{}", stderr(&both));
+}
+
+/// `amiwarden ARGS` with stdout and stderr on one pseudo-terminal (`script`): what a
+/// person at a terminal sees, progress bars included.
+fn seen_on_a_terminal(dir: &Path, args: &[&str]) -> String {
+    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let mut line: Vec<String> = vec![quote(env!("CARGO_BIN_EXE_amiwarden"))];
+    line.extend(args.iter().map(|a| quote(a)));
+    line.extend(["--cache-dir".into(), quote(concat!(env!("CARGO_TARGET_TMPDIR"), "/cli-cache"))]);
+    let out = Command::new("script")
+        .current_dir(dir)
+        .env("COLUMNS", "160")
+        .env_remove("AMIWARDEN_LOG")
+        .env_remove("RUST_LOG")
+        .args(["-qec", &line.join(" "), "/dev/null"])
+        .output()
+        .expect("script (util-linux) runs");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn quiet_draws_no_progress_bar_on_a_terminal_but_still_says_how_each_action_ended() {
+    // 200 ms per EC2 call: the bar is drawn between the actions.
+    let slow = [APPLY, &["--sim-latency-ms", "200"]].concat();
+    let dir = setup(POLICY);
+    let shown = seen_on_a_terminal(dir.path(), &slow);
+    assert!(shown.contains("applying ") && shown.contains("[6/6] "), "{shown}");
+    let dir = setup(POLICY);
+    let quiet = seen_on_a_terminal(dir.path(), &[&["-q"], &slow[..]].concat());
+    assert!(!quiet.contains("applying ") && quiet.contains("[6/6] "), "{quiet}");
+    assert!(!quiet.contains("reading the inventory") && !quiet.contains("loading 2 plugin(s)"), "{quiet}");
 }

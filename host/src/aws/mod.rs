@@ -260,7 +260,14 @@ impl Backend for AwsBackend {
         let mut images = self.runtime.block_on(async {
             let mut tasks = JoinSet::new();
             for ec2 in handles {
-                tasks.spawn(collect::location(ec2, needs.clone()));
+                let needs = needs.clone();
+                tasks.spawn(async move {
+                    let (location, started) = (ec2.location.clone(), std::time::Instant::now());
+                    let images = collect::location(ec2, needs).await?;
+                    let seconds = started.elapsed().as_secs_f64();
+                    tracing::info!("inventory of {location}: {} image(s) in {seconds:.2} s", images.len());
+                    anyhow::Ok(images)
+                });
             }
             let mut images = Vec::new();
             while let Some(joined) = tasks.join_next().await {

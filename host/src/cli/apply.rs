@@ -23,7 +23,8 @@ pub(super) fn apply_command(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<i32> 
     // Held for the whole apply: a second apply on the same journal or state is refused.
     let _locks = enforce::lock(backend.as_ref(), &journal_path, std::time::Duration::ZERO)?;
     let runtime = runtime(cli)?;
-    let plugins = super::output::load_plugins(&runtime, &policy)?;
+    let shown = super::output::progress_shown(cli);
+    let plugins = super::output::load_plugins(&runtime, &policy, shown)?;
     let fresh = source(args.event.as_deref())?;
     let origin = match &args.plan {
         Some(path) => Origin::Saved(path),
@@ -36,7 +37,7 @@ pub(super) fn apply_command(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<i32> 
         &journal_path,
         origin,
         now,
-        &progress_bar(&backend.name()),
+        &progress_bar(&backend.name(), shown),
     )?;
     if let Some(failed) = &prepared.resumed {
         say!("resuming the plan in {}: an earlier apply of it was interrupted", journal_path.display());
@@ -105,7 +106,14 @@ pub(super) fn apply_command(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<i32> 
         }
     }
     let to_do = prepared.plan.actions.iter().filter(|a| prepared.journal.finished(&a.id).is_none()).count();
-    let progress = Progress::new(to_do as u64);
+    let progress = Progress::new(to_do as u64, shown);
+    let started = std::time::Instant::now();
+    tracing::info!(
+        "apply: {to_do} action(s) of {} on {} (journal {})",
+        crate::apply::plan_id(&prepared.plan),
+        backend.name(),
+        prepared.journal.path().display()
+    );
     let report = prepared.execute(&policy, backend.as_ref(), now, &|action, outcome| {
         let (ended, detail) = match outcome {
             ActionOutcome::Done { detail } => ("done", detail),
@@ -121,6 +129,13 @@ pub(super) fn apply_command(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<i32> 
         ));
     })?;
     progress.finish();
+    tracing::info!(
+        "apply: ended in {:.2} s: {} done, {} skipped, {} failed",
+        started.elapsed().as_secs_f64(),
+        report.done.len(),
+        report.skipped.len(),
+        report.failed.len()
+    );
     say!(
         "applied: {} done, {} skipped, {} failed, {} already ended in an earlier run (journal {})",
         report.done.len(),
@@ -257,8 +272,8 @@ struct Progress {
 }
 
 impl Progress {
-    fn new(total: u64) -> Progress {
-        let bar = if std::io::stderr().is_terminal() && total > 1 {
+    fn new(total: u64, shown: bool) -> Progress {
+        let bar = if shown && total > 1 {
             let bar = indicatif::ProgressBar::new(total);
             bar.set_style(
                 indicatif::ProgressStyle::with_template(

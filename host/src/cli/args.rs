@@ -19,6 +19,7 @@ fn long_version() -> String {
         builtins.join(", ")
     )
 }
+
 /// amiwarden: wasm policy plugins decide sharing, retention, replication and cost of your AMIs.
 #[derive(Debug, Parser)]
 #[command(name = "amiwarden", version = VERSION, long_version = long_version(), about)]
@@ -31,6 +32,13 @@ pub struct Cli {
     /// Do not cache compiled plugins on disk.
     #[arg(long, global = true)]
     pub no_cache: bool,
+    /// More log lines on stderr: -v what each stage does (info), -vv debug, -vvv trace.
+    /// AMIWARDEN_LOG or RUST_LOG, when set, decide instead.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Only errors: no warnings, and no progress bars or spinners (results still print).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
     /// Log lines as text or as JSON objects (for a log pipeline). Levels: AMIWARDEN_LOG or RUST_LOG.
     #[arg(long, global = true, value_enum, default_value = "text")]
     pub log_format: LogFormat,

@@ -62,18 +62,28 @@ where
     })
 }
 
-/// Logs to stderr, as text or JSON; a service logs what it does by default, a command
-/// only its warnings (AMIWARDEN_LOG or RUST_LOG say otherwise).
+/// Logs to stderr, as text or JSON, at `log_level` (AMIWARDEN_LOG or RUST_LOG, when set,
+/// decide instead).
 fn init_logging(cli: &Cli) {
-    let default = if matches!(cli.command, Command::Serve(_)) { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("AMIWARDEN_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| default.into());
+        .unwrap_or_else(|_| log_level(cli).into());
     let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Json => logs.json().init(),
         LogFormat::Text => logs.with_ansi(output::colour(std::io::stderr().is_terminal())).init(),
     }
+}
+
+/// The log level the flags ask for: a service logs what it does by default, a command
+/// only its warnings; each `-v` one level more, `-q` only errors.
+fn log_level(cli: &Cli) -> &'static str {
+    const LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
+    if cli.quiet {
+        return LEVELS[0];
+    }
+    let default = if matches!(cli.command, Command::Serve(_)) { 2 } else { 1 };
+    LEVELS[(default + usize::from(cli.verbose)).min(LEVELS.len() - 1)]
 }
 
 fn runtime(cli: &Cli) -> anyhow::Result<Runtime> {
@@ -128,9 +138,11 @@ fn compute(
     let policy = load_policy_for(policy, backend_args)?;
     let now = now(as_of)?;
     let runtime = runtime(cli)?;
-    let plugins = load_plugins(&runtime, &policy)?;
+    let shown = output::progress_shown(cli);
+    let plugins = load_plugins(&runtime, &policy, shown)?;
     let backend = backend(backend_args, &policy, now)?;
-    let planned = crate::run::plan(&policy, &plugins, backend.as_ref(), source, now, &progress_bar(&backend.name()))?;
+    let progress = progress_bar(&backend.name(), shown);
+    let planned = crate::run::plan(&policy, &plugins, backend.as_ref(), source, now, &progress)?;
     Ok(Computed { policy, plugins, now, backend, planned })
 }
 

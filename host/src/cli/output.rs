@@ -143,11 +143,16 @@ pub(super) fn report_calls(backend: &dyn Backend) {
     }
 }
 
-/// A spinner on stderr with `text` and the time taken, ticking on its own; hidden when
-/// stderr is not a terminal, cleared when finished or dropped.
-fn spinner(text: String) -> indicatif::ProgressBar {
+/// Whether progress bars and spinners are drawn: on a terminal's stderr, unless `-q`.
+pub(super) fn progress_shown(cli: &super::Cli) -> bool {
+    !cli.quiet && std::io::stderr().is_terminal()
+}
+
+/// A spinner on stderr with `text` and the time taken, ticking on its own, when `shown`
+/// (`progress_shown`); cleared when finished or dropped.
+fn spinner(text: String, shown: bool) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::hidden().with_finish(indicatif::ProgressFinish::AndClear);
-    if std::io::stderr().is_terminal() {
+    if shown {
         bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
         bar.set_style(
             indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
@@ -161,9 +166,9 @@ fn spinner(text: String) -> indicatif::ProgressBar {
 
 /// Progress on a terminal: a spinner with the time taken while the inventory of `from`
 /// is read, then (for 2,000 plugin calls or more) a bar of the calls with the time left.
-/// Cleared when done; nothing at all when stderr is not a terminal.
-pub(super) fn progress_bar(from: &str) -> impl Fn(u64, u64) + Sync {
-    let bar = spinner(format!("reading the inventory of {from}"));
+/// Cleared when done; nothing at all unless `shown`.
+pub(super) fn progress_bar(from: &str, shown: bool) -> impl Fn(u64, u64) + Sync + use<> {
+    let bar = spinner(format!("reading the inventory of {from}"), shown);
     let evaluating = std::sync::atomic::AtomicBool::new(false);
     move |done, total| {
         if !evaluating.swap(true, std::sync::atomic::Ordering::Relaxed) {
@@ -189,15 +194,28 @@ pub(super) fn progress_bar(from: &str) -> impl Fn(u64, u64) + Sync {
     }
 }
 
-/// Loads the policy's plugins, with a spinner on a terminal: a plugin is compiled on its
-/// first use (a Python one takes tens of seconds), then loaded from the cache.
+/// Loads the policy's plugins, with a spinner when `shown`: a plugin is compiled on its
+/// first use (a Python one takes tens of seconds), then loaded from the cache. Logs each
+/// load (info): compiled or from the cache, and how long it took.
 pub(super) fn load_plugins(
     runtime: &crate::plugin::Runtime,
     policy: &crate::config::Policy,
+    shown: bool,
 ) -> anyhow::Result<Vec<crate::plugin::Plugin>> {
     let enabled = policy.plugins.iter().filter(|p| p.enabled).count();
-    let bar = spinner(format!("loading {enabled} plugin(s); each is compiled on its first use, then cached"));
+    let bar = spinner(format!("loading {enabled} plugin(s); each is compiled on its first use, then cached"), shown);
     let plugins = crate::plugin::load_plugins(runtime, policy);
     bar.finish_and_clear();
+    for p in plugins.iter().flatten() {
+        tracing::info!(
+            "plugin {} ({} {}, {}) {} in {:.3} s",
+            p.name,
+            p.info.name,
+            p.info.version,
+            p.origin,
+            if p.from_cache { "loaded from the cache" } else { "compiled" },
+            p.load_time.as_secs_f64()
+        );
+    }
     plugins
 }

@@ -100,7 +100,7 @@ pub(super) fn serve_command(cli: &Cli, args: &ServeArgs) -> anyhow::Result<i32> 
     let schedule = args.schedule.as_deref().map(Schedule::parse).transpose().map_err(InputError)?;
     let metrics_addr = args.metrics.as_deref().map(metrics_addr).transpose()?;
     let runtime = runtime(cli)?;
-    let plugins = super::output::load_plugins(&runtime, &policy)?;
+    let plugins = super::output::load_plugins(&runtime, &policy, super::output::progress_shown(cli))?;
     let backend = backend(&args.backend, &policy, Timestamp::now())?;
     let options = AwsOptions {
         profile: args.backend.profile.clone(),

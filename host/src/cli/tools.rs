@@ -56,7 +56,7 @@ pub struct ShowArgs {
 pub(super) fn validate_command(cli: &Cli, args: &ValidateArgs) -> anyhow::Result<i32> {
     let policy = load_policy(&args.policy, &[], &[])?;
     let runtime = runtime(cli)?;
-    let plugins = super::output::load_plugins(&runtime, &policy)?;
+    let plugins = super::output::load_plugins(&runtime, &policy, super::output::progress_shown(cli))?;
     let entries: Vec<serde_json::Value> = plugins
         .iter()
         .filter_map(|p| {

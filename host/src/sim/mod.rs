@@ -160,6 +160,7 @@ impl Backend for SimBackend {
             if let Some(r) = state.accounts.get(account).and_then(|a| a.regions.get(region)) {
                 let index = RegionIndex::new(r);
                 images.extend(r.images.iter().map(|image| to_image(account, region, &index, image, needs)));
+                tracing::info!("inventory of {account}/{region}: {} image(s)", r.images.len());
             }
         }
         Ok(images)
