@@ -8,6 +8,7 @@
 //! | 3 | a guardrail stopped the run before any change | `GuardrailStop` |
 //! | 4 | plugins failed: the plan is incomplete (destructive actions on their images blocked); the rest was planned or applied | `PLUGIN_ERRORS_EXIT` |
 //! | 5 | `plan --detailed-exitcode` only: the plan has changes (0 then means none) | `CHANGES_EXIT` |
+//! | 130 | an apply interrupted by Ctrl-C (SIGINT); run it again to resume from its journal | `INTERRUPTED_EXIT` |
 
 /// The exit code of a plan or apply that plugins failed in (fail-closed, but not clean):
 /// a cron job must not stay green while a plugin traps on every image.
@@ -16,6 +17,9 @@ pub const PLUGIN_ERRORS_EXIT: i32 = 4;
 /// The exit code of `plan --detailed-exitcode` when the plan has changes, for a CI job
 /// that alerts on drift. Terraform uses 2, which is our "bad input", so changes get 5.
 pub const CHANGES_EXIT: i32 = 5;
+
+/// The exit code of an apply stopped by Ctrl-C (128 + SIGINT, as a shell reports it).
+pub const INTERRUPTED_EXIT: i32 = 130;
 
 /// Bad input from outside (policy, event, plan, journal or state file, plugin): exit 2.
 #[derive(Debug, thiserror::Error)]

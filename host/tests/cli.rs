@@ -791,3 +791,46 @@ fn quiet_draws_no_progress_bar_on_a_terminal_but_still_says_how_each_action_ende
     assert!(!quiet.contains("applying ") && quiet.contains("[6/6] "), "{quiet}");
     assert!(!quiet.contains("reading the inventory") && !quiet.contains("loading 2 plugin(s)"), "{quiet}");
 }
+
+#[test]
+fn ctrl_c_during_an_apply_says_how_to_resume_and_exits_130_and_the_same_apply_resumes() {
+    let dir = setup(POLICY);
+    let child = Command::new(env!("CARGO_BIN_EXE_amiwarden"))
+        .current_dir(dir.path())
+        .args(
+            [APPLY, &["--sim-latency-ms", "200", "--cache-dir", concat!(env!("CARGO_TARGET_TMPDIR"), "/cli-cache")]]
+                .concat(),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let journal = dir.path().join("state.journal.jsonl");
+    let ended = || std::fs::read_to_string(&journal).unwrap_or_default().matches(r#""phase":"done""#).count();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while ended() == 0 {
+        assert!(std::time::Instant::now() < deadline, "no action ended");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // In the 200 ms of the next call, not between a journal line and its [n/M] line.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    let n = ended();
+    assert!((1..6).contains(&n), "interrupted before the end: {n} of 6:\n{err}");
+    let said = format!(
+        "interrupted: {n} of 6 actions ended; run the same apply again to resume from journal state.journal.jsonl"
+    );
+    assert_eq!(err.lines().last(), Some(said.as_str()), "{err}");
+
+    let resumed = amiwarden(dir.path(), &[APPLY, &["--format", "json"]].concat());
+    assert_eq!(resumed.status.code(), Some(0), "{}", stderr(&resumed));
+    let doc: serde_json::Value = serde_json::from_slice(&resumed.stdout).unwrap();
+    let totals = serde_json::json!({"actions": 6, "done": 6 - n, "skipped": 0, "failed": 0, "earlier_run": n});
+    assert_eq!(doc["totals"], totals, "{doc:#}");
+    let earlier = doc["results"].as_array().unwrap().iter().filter(|r| r["earlier_run"] == true).count();
+    assert_eq!(earlier, n, "{doc:#}");
+}

@@ -106,7 +106,18 @@ pub(super) fn apply_command(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<i32> 
         }
     }
     let to_do = prepared.plan.actions.iter().filter(|a| prepared.journal.finished(&a.id).is_none()).count();
-    let progress = Progress::new(to_do as u64, shown);
+    let progress = std::sync::Arc::new(Progress::new(to_do as u64, shown));
+    let _interrupt = {
+        let (progress, total) = (std::sync::Arc::clone(&progress), prepared.plan.actions.len());
+        let journal = prepared.journal.path().display().to_string();
+        super::interrupt::watch(move || {
+            progress.finish();
+            let ended = total - to_do + progress.ended() as usize;
+            format!(
+                "interrupted: {ended} of {total} actions ended; run the same apply again to resume from journal {journal}"
+            )
+        })?
+    };
     let started = std::time::Instant::now();
     tracing::info!(
         "apply: {to_do} action(s) of {} on {} (journal {})",
@@ -298,6 +309,11 @@ impl Progress {
             self.bar.println(line);
             self.bar.inc(1);
         }
+    }
+
+    /// How many actions ended in this run so far.
+    fn ended(&self) -> u64 {
+        self.ended.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn finish(&self) {

@@ -7,6 +7,7 @@ mod output;
 mod apply;
 mod args;
 mod connect;
+mod interrupt;
 mod record;
 mod serve;
 mod tools;
