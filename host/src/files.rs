@@ -27,6 +27,8 @@ pub enum Input {
     Plan,
     /// A sim state file (~1 KB per image).
     SimState,
+    /// A run record's metadata.json (a few KB).
+    RunRecord,
 }
 
 impl Input {
@@ -38,6 +40,7 @@ impl Input {
             Input::Plugin => 64 * MIB,
             Input::Plan => 1024 * MIB,
             Input::SimState => 2048 * MIB,
+            Input::RunRecord => MIB,
         }
     }
 
@@ -48,6 +51,7 @@ impl Input {
             Input::Plugin => "plugin",
             Input::Plan => "plan",
             Input::SimState => "sim state",
+            Input::RunRecord => "run record",
         }
     }
 }

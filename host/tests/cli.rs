@@ -834,3 +834,144 @@ fn ctrl_c_during_an_apply_says_how_to_resume_and_exits_130_and_the_same_apply_re
     let earlier = doc["results"].as_array().unwrap().iter().filter(|r| r["earlier_run"] == true).count();
     assert_eq!(earlier, n, "{doc:#}");
 }
+
+/// `command` on the demo state copied to `demo.json` (an apply changes it), with `policy`,
+/// recorded under `runs`.
+fn recorded<'a>(command: &'a str, policy: &'a str) -> Vec<&'a str> {
+    vec![command, "--policy", policy, "--sim", "demo.json", "--as-of", "2026-11-24", "--record", "runs"]
+}
+
+#[test]
+fn report_lists_each_recorded_run_oldest_first_then_the_totals() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(workspace().join("examples/sim/demo.json"), dir.path().join("demo.json")).unwrap();
+    let policy = workspace().join("examples/policy.toml");
+    let policy = policy.to_str().unwrap();
+    let out = amiwarden(dir.path(), &recorded("plan", policy));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = amiwarden(dir.path(), &[recorded("apply", policy), vec!["--yes"]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let read = |p: &Path| -> serde_json::Value { serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap() };
+    let runs = records(&dir.path().join("runs"));
+    let (planned, applied) = match &runs[..] {
+        [a, b] if a.to_string_lossy().contains("-plan-plan-") => (a, b),
+        [a, b] => (b, a),
+        _ => panic!("two runs: {runs:?}"),
+    };
+    let plan = read(&planned.join("plan.json"));
+    let totals = &plan["totals"];
+    let actions = plan["actions"].as_array().unwrap().len();
+    let change = totals["monthly_cost_after"].as_i64().unwrap() - totals["monthly_cost_before"].as_i64().unwrap();
+    let (plan_calls, apply_calls) = (
+        read(&planned.join("metadata.json"))["api_calls"].clone(),
+        read(&applied.join("metadata.json"))["api_calls"].clone(),
+    );
+    assert!(actions > 0 && change != 0 && totals["destructive"].as_u64().unwrap() > 0, "{totals}");
+
+    let report = |args: &[&str]| {
+        let out = amiwarden(dir.path(), &[&["report", "runs"][..], args].concat());
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let json: serde_json::Value = serde_json::from_str(&report(&["--format", "json"])).unwrap();
+    let rows = json["runs"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{json:#}");
+    let name = |p: &Path| p.file_name().unwrap().to_string_lossy().into_owned();
+    assert_eq!(
+        (rows[0]["record"].as_str().unwrap(), rows[1]["record"].as_str().unwrap()),
+        (&*name(planned), &*name(applied))
+    );
+    for (row, command, outcomes, calls) in [
+        (&rows[0], "plan", serde_json::Value::Null, &plan_calls),
+        (
+            &rows[1],
+            "apply",
+            serde_json::json!({"done": actions, "skipped": 0, "failed": 0, "resumed": 0}),
+            &apply_calls,
+        ),
+    ] {
+        assert_eq!(row["command"], command);
+        assert_eq!(row["policy"], policy);
+        assert_eq!(row["backend"], "sim:demo.json");
+        assert_eq!(row["exit_code"], 0);
+        assert_eq!(row["planned"], actions);
+        assert_eq!(row["outcomes"], outcomes, "{command}");
+        assert_eq!(row["destructive"], totals["destructive"]);
+        assert_eq!(row["monthly_cost_change"], change);
+        assert_eq!(&row["api_calls"], calls);
+    }
+    let mut calls = std::collections::BTreeMap::<String, u64>::new();
+    for (op, n) in plan_calls.as_object().unwrap().iter().chain(apply_calls.as_object().unwrap()) {
+        *calls.entry(op.clone()).or_default() += n.as_u64().unwrap();
+    }
+    let expected = serde_json::json!({
+        "runs": 2, "plans": 1, "applies": 1, "unreadable": 0, "nonzero_exits": 0, "planned": actions,
+        "outcomes": {"done": actions, "skipped": 0, "failed": 0, "resumed": 0},
+        "destructive": totals["destructive"], "monthly_cost_change": change, "api_calls": calls,
+    });
+    assert_eq!(json["totals"], expected);
+
+    let table = report(&[]);
+    let (plan_row, apply_row) = (table.find(&format!("{actions} planned")), table.find(&format!("{actions} done, 0")));
+    assert!(plan_row.unwrap() < apply_row.unwrap(), "oldest first:\n{table}");
+    let amount = amiwarden::cost::dollars(change);
+    let dollars = if change > 0 { format!("+{amount}") } else { amount };
+    assert_eq!(table.matches(&dollars).count(), 3, "each run's change and the applies' total:\n{table}");
+    assert!(table.contains("runs: 2 (plans 1, applies 1, unreadable 0, exited non-zero 0)"), "{table}");
+    assert!(table.contains(&format!("plans: {actions} action(s) planned")), "{table}");
+    let destructive = &totals["destructive"];
+    assert!(
+        table.contains(&format!(
+            "applies: {actions} done, 0 skipped, 0 failed; {destructive} destructive; monthly cost {dollars}"
+        )),
+        "{table}"
+    );
+    assert!(table.contains(&format!("API calls: {}", calls.values().sum::<u64>())), "{table}");
+
+    // The plan, as if it had run on an earlier day: --since leaves it out.
+    let mut metadata = read(&planned.join("metadata.json"));
+    metadata["started"] = "2026-11-01T00:00:00Z".into();
+    std::fs::write(planned.join("metadata.json"), metadata.to_string()).unwrap();
+    let since = |date: &str| -> serde_json::Value {
+        serde_json::from_str(&report(&["--since", date, "--format", "json"])).unwrap()
+    };
+    let later = since("2026-11-02");
+    assert_eq!(later["runs"].as_array().unwrap().len(), 1, "{later:#}");
+    assert_eq!(later["runs"][0]["command"], "apply");
+    assert_eq!((later["totals"]["plans"].clone(), later["totals"]["applies"].clone()), (0.into(), 1.into()));
+    assert_eq!(since("2026-11-01")["totals"]["runs"], 2);
+    assert_eq!(since("2999-01-01")["runs"], serde_json::json!([]));
+}
+
+#[test]
+fn report_lists_a_record_it_cannot_read_and_why_and_refuses_a_missing_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    std::fs::create_dir_all(runs.join("20261101T000000Z-plan-plan-0123")).unwrap();
+    std::fs::write(runs.join("20261101T000000Z-plan-plan-0123/metadata.json"), "{").unwrap();
+    std::fs::create_dir_all(runs.join("copied-by-hand")).unwrap();
+    std::fs::write(runs.join("notes.txt"), "not a run").unwrap();
+    let out = amiwarden(dir.path(), &["report", "runs", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = json["runs"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "a file beside the runs is not a run: {json:#}");
+    assert_eq!(rows[0]["record"], "20261101T000000Z-plan-plan-0123");
+    assert_eq!(rows[0]["started"], "2026-11-01T00:00:00Z", "from the directory's name");
+    assert!(rows[0]["unreadable"].as_str().unwrap().contains("metadata.json: EOF while parsing"), "{json:#}");
+    assert_eq!(rows[1]["record"], "copied-by-hand", "a start unknown comes last");
+    assert!(rows[1]["unreadable"].as_str().unwrap().contains("cannot read it"), "{json:#}");
+    assert_eq!((json["totals"]["runs"].clone(), json["totals"]["unreadable"].clone()), (2.into(), 2.into()));
+    let table = amiwarden(dir.path(), &["report", "runs"]);
+    let table = String::from_utf8(table.stdout).unwrap();
+    assert!(table.contains("unreadable: copied-by-hand") && table.contains("unreadable 2"), "{table}");
+    for (args, says) in [
+        (&["report", "missing"][..], "report: missing: no such directory"),
+        (&["report", "runs/notes.txt"], "report: runs/notes.txt: not a directory"),
+        (&["report", "runs", "--since", "last week"], "--since: `last week` is not a date"),
+    ] {
+        let out = amiwarden(dir.path(), args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{}", stderr(&out));
+    }
+}

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use super::{BackendArgs, DocumentFormat, serve, tools, undo};
+use super::{BackendArgs, DocumentFormat, report, serve, tools, undo};
 
 /// `-V`: the version and the commit it was built from ("unknown" outside a git checkout).
 const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (git ", env!("AMIWARDEN_GIT_SHA"), ")");
@@ -67,6 +67,9 @@ pub enum Command {
     /// Explain one image: its facts, the guardrails that bind it, what each plugin proposes
     /// for it and why, and what a scheduled run's plan does to it.
     Explain(tools::ExplainArgs),
+    /// Summarise the runs recorded by `plan --record DIR` and `apply --record DIR`: one row
+    /// per run, oldest first (outcomes, destructive actions, cost change, API calls), then totals.
+    Report(report::ReportArgs),
     /// Undo a run's removals: restore what it deregistered and deleted from the Recycle
     /// Bin, enable what it disabled, and share again what it unshared.
     Undo(undo::UndoArgs),

@@ -9,6 +9,7 @@ mod args;
 mod connect;
 mod interrupt;
 mod record;
+mod report;
 mod serve;
 mod tools;
 mod undo;
@@ -156,6 +157,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Validate(args) => tools::validate_command(&cli, args),
         Command::Show(args) => tools::show_command(args),
         Command::Explain(args) => tools::explain_command(&cli, args),
+        Command::Report(args) => report::report_command(args),
         Command::Undo(args) => undo::undo_command(args),
         Command::New(args) => {
             let dir = input(crate::scaffold::scaffold(&args.dir, &args.name, args.lang))?;

@@ -5,28 +5,93 @@
 //! (command, version and git sha, policy, backend, times, totals, outcome counts, API calls by
 //! operation, exit code). Written whatever the exit, once a plan exists.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use crate::apply::Report;
 use crate::backend::Backend;
 use crate::model::Timestamp;
-use crate::plan::{Plan, Source};
+use crate::plan::{Plan, Source, Totals};
+
+/// A run record's `metadata.json`: written by `Recorder::write`, read by `amiwarden report`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(super) struct Metadata {
+    /// `plan` or `apply`.
+    pub command: String,
+    pub version: String,
+    pub git_sha: String,
+    /// The policy file, as the command line named it.
+    pub policy: String,
+    pub policy_fingerprint: String,
+    /// The backend's name (`sim STATE`, `aws`, …).
+    pub backend: String,
+    pub source: RecordedSource,
+    pub evaluation_time: Timestamp,
+    pub started: Timestamp,
+    /// The start in milliseconds since the Unix epoch: orders the runs of one second
+    /// (0 in a record written before it was added).
+    #[serde(default)]
+    pub started_millis: i64,
+    pub ended: Timestamp,
+    pub duration_seconds: f64,
+    pub exit_code: i32,
+    /// Why a guardrail stopped the plan (null when it did not).
+    pub stopped: Option<String>,
+    /// The plan's totals.
+    pub totals: Totals,
+    /// How the apply's actions ended (null for a plan).
+    pub outcomes: Option<Outcomes>,
+    /// API calls by operation.
+    pub api_calls: BTreeMap<String, u64>,
+}
+
+/// What a recorded run evaluated: the plan's `Source` without an event's text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub(super) enum RecordedSource {
+    Scheduled,
+    Shard { account: String },
+    Event { origin: String },
+}
+
+impl From<&Source> for RecordedSource {
+    fn from(source: &Source) -> RecordedSource {
+        match source {
+            Source::Scheduled => RecordedSource::Scheduled,
+            Source::Shard { account } => RecordedSource::Shard { account: account.clone() },
+            Source::Event { origin, .. } => RecordedSource::Event { origin: origin.clone() },
+        }
+    }
+}
+
+/// How many of an apply's actions ended each way (`resumed`: ended by an earlier run).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct Outcomes {
+    pub done: usize,
+    pub skipped: usize,
+    pub failed: usize,
+    pub resumed: usize,
+}
 
 /// A run being recorded.
 pub(super) struct Recorder {
     dir: PathBuf,
     command: &'static str,
     started: Timestamp,
+    started_millis: i64,
     clock: Instant,
 }
 
 impl Recorder {
     /// Starts recording a run of `command` under `dir`, if one was asked for.
     pub fn start(dir: Option<&Path>, command: &'static str) -> Option<Recorder> {
-        Some(Recorder { dir: dir?.to_path_buf(), command, started: Timestamp::now(), clock: Instant::now() })
+        let dir = dir?.to_path_buf();
+        let now = time::OffsetDateTime::now_utc();
+        let started_millis = i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+        Some(Recorder { dir, command, started: Timestamp(now.unix_timestamp()), started_millis, clock: Instant::now() })
     }
 
     /// Writes the record of a run that planned `plan` (and, for apply, ended as `report`)
@@ -39,8 +104,7 @@ impl Recorder {
         backend: &dyn Backend,
         exit: i32,
     ) -> anyhow::Result<PathBuf> {
-        let stamp: String = self.started.to_string().chars().filter(|c| *c != '-' && *c != ':').collect();
-        let name = format!("{stamp}-{}-{}", self.command, crate::apply::plan_id(plan));
+        let name = format!("{}-{}-{}", stamp(self.started), self.command, crate::apply::plan_id(plan));
         std::fs::create_dir_all(&self.dir)
             .map_err(|e| anyhow::anyhow!("cannot create the run record directory {}: {e}", self.dir.display()))?;
         // The same plan run twice in one second gets a second directory, not the first's.
@@ -64,37 +128,82 @@ impl Recorder {
                 pretty(&serde_json::to_value(report)?)?.as_bytes(),
             )?;
         }
-        let source = match &plan.source {
-            Source::Scheduled => json!({ "kind": "scheduled" }),
-            Source::Shard { account } => json!({ "kind": "shard", "account": account }),
-            Source::Event { origin, .. } => json!({ "kind": "event", "origin": origin }),
+        let metadata = Metadata {
+            command: self.command.to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            git_sha: env!("AMIWARDEN_GIT_SHA").to_string(),
+            policy: policy.display().to_string(),
+            policy_fingerprint: plan.policy_fingerprint.clone(),
+            backend: backend.name(),
+            source: RecordedSource::from(&plan.source),
+            evaluation_time: plan.evaluation_time,
+            started: self.started,
+            started_millis: self.started_millis,
+            ended: Timestamp::now(),
+            duration_seconds: (self.clock.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+            exit_code: exit,
+            stopped: plan.stopped.clone(),
+            totals: plan.totals.clone(),
+            outcomes: report.map(|r| Outcomes {
+                done: r.done.len(),
+                skipped: r.skipped.len(),
+                failed: r.failed.len(),
+                resumed: r.resumed,
+            }),
+            api_calls: backend.call_counts().into_iter().collect(),
         };
-        let calls: serde_json::Map<String, serde_json::Value> =
-            backend.call_counts().into_iter().map(|(op, n)| (op, json!(n))).collect();
-        let metadata = json!({
-            "command": self.command,
-            "version": env!("CARGO_PKG_VERSION"),
-            "git_sha": env!("AMIWARDEN_GIT_SHA"),
-            "policy": policy.display().to_string(),
-            "policy_fingerprint": plan.policy_fingerprint,
-            "backend": backend.name(),
-            "source": source,
-            "evaluation_time": plan.evaluation_time,
-            "started": self.started,
-            "ended": Timestamp::now(),
-            "duration_seconds": (self.clock.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
-            "exit_code": exit,
-            "stopped": plan.stopped,
-            "totals": plan.totals,
-            "outcomes": report.map(|r| json!({
-                "done": r.done.len(),
-                "skipped": r.skipped.len(),
-                "failed": r.failed.len(),
-                "resumed": r.resumed,
-            })),
-            "api_calls": calls,
-        });
+        let metadata = serde_json::to_value(&metadata)?;
         crate::files::write_atomically(&dir.join("metadata.json"), pretty(&metadata)?.as_bytes())?;
         Ok(dir)
+    }
+}
+
+/// How a run directory's name begins: its start time, RFC 3339 without `-` and `:`
+/// (`20261124T093000Z`), so that names sort oldest first.
+fn stamp(started: Timestamp) -> String {
+    started.to_string().chars().filter(|c| *c != '-' && *c != ':').collect()
+}
+
+/// The start time a run directory's name begins with (`stamp`), if it does.
+pub(super) fn started_from_name(name: &str) -> Option<Timestamp> {
+    let s = name.get(..16)?;
+    let rfc3339 = format!(
+        "{}-{}-{}T{}:{}:{}Z",
+        s.get(..4)?,
+        s.get(4..6)?,
+        s.get(6..8)?,
+        s.get(9..11)?,
+        s.get(11..13)?,
+        s.get(13..15)?
+    );
+    (s.as_bytes()[8] == b'T' && s.ends_with('Z')).then(|| rfc3339.parse().ok()).flatten()
+}
+
+/// The metadata of the run recorded in `dir`.
+pub(super) fn read_metadata(dir: &Path) -> anyhow::Result<Metadata> {
+    let path = dir.join("metadata.json");
+    let bytes = crate::files::read_input(&path, crate::files::Input::RunRecord)?;
+    serde_json::from_slice(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_directorys_name_gives_back_its_start_time() {
+        let started: Timestamp = "2026-11-24T09:30:05Z".parse().unwrap();
+        assert_eq!(stamp(started), "20261124T093005Z");
+        for (name, expected) in [
+            ("20261124T093005Z-apply-plan-0123abcd", Some(started)),
+            ("20261124T093005Z-plan-plan-0123abcd-2", Some(started)),
+            ("20261124T093005Z", Some(started)),
+            ("20261124X093005Z-plan", None),
+            ("20261324T093005Z-plan", None),
+            ("notes", None),
+            ("", None),
+        ] {
+            assert_eq!(started_from_name(name), expected, "{name}");
+        }
     }
 }
