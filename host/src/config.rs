@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::{ActionKind, InventoryNeed, Principal};
 
 /// A whole policy file.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
     pub scope: Scope,
@@ -42,7 +42,7 @@ pub struct Scope {
 }
 
 /// `[scope]` as the file spells it.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ScopeFile {
     accounts: AccountsFile,
@@ -86,6 +86,37 @@ impl From<Scope> for ScopeFile {
     }
 }
 
+/// In a schema: `[scope]` as the file spells it (`ScopeFile`), which is how it is read.
+impl schemars::JsonSchema for Scope {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Scope".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let mut schema = ScopeFile::json_schema(generator);
+        schema.insert("description".into(), "Which accounts and regions a run looks at.".into());
+        schema
+    }
+}
+
+/// In a schema: a list of 12-digit account ids, or the one word `ORGANIZATION` (any other
+/// word is refused when the scope is read).
+impl schemars::JsonSchema for AccountsFile {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Accounts".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "The accounts a run looks at: a list of 12-digit account ids, or \"organization\" for every active account of the AWS Organization",
+            "anyOf": [
+                { "type": "array", "uniqueItems": true, "items": { "type": "string", "pattern": "^[0-9]{12}$" } },
+                { "const": ORGANIZATION },
+            ],
+        })
+    }
+}
+
 impl Scope {
     /// A scope of these accounts and regions.
     pub fn of(accounts: BTreeSet<String>, regions: BTreeSet<String>) -> Scope {
@@ -111,7 +142,7 @@ impl Scope {
 }
 
 /// The host's guardrails: no plugin can override them.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Guardrails {
     /// Whether an image may be made public at all.
@@ -153,7 +184,7 @@ impl Default for Guardrails {
 pub const MAX_RECYCLE_BIN_DAYS: u32 = 365;
 
 /// Prices per region that replace the built-in table, in USD.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PricingOverrides {
     /// Standard-tier snapshot storage, per GiB-month.
@@ -171,7 +202,7 @@ pub struct PricingOverrides {
 pub const MAX_PRICE: f64 = 1000.0;
 
 /// Settings of the AWS backend.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AwsSettings {
     /// A role to assume in each account, with `{account}` in place of the account id,
@@ -185,7 +216,7 @@ pub struct AwsSettings {
 }
 
 /// One plugin in the policy file.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PluginEntry {
     /// Its name in plans and logs; unique in the file.
@@ -199,6 +230,7 @@ pub struct PluginEntry {
     pub grants: BTreeSet<ActionKind>,
     /// Its configuration, handed to it as JSON.
     #[serde(default)]
+    #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
     pub config: toml::Table,
     /// A directory it may read, mounted read-only as `/data`.
     pub data_dir: Option<PathBuf>,
@@ -215,7 +247,7 @@ pub struct PluginEntry {
 }
 
 /// The per-plugin limits, as written in the policy file's `[plugin.limits]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// CPU budget of one call, in milliseconds.

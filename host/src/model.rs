@@ -35,6 +35,20 @@ pub enum Principal {
     Public,
 }
 
+/// In a schema: the text form `FromStr` reads.
+impl schemars::JsonSchema for Principal {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Principal".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "A 12-digit account id, an organization ARN (arn:aws:organizations::…:organization/o-…), an OU ARN (…:ou/o-…/ou-…), or `public`",
+        })
+    }
+}
+
 impl Principal {
     /// The text form: the account id, the ARN, or `public`.
     pub fn as_str(&self) -> &str {

@@ -13,7 +13,7 @@ use crate::model::{Action, ActionKind, CopyRequest, Image, Micros, PluginError, 
 pub const SCHEMA_VERSION: u32 = 2;
 
 /// What a run evaluates.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Source {
     /// Every image in scope.
@@ -25,7 +25,7 @@ pub enum Source {
 }
 
 /// One change the applier makes, in the form EC2 takes it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "op")]
 pub enum Op {
     Tag { tags: BTreeMap<String, String> },
@@ -86,7 +86,7 @@ impl Op {
 }
 
 /// One action of the plan.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PlannedAction {
     /// Stable id: the same inputs give the same id; doubles as EC2's client token.
     pub id: String,
@@ -115,7 +115,7 @@ impl PlannedAction {
 }
 
 /// Why a proposal did not make it into the plan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum RefusalKind {
     /// A plugin vetoed it in review.
@@ -133,7 +133,7 @@ pub enum RefusalKind {
 }
 
 /// A proposal that was refused, with who proposed it and why.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Refusal {
     pub image_id: String,
     pub account: String,
@@ -149,7 +149,7 @@ pub struct Refusal {
 
 /// An image a plugin retains, with why: the plan's record of what it keeps on purpose
 /// (newest of a family, exempt by tag, ...), whether or not anything proposed to remove it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Kept {
     pub image_id: String,
     pub account: String,
@@ -161,7 +161,7 @@ pub struct Kept {
 }
 
 /// Totals of a plan.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Totals {
     pub images_in_scope: usize,
     pub images_touched: usize,
@@ -175,7 +175,7 @@ pub struct Totals {
 }
 
 /// The plan of one run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Plan {
     pub schema_version: u32,
     pub evaluation_time: Timestamp,

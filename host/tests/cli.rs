@@ -975,3 +975,60 @@ fn report_lists_a_record_it_cannot_read_and_why_and_refuses_a_missing_directory(
         assert!(stderr(&out).contains(says), "{}", stderr(&out));
     }
 }
+
+/// The JSON Schema `amiwarden schema OF` prints, compiled.
+fn schema(of: &str) -> jsonschema::Validator {
+    let out = amiwarden(workspace(), &["schema", of]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let schema: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    jsonschema::validator_for(&schema).unwrap()
+}
+
+/// What a validator finds wrong in `doc`, one line each.
+fn violations(validator: &jsonschema::Validator, doc: &serde_json::Value) -> Vec<String> {
+    validator.iter_errors(doc).map(|e| format!("{}: {e}", e.instance_path())).collect()
+}
+
+#[test]
+fn the_plan_schema_accepts_the_demo_plan_and_refuses_a_broken_one() {
+    let validator = schema("plan");
+    let demo = ["plan", "--policy", "examples/policy.toml", "--sim", "examples/sim/demo.json", "--as-of", "2026-11-24"];
+    let out = amiwarden(workspace(), &[&demo[..], &["--format", "json"]].concat());
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for part in ["actions", "refused", "kept"] {
+        assert!(!plan[part].as_array().unwrap().is_empty(), "the demo plan has {part} to check");
+    }
+    assert_eq!(violations(&validator, &plan), Vec::<String>::new());
+    let mut broken = plan.clone();
+    broken["actions"][0]["op"] = "explode".into();
+    broken.as_object_mut().unwrap().remove("totals");
+    let found = violations(&validator, &broken);
+    assert!(found.iter().any(|v| v.starts_with("/actions/0")), "{found:?}");
+    assert!(found.iter().any(|v| v.contains("\"totals\" is a required property")), "{found:?}");
+}
+
+#[test]
+fn the_policy_schema_accepts_the_example_policies_and_reads_accounts_as_the_scope_does() {
+    let validator = schema("policy");
+    let as_json = |text: &str| serde_json::to_value(toml::from_str::<toml::Table>(text).unwrap()).unwrap();
+    let example = as_json(&std::fs::read_to_string(workspace().join("examples/policy.toml")).unwrap());
+    assert_eq!(violations(&validator, &example), Vec::<String>::new());
+    let scope = |accounts: &str| as_json(&format!("[scope]\naccounts = {accounts}\nregions = [\"us-east-1\"]\n"));
+    for (accounts, valid) in [
+        (r#"["111111111111", "222222222222"]"#, true),
+        (r#""organization""#, true),
+        (r#""everyone""#, false),
+        (r#"["prod"]"#, false),
+        ("12", false),
+    ] {
+        let found = violations(&validator, &scope(accounts));
+        assert_eq!(found.is_empty(), valid, "accounts = {accounts}: {found:?}");
+    }
+    let found =
+        violations(&validator, &as_json("[scope]\naccounts = []\nregions = []\n[guardrails]\nmax_destructiv = 3\n"));
+    assert!(
+        found.iter().any(|v| v.contains("max_destructiv")),
+        "a typo is refused as the loader refuses it: {found:?}"
+    );
+    assert!(!violations(&validator, &as_json("[guardrails]\n")).is_empty(), "[scope] is required");
+}

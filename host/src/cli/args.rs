@@ -62,6 +62,11 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Check a policy file: parse it, load and configure its plugins (no EC2 calls).
     Validate(tools::ValidateArgs),
+    /// Print the JSON Schema of a plan file or of a policy file.
+    Schema {
+        #[arg(value_enum)]
+        of: tools::SchemaOf,
+    },
     /// Render a saved plan as the preview shows it.
     Show(tools::ShowArgs),
     /// Explain one image: its facts, the guardrails that bind it, what each plugin proposes

@@ -156,6 +156,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Inspect(args) => tools::inspect_command(&cli, args),
         Command::Validate(args) => tools::validate_command(&cli, args),
         Command::Show(args) => tools::show_command(args),
+        Command::Schema { of } => tools::schema_command(*of),
         Command::Explain(args) => tools::explain_command(&cli, args),
         Command::Report(args) => report::report_command(args),
         Command::Undo(args) => undo::undo_command(args),

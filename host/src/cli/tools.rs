@@ -1,5 +1,5 @@
-//! The commands around a run: `test` and `inspect` for plugin authors, `validate` for a
-//! policy, `show` for a saved plan.
+//! The commands around a run: `test` and `inspect` for plugin authors, `validate` and
+//! `schema` for a policy, `show` for a saved plan.
 
 use std::path::PathBuf;
 
@@ -122,6 +122,26 @@ pub(super) fn validate_command(cli: &Cli, args: &ValidateArgs) -> anyhow::Result
 pub(super) fn show_command(args: &ShowArgs) -> anyhow::Result<i32> {
     let plan = crate::apply::saved::read(&args.plan)?;
     super::print_plan(&plan, args.format, None, args.show_kept)?;
+    Ok(0)
+}
+
+/// What `amiwarden schema` describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SchemaOf {
+    /// A plan file (`plan --out`, `plan --format json`).
+    Plan,
+    /// A policy file (TOML; editors such as taplo check TOML against a JSON Schema).
+    Policy,
+}
+
+/// `amiwarden schema plan|policy`: the JSON Schema of a plan or a policy file, derived
+/// from the types that read them (schemars), so it cannot drift from the binary.
+pub(super) fn schema_command(of: SchemaOf) -> anyhow::Result<i32> {
+    let schema = match of {
+        SchemaOf::Plan => schemars::schema_for!(crate::plan::Plan),
+        SchemaOf::Policy => schemars::schema_for!(crate::config::Policy),
+    };
+    super::out(serde_json::to_string_pretty(&schema)?)?;
     Ok(0)
 }
 

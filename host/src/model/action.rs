@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::{Principal, Timestamp};
 
 /// How a copy to another region is made.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CopyRequest {
     pub region: String,
     #[serde(default)]
@@ -23,7 +23,7 @@ pub struct CopyRequest {
 }
 
 /// A change a plugin proposes.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     Share(Principal),
@@ -55,7 +55,7 @@ impl Action {
 }
 
 /// The kinds of action a policy file grants to a plugin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ActionKind {
     Share,
@@ -120,7 +120,7 @@ impl fmt::Display for ActionKind {
 }
 
 /// Inventory data a plugin needs beyond image basics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum InventoryNeed {
     LaunchPermissions,

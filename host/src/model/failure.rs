@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Which call of the contract failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Stage {
     Load,
@@ -14,7 +14,7 @@ pub enum Stage {
 }
 
 /// The kind of an expected failure a plugin reported itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum PolicyErrorKind {
     InvalidConfig,
@@ -23,7 +23,7 @@ pub enum PolicyErrorKind {
 }
 
 /// Why a plugin call failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case", tag = "cause", content = "detail")]
 pub enum PluginFailure {
     #[error("ran past its time budget of {0} ms")]
@@ -43,7 +43,7 @@ pub enum PluginFailure {
 }
 
 /// A plugin failure, recorded against the plugin and (when known) the image.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize, schemars::JsonSchema)]
 #[error("plugin `{plugin}` {stage_text}{image_text}: {failure}", stage_text = stage_text(*.stage), image_text = image_text(.image))]
 pub struct PluginError {
     pub plugin: String,

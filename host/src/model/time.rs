@@ -64,6 +64,20 @@ impl Serialize for Timestamp {
     }
 }
 
+/// In a schema: the text `Display` writes (RFC 3339, UTC).
+impl schemars::JsonSchema for Timestamp {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Timestamp".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "A time in RFC 3339, UTC (2026-11-24T00:00:00Z); `@SECONDS` since the Unix epoch for a time RFC 3339 cannot write",
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
