@@ -180,7 +180,7 @@ pub fn run_case(runtime: &Runtime, subject: &Subject<'_>, dir: &Path) -> anyhow:
     }
     resolve::order_candidates(&mut candidates);
     let priced = resolve::priced_plan(&inventory, &candidates, case.now);
-    let (verdicts, failures) = plugin::review(&plugins, &inventory, &priced, case.now);
+    let plugin::Reviewed { verdicts, failures, .. } = plugin::review(&plugins, &inventory, &priced, case.now);
     differences.extend(failures.iter().map(|e| format!("plugin error: {e}")));
     let by_id: BTreeMap<&str, &resolve::Candidate> = candidates.iter().map(|c| (c.id.as_str(), c)).collect();
     let vetoes: Vec<(String, Action, String)> = verdicts

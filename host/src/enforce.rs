@@ -67,6 +67,8 @@ pub struct Prepared {
     pub notes: Vec<String>,
     /// Why a guardrail stopped a fresh plan: it is shown, never applied.
     pub stop: Option<GuardrailStop>,
+    /// Where planning's time went (empty for a saved or resumed plan).
+    pub timings: crate::run::Timings,
 }
 
 /// Finds or makes the plan and checks it: the guardrails on the whole plan and the
@@ -89,7 +91,7 @@ pub fn prepare(
         Origin::Fresh(_) => apply::unfinished_plan(journal_path)?,
         Origin::Saved(_) => None,
     };
-    let (plan, inventory, journal, resumed, notes, stop) = match (origin, unfinished) {
+    let (plan, inventory, journal, resumed, notes, stop, timings) = match (origin, unfinished) {
         (Origin::Saved(path), _) => {
             let plan = apply::saved::read(path)?;
             let journal = Journal::open(journal_path, &apply::plan_id(&plan), binding)?;
@@ -98,22 +100,22 @@ pub fn prepare(
             } else {
                 (apply::saved::check(policy, plugins, backend, &plan, path, now)?, None)
             };
-            (plan, inventory, journal, resumed, Vec::new(), None)
+            (plan, inventory, journal, resumed, Vec::new(), None, Default::default())
         }
         (Origin::Fresh(_), Some(unfinished)) => {
             let journal = Journal::open(journal_path, &unfinished.run_id, binding)?;
             let inventory = collect(&unfinished.plan.source)?;
-            (unfinished.plan, inventory, journal, Some(unfinished.failed), Vec::new(), None)
+            (unfinished.plan, inventory, journal, Some(unfinished.failed), Vec::new(), None, Default::default())
         }
         (Origin::Fresh(source), None) => {
             let planned = crate::run::plan(policy, plugins, backend, source, now, progress)?;
             let journal = Journal::open(journal_path, &apply::run_id(&planned.plan), binding)?;
-            (planned.plan, planned.inventory, journal, None, planned.notes, planned.stop)
+            (planned.plan, planned.inventory, journal, None, planned.notes, planned.stop, planned.timings)
         }
     };
     let destroyed = apply::destroyed_images(&plan, &journal);
     let retained = crate::run::retained(policy, plugins, &inventory, &destroyed, now);
-    let prepared = Prepared { plan, inventory, journal, retained, resumed, notes, stop };
+    let prepared = Prepared { plan, inventory, journal, retained, resumed, notes, stop, timings };
     if prepared.stop.is_none() {
         apply::check(&prepared.checks(policy, now), &prepared.plan)?;
     }

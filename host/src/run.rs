@@ -25,6 +25,44 @@ pub struct Planned {
     pub stop: Option<GuardrailStop>,
     pub notes: Vec<String>,
     pub inventory: Arc<Inventory>,
+    pub timings: Timings,
+}
+
+/// Where a run's time went, for its record (`--record`): each stage's wall seconds in
+/// order, and each plugin's seconds proposing and reviewing.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Timings {
+    pub stages: Vec<StageSeconds>,
+    pub plugins: BTreeMap<String, PluginSeconds>,
+}
+
+/// One stage's wall seconds.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StageSeconds {
+    pub stage: String,
+    pub seconds: f64,
+}
+
+/// One plugin's seconds in a run (propose summed over its batches, on every thread).
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PluginSeconds {
+    pub propose: f64,
+    pub review: f64,
+}
+
+impl Timings {
+    /// Runs `f` as the stage `name`, recording its wall time.
+    pub fn stage<T>(&mut self, name: &str, f: impl FnOnce() -> T) -> T {
+        let started = std::time::Instant::now();
+        let out = f();
+        self.stages.push(StageSeconds { stage: name.to_string(), seconds: millis(started.elapsed().as_secs_f64()) });
+        out
+    }
+}
+
+/// Seconds rounded to the millisecond.
+fn millis(seconds: f64) -> f64 {
+    (seconds * 1000.0).round() / 1000.0
 }
 
 /// Collects and prices the inventory of the policy's whole scope.
@@ -81,8 +119,12 @@ pub fn plan(
 ) -> anyhow::Result<Planned> {
     let needs = plugin::needs(policy, plugins);
     let scope = crate::event::collection_scope(policy, source);
-    let inventory = Arc::new(collect_scope(policy, &scope, backend, &needs)?);
-    plan_on(policy, plugins, inventory, source, now, progress)
+    let mut timings = Timings::default();
+    let inventory = Arc::new(timings.stage("inventory", || collect_scope(policy, &scope, backend, &needs))?);
+    let mut planned = plan_on(policy, plugins, inventory, source, now, progress)?;
+    timings.stages.append(&mut planned.timings.stages);
+    planned.timings.stages = timings.stages;
+    Ok(planned)
 }
 
 /// Plans one run on an inventory already collected.
@@ -94,6 +136,7 @@ pub fn plan_on(
     now: Timestamp,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> anyhow::Result<Planned> {
+    let mut timings = Timings::default();
     let (events, notes) = events(policy, &inventory, source, now)?;
     let total = (events.len(&inventory) * plugins.len()) as u64;
     let done = std::sync::atomic::AtomicU64::new(0);
@@ -101,19 +144,30 @@ pub fn plan_on(
         let d = done.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
         progress(d, total);
     };
-    let proposals = plugin::propose(policy, plugins, &inventory, &events, now, &tick);
+    let proposals = timings.stage("propose", || plugin::propose(policy, plugins, &inventory, &events, now, &tick));
     let pricing = Pricing::new(&policy.pricing);
-    let mut merged = resolve::merge(policy, &inventory, &pricing, &proposals.proposed, &proposals.failures, now);
-    resolve::order_candidates(&mut merged.candidates);
+    let merged = timings.stage("merge", || {
+        let mut merged = resolve::merge(policy, &inventory, &pricing, &proposals.proposed, &proposals.failures, now);
+        resolve::order_candidates(&mut merged.candidates);
+        merged
+    });
     let priced = resolve::priced_plan(&inventory, &merged.candidates, now);
-    let (verdicts, review_failures) = plugin::review(plugins, &inventory, &priced, now);
+    let reviewed = timings.stage("review", || plugin::review(plugins, &inventory, &priced, now));
+    for (plugin, seconds) in &proposals.seconds {
+        timings.plugins.entry(plugin.clone()).or_default().propose = millis(*seconds);
+    }
+    for (plugin, seconds) in &reviewed.seconds {
+        timings.plugins.entry(plugin.clone()).or_default().review = millis(*seconds);
+    }
     let mut errors = proposals.failures;
-    errors.extend(review_failures);
-    let (mut plan, stop) = resolve::finish(policy, &inventory, &pricing, merged, &verdicts, errors, now);
+    errors.extend(reviewed.failures);
+    let verdicts = reviewed.verdicts;
+    let (mut plan, stop) =
+        timings.stage("finish", || resolve::finish(policy, &inventory, &pricing, merged, &verdicts, errors, now));
     plan.inventory_needs = plugin::needs(policy, plugins);
     plan.source = source.clone();
     plan.policy_fingerprint = policy_fingerprint(policy, plugins);
-    Ok(Planned { plan, stop, notes, inventory })
+    Ok(Planned { plan, stop, notes, inventory, timings })
 }
 
 /// Asks the plugins again about `image_ids` (as a scheduled run would, on the inventory

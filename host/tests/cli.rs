@@ -395,6 +395,24 @@ fn a_recorded_run_keeps_its_plan_outcomes_and_metadata() {
     assert_eq!(report["done"].as_array().unwrap().len(), total);
     assert_eq!(read(applied.join("plan.json")), plan, "the apply ran the plan the preview recorded");
     assert!(err.contains(&format!("run recorded in runs/{}", name(applied))), "{err}");
+    // Where the time went, what the plan does by operation and place, and the journal.
+    let stages = |meta: &serde_json::Value| -> Vec<String> {
+        meta["stages"].as_array().unwrap().iter().map(|s| s["stage"].as_str().unwrap().to_string()).collect()
+    };
+    let plan_meta = read(planned.join("metadata.json"));
+    assert_eq!(stages(&plan_meta), ["inventory", "propose", "merge", "review", "finish"], "{plan_meta:#}");
+    assert_eq!(stages(&meta), ["inventory", "propose", "merge", "review", "finish", "apply"], "{meta:#}");
+    let plugins = meta["plugins"].as_object().unwrap();
+    assert_eq!(plugins.len(), 2, "each plugin's seconds: {meta:#}");
+    assert!(plugins.values().all(|p| p["propose"].as_f64().unwrap() > 0.0 && p["review"].as_f64().unwrap() > 0.0));
+    let sum = |v: &serde_json::Value| v.as_object().unwrap().values().map(|n| n.as_u64().unwrap()).sum::<u64>();
+    assert_eq!(sum(&meta["actions_by_operation"]), total as u64, "{meta:#}");
+    assert_eq!(sum(&meta["actions_by_location"]), total as u64, "{meta:#}");
+    assert_eq!(meta["actions_by_operation"]["deregister"], deregistrations);
+    let journal = std::fs::read_to_string(applied.join("journal.jsonl")).unwrap();
+    let done = journal.lines().filter(|l| l.contains(r#""phase":"done""#)).count();
+    assert_eq!(done, total, "the record keeps this run's journal lines: {journal}");
+    assert!(!planned.join("journal.jsonl").exists(), "a plan has no journal");
 }
 
 #[test]

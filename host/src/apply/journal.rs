@@ -165,6 +165,11 @@ impl Journal {
         &self.path
     }
 
+    /// The key of this run's lines in the journal.
+    pub fn run_key(&self) -> &str {
+        &self.plan_id
+    }
+
     /// How an action ended in an earlier run of the same plan, if it did.
     pub fn finished(&self, action_id: &str) -> Option<(Phase, &str)> {
         self.finished.get(action_id).map(|(phase, detail)| (*phase, detail.as_str()))

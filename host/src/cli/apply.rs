@@ -61,6 +61,10 @@ pub(super) fn apply_command(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<i32> 
         }
         None => preview(&prepared.plan, &about, args)?,
     }
+    if let Some(recorder) = &recorder {
+        recorder.timings(&prepared.timings);
+        recorder.journal(prepared.journal.path(), prepared.journal.run_key());
+    }
     let record = |plan: &crate::plan::Plan, report: Option<&crate::apply::Report>, exit: i32| -> anyhow::Result<()> {
         if let Some(recorder) = &recorder {
             let dir = recorder.write(&args.policy, plan, report, backend.as_ref(), exit)?;
@@ -140,6 +144,9 @@ pub(super) fn apply_command(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<i32> 
         ));
     })?;
     progress.finish();
+    if let Some(recorder) = &recorder {
+        recorder.stage("apply", started.elapsed().as_secs_f64());
+    }
     tracing::info!(
         "apply: ended in {:.2} s: {} done, {} skipped, {} failed",
         started.elapsed().as_secs_f64(),

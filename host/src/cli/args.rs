@@ -120,9 +120,10 @@ pub struct PlanArgs {
     /// Also write the plan as JSON to this file.
     #[arg(long, value_name = "plan.json")]
     pub out: Option<PathBuf>,
-    /// Keep a record of this run in a new directory under DIR: plan.json and
-    /// metadata.json (times, totals, API calls, exit code).
-    #[arg(long, value_name = "DIR")]
+    /// Keep a record of this run in a new directory under DIR (`--output-dir` is accepted
+    /// too): plan.json and metadata.json (times per stage and plugin, totals, actions by
+    /// operation and account/region, API calls, exit code).
+    #[arg(long, value_name = "DIR", visible_alias = "output-dir")]
     pub record: Option<PathBuf>,
     /// List in the table the images plugins keep, and why (Markdown and HTML always do).
     #[arg(long)]
@@ -165,9 +166,11 @@ pub struct ApplyArgs {
     /// per endpoint and accounts under $XDG_STATE_HOME/amiwarden).
     #[arg(long)]
     pub journal: Option<PathBuf>,
-    /// Keep a record of this run in a new directory under DIR: plan.json, report.json (how
-    /// each action ended) and metadata.json (times, totals, outcomes, API calls, exit code).
-    #[arg(long, value_name = "DIR")]
+    /// Keep a record of this run in a new directory under DIR (`--output-dir` is accepted
+    /// too): plan.json, report.json and journal.jsonl (how each action ended) and
+    /// metadata.json (times per stage and plugin, totals, actions by operation and
+    /// account/region, outcomes, API calls, exit code).
+    #[arg(long, value_name = "DIR", visible_alias = "output-dir")]
     pub record: Option<PathBuf>,
 }
 

@@ -202,6 +202,9 @@ fn plan_command(cli: &Cli, args: &PlanArgs) -> anyhow::Result<i32> {
     let source = source(args.event.as_deref())?;
     let Computed { planned: outcome, backend, policy, .. } =
         compute(cli, &args.policy, &args.backend, args.as_of.as_deref(), &source)?;
+    if let Some(recorder) = &recorder {
+        recorder.timings(&outcome.timings);
+    }
     for note in &outcome.notes {
         say!("note: {}", crate::model::text::escape(note));
     }

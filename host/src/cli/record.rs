@@ -1,9 +1,11 @@
 //! Run records (`--record DIR`): what a run planned and did, one directory per run, for
 //! audits and dashboards, as Cloud Custodian keeps resources.json and metadata.json per
 //! run. A run writes `DIR/STARTED-COMMAND-PLAN_ID/` with `plan.json` (the plan, as
-//! `--out` writes it), `report.json` (apply: how each action ended) and `metadata.json`
-//! (command, version and git sha, policy, backend, times, totals, outcome counts, API calls by
-//! operation, exit code). Written whatever the exit, once a plan exists.
+//! `--out` writes it), `report.json` and `journal.jsonl` (apply: how each action ended,
+//! and this run's journal lines) and `metadata.json` (command, version and git sha,
+//! policy, backend, times, each stage's and each plugin's seconds, totals, actions by
+//! operation and by account/region, outcome counts, API calls by operation, exit code).
+//! Written whatever the exit, once a plan exists.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -46,6 +48,19 @@ pub(super) struct Metadata {
     pub outcomes: Option<Outcomes>,
     /// API calls by operation.
     pub api_calls: BTreeMap<String, u64>,
+    /// Each stage's wall seconds, in order (inventory, propose, merge, review, finish for
+    /// a plan made by this run; apply for an apply).
+    #[serde(default)]
+    pub stages: Vec<crate::run::StageSeconds>,
+    /// Each plugin's seconds proposing (summed over its batches) and reviewing.
+    #[serde(default)]
+    pub plugins: BTreeMap<String, crate::run::PluginSeconds>,
+    /// The plan's actions by operation (`deregister`, `delete-snapshots`, …).
+    #[serde(default)]
+    pub actions_by_operation: BTreeMap<String, usize>,
+    /// The plan's actions by `ACCOUNT/REGION`.
+    #[serde(default)]
+    pub actions_by_location: BTreeMap<String, usize>,
 }
 
 /// What a recorded run evaluated: the plan's `Source` without an event's text.
@@ -83,6 +98,10 @@ pub(super) struct Recorder {
     started: Timestamp,
     started_millis: i64,
     clock: Instant,
+    /// Where the run's time went, as the run reports it.
+    timings: std::cell::RefCell<crate::run::Timings>,
+    /// An apply's journal and the key of its lines, copied into the record.
+    journal: std::cell::RefCell<Option<(PathBuf, String)>>,
 }
 
 impl Recorder {
@@ -91,7 +110,33 @@ impl Recorder {
         let dir = dir?.to_path_buf();
         let now = time::OffsetDateTime::now_utc();
         let started_millis = i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
-        Some(Recorder { dir, command, started: Timestamp(now.unix_timestamp()), started_millis, clock: Instant::now() })
+        Some(Recorder {
+            dir,
+            command,
+            started: Timestamp(now.unix_timestamp()),
+            started_millis,
+            clock: Instant::now(),
+            timings: Default::default(),
+            journal: Default::default(),
+        })
+    }
+
+    /// Adds what planning measured (stages, plugins) to the record.
+    pub fn timings(&self, timings: &crate::run::Timings) {
+        let mut mine = self.timings.borrow_mut();
+        mine.stages.extend(timings.stages.iter().cloned());
+        mine.plugins.extend(timings.plugins.iter().map(|(k, v)| (k.clone(), *v)));
+    }
+
+    /// Adds one stage's wall seconds to the record.
+    pub fn stage(&self, stage: &str, seconds: f64) {
+        let seconds = (seconds * 1000.0).round() / 1000.0;
+        self.timings.borrow_mut().stages.push(crate::run::StageSeconds { stage: stage.to_string(), seconds });
+    }
+
+    /// Copies the lines of run `key` of the journal at `path` into the record.
+    pub fn journal(&self, path: &Path, key: &str) {
+        *self.journal.borrow_mut() = Some((path.to_path_buf(), key.to_string()));
     }
 
     /// Writes the record of a run that planned `plan` (and, for apply, ended as `report`)
@@ -128,6 +173,23 @@ impl Recorder {
                 pretty(&serde_json::to_value(report)?)?.as_bytes(),
             )?;
         }
+        if let Some((journal, key)) = self.journal.borrow().as_ref() {
+            // This run's lines only (a journal keeps every run of its backend).
+            let text = std::fs::read_to_string(journal).unwrap_or_default();
+            let mine: String = text
+                .lines()
+                .filter(|l| serde_json::from_str::<crate::apply::JournalEntry>(l).is_ok_and(|e| e.plan_id == *key))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            crate::files::write_atomically(&dir.join("journal.jsonl"), mine.as_bytes())?;
+        }
+        let mut by_operation: BTreeMap<String, usize> = BTreeMap::new();
+        let mut by_location: BTreeMap<String, usize> = BTreeMap::new();
+        for a in &plan.actions {
+            *by_operation.entry(a.op.kind().to_string()).or_default() += 1;
+            *by_location.entry(format!("{}/{}", a.account, a.region)).or_default() += 1;
+        }
+        let timings = self.timings.borrow().clone();
         let metadata = Metadata {
             command: self.command.to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -151,6 +213,10 @@ impl Recorder {
                 resumed: r.resumed,
             }),
             api_calls: backend.call_counts().into_iter().collect(),
+            stages: timings.stages,
+            plugins: timings.plugins,
+            actions_by_operation: by_operation,
+            actions_by_location: by_location,
         };
         let metadata = serde_json::to_value(&metadata)?;
         crate::files::write_atomically(&dir.join("metadata.json"), pretty(&metadata)?.as_bytes())?;

@@ -21,7 +21,7 @@ pub use crate::config::Limits;
 use bindings::wit;
 pub use bindings::{PLUGIN_EXPORT, WIT_VERSION};
 pub use cache::ArtifactCache;
-pub use set::{Proposals, load_plugins, narrow_needs, needs, propose, review};
+pub use set::{Proposals, Reviewed, load_plugins, narrow_needs, needs, propose, review};
 
 use crate::inventory::Inventory;
 use crate::model::{ImageEvent, PluginInfo, Proposal, Timestamp, Verdict};

@@ -2,7 +2,7 @@
 //! `review` of the priced candidates, in parallel on every core, with results that do
 //! not depend on scheduling.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use rayon::prelude::*;
@@ -20,6 +20,8 @@ use crate::resolve::PricedPlan;
 pub struct Proposals {
     pub proposed: Vec<Proposed>,
     pub failures: Vec<PluginError>,
+    /// Seconds each plugin spent proposing, summed over its batches (on every thread).
+    pub seconds: BTreeMap<String, f64>,
 }
 
 /// A plugin entry's bytes: a built-in or a file next to the policy.
@@ -166,6 +168,9 @@ pub fn propose(
     for r in results {
         all.proposed.extend(r.proposed);
         all.failures.extend(r.failures);
+        for (plugin, seconds) in r.seconds {
+            *all.seconds.entry(plugin).or_default() += seconds;
+        }
     }
     all.proposed.sort();
     all.proposed.dedup();
@@ -198,6 +203,7 @@ fn propose_batch(
     events: &[Lowered],
     now: Timestamp,
 ) -> Proposals {
+    let started = std::time::Instant::now();
     let mut out = Proposals::default();
     let mut session = None;
     for event in events {
@@ -231,21 +237,23 @@ fn propose_batch(
             }
         }
     }
+    out.seconds.insert(plugin.name.to_string(), started.elapsed().as_secs_f64());
     out
 }
 
 /// Runs `review` of every plugin on the priced candidates; returns verdicts by plugin.
-pub fn review(
-    plugins: &[Plugin],
-    inventory: &Arc<Inventory>,
-    plan: &PricedPlan<'_>,
-    now: Timestamp,
-) -> (Vec<(String, Verdict)>, Vec<PluginError>) {
+pub fn review(plugins: &[Plugin], inventory: &Arc<Inventory>, plan: &PricedPlan<'_>, now: Timestamp) -> Reviewed {
     let lowered = wit::PricedPlan::from(plan);
-    let results: Vec<Result<Vec<Verdict>, PluginError>> = plugins
+    let timed: Vec<(Result<Vec<Verdict>, PluginError>, f64)> = plugins
         .par_iter()
-        .map(|plugin| plugin.session(Arc::clone(inventory), now).and_then(|mut s| s.review_lowered(&lowered)))
+        .map(|plugin| {
+            let started = std::time::Instant::now();
+            let result = plugin.session(Arc::clone(inventory), now).and_then(|mut s| s.review_lowered(&lowered));
+            (result, started.elapsed().as_secs_f64())
+        })
         .collect();
+    let seconds = plugins.iter().zip(&timed).map(|(p, (_, secs))| (p.name.to_string(), *secs)).collect();
+    let results = timed.into_iter().map(|(result, _)| result);
     let mut verdicts = Vec::new();
     let mut failures = Vec::new();
     let ids: BTreeSet<&str> = plan.candidates.iter().map(|c| c.id.as_str()).collect();
@@ -271,7 +279,16 @@ pub fn review(
             }
         }
     }
-    (verdicts, failures)
+    Reviewed { verdicts, failures, seconds }
+}
+
+/// Everything the review stage produced.
+#[derive(Debug, Default)]
+pub struct Reviewed {
+    pub verdicts: Vec<(String, Verdict)>,
+    pub failures: Vec<PluginError>,
+    /// Seconds each plugin's review took.
+    pub seconds: BTreeMap<String, f64>,
 }
 
 #[cfg(test)]
