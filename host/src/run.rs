@@ -61,7 +61,7 @@ impl Timings {
 }
 
 /// Seconds rounded to the millisecond.
-fn millis(seconds: f64) -> f64 {
+pub fn millis(seconds: f64) -> f64 {
     (seconds * 1000.0).round() / 1000.0
 }
 

@@ -177,7 +177,7 @@ pub fn plan_undo(policy: &Policy, run: &Run, only: &BTreeSet<String>) -> Result<
         match run.plan.actions.iter().find(|a| &a.id == id) {
             None => return Err(InputError(format!("--action {id}: run {} has no such action", run.run_id))),
             Some(a) if !done(a) => {
-                let how = run.ended.get(id).map(|(p, d)| format!("{p:?}: {d}").to_lowercase());
+                let how = run.ended.get(id).map(|(p, d)| format!("{}: {d}", format!("{p:?}").to_lowercase()));
                 return Err(InputError(format!(
                     "--action {id}: it did not happen in run {} ({}), there is nothing to undo",
                     run.run_id,

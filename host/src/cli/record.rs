@@ -130,7 +130,7 @@ impl Recorder {
 
     /// Adds one stage's wall seconds to the record.
     pub fn stage(&self, stage: &str, seconds: f64) {
-        let seconds = (seconds * 1000.0).round() / 1000.0;
+        let seconds = crate::run::millis(seconds);
         self.timings.borrow_mut().stages.push(crate::run::StageSeconds { stage: stage.to_string(), seconds });
     }
 
@@ -178,6 +178,9 @@ impl Recorder {
             let text = std::fs::read_to_string(journal).unwrap_or_default();
             let mine: String = text
                 .lines()
+                // Only lines naming the key are parsed: other runs' plan lines hold whole
+                // plans (~150 MB at 184,000 actions).
+                .filter(|l| l.contains(key.as_str()))
                 .filter(|l| serde_json::from_str::<crate::apply::JournalEntry>(l).is_ok_and(|e| e.plan_id == *key))
                 .map(|l| format!("{l}\n"))
                 .collect();
@@ -202,7 +205,7 @@ impl Recorder {
             started: self.started,
             started_millis: self.started_millis,
             ended: Timestamp::now(),
-            duration_seconds: (self.clock.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+            duration_seconds: crate::run::millis(self.clock.elapsed().as_secs_f64()),
             exit_code: exit,
             stopped: plan.stopped.clone(),
             totals: plan.totals.clone(),
