@@ -20,7 +20,7 @@ fn main() {
     // The other languages build while cargo builds the Rust guests.
     let py = python_plugin(&root, &out_dir);
     let js = js_plugin(&root, &out_dir);
-    let js_next = js_plugin_for_next_wit(&root, &out_dir);
+    let js_previous = js_plugin_for_previous_wit(&root, &out_dir);
 
     let guests = [
         Guest { package: "amiwarden-guest-hostile", dir: manifest_dir.join("guests/hostile") },
@@ -34,7 +34,7 @@ fn main() {
     for (var, pending) in [
         ("PLUGIN_REQUIRED_TAGS_PY", py),
         ("PLUGIN_REQUIRED_TAGS_JS", js),
-        ("PLUGIN_REQUIRED_TAGS_JS_NEXT_WIT", js_next),
+        ("PLUGIN_REQUIRED_TAGS_JS_WIT_0_1_0", js_previous),
     ] {
         let path = pending.finish();
         println!("cargo:rustc-env={var}={}", path.display());
@@ -166,30 +166,25 @@ fn python_plugin(root: &Path, out_dir: &Path) -> Pending {
     build_unless_fresh("the Python plugin (plugins/required-tags-py)", cmd, output, stamp, PY_INSTALL)
 }
 
-/// The JavaScript plugin built against a copy of the WIT whose version is bumped to
-/// 0.2.0, for the test that the host refuses a plugin of another contract version.
-fn js_plugin_for_next_wit(root: &Path, out_dir: &Path) -> Pending {
-    let dir = root.join("plugins/required-tags-js");
-    let next = out_dir.join("next-wit");
-    std::fs::create_dir_all(next.join("wit")).expect("create OUT_DIR/next-wit");
-    let bump =
-        |text: String| text.replace("amiwarden:policy@0.1.0", "amiwarden:policy@0.2.0").replace("@0.1.0", "@0.2.0");
-    let wit = std::fs::read_to_string(root.join("wit/policy.wit")).expect("read wit/policy.wit");
-    std::fs::write(next.join("wit/policy.wit"), bump(wit)).expect("write the bumped WIT");
-    let js = std::fs::read_to_string(dir.join("plugin.js")).expect("read plugin.js");
-    std::fs::write(next.join("plugin.js"), bump(js)).expect("write the bumped plugin.js");
-    let jco = dir.join("node_modules/.bin/jco");
+/// The JavaScript plugin as it was for WIT 0.1.0 (tests/fixtures/wit-0.1.0: that WIT and
+/// that plugin.js), for the test that the host refuses a plugin of another contract version.
+fn js_plugin_for_previous_wit(root: &Path, out_dir: &Path) -> Pending {
+    let dir = root.join("tests/fixtures/wit-0.1.0");
+    let inputs = [dir.join("plugin.js"), dir.join("wit")];
+    rerun_if_changed(&inputs);
+    let js = root.join("plugins/required-tags-js");
+    let jco = js.join("node_modules/.bin/jco");
     if !jco.is_file() {
         panic!("building the JavaScript plugin needs jco in {}: run `{JS_INSTALL}` (node 20+)", jco.display());
     }
-    let output = out_dir.join("required-tags-js-next-wit.wasm");
+    let output = out_dir.join("required-tags-js-wit-0.1.0.wasm");
     let mut cmd = Command::new(&jco);
-    cmd.current_dir(&next)
+    cmd.current_dir(&dir)
         .args(["componentize", "plugin.js", "--wit", "wit", "--world-name", "policy"])
         .args(["--backend", "qjs", "--backend-qjs-disable-async", "-o"])
         .arg(&output);
-    let stamp = fingerprint(&[dir.join("plugin.js"), dir.join("package-lock.json"), root.join("wit")], "0.2.0");
-    build_unless_fresh("the JavaScript plugin for WIT 0.2.0", cmd, output, stamp, JS_INSTALL)
+    let stamp = fingerprint(&[dir.join("plugin.js"), js.join("package-lock.json"), dir.join("wit")], "");
+    build_unless_fresh("the JavaScript plugin for WIT 0.1.0 (tests/fixtures/wit-0.1.0)", cmd, output, stamp, JS_INSTALL)
 }
 
 /// `jco componentize plugin.js --wit wit --world-name policy --backend qjs

@@ -8,7 +8,7 @@
 // `option<T>` is `T | null`, s64 a number; an export returning `result<T, E>` returns T
 // or throws E.
 
-import host from "amiwarden:policy/host@0.1.0";
+import host from "amiwarden:policy/host@0.2.0";
 
 const VERSION = "0.1.0";
 const DAY = 86400;
@@ -141,7 +141,7 @@ function misbehave(mode) {
 
 export const plugin = {
   describe() {
-    return { name: "required-tags", version: VERSION, actions: ["tag", "untag", "deprecate"], needs: [] };
+    return { name: "required-tags", version: VERSION, actions: ["tag", "untag", "deprecate"], needs: [], reviews: false };
   },
 
   configure(text) {
@@ -153,6 +153,7 @@ export const plugin = {
     return evaluate(config, event.image);
   },
 
+  // Never called (describe says reviews: false), but the world exports it.
   review(_plan) {
     return [];
   },

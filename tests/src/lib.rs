@@ -10,8 +10,9 @@ pub const REQUIRED_TAGS_RUST: &str = env!("PLUGIN_REQUIRED_TAGS");
 pub const REQUIRED_TAGS_PY: &str = env!("PLUGIN_REQUIRED_TAGS_PY");
 /// The reference policy required-tags, in JavaScript (plugins/required-tags-js, jco with QuickJS).
 pub const REQUIRED_TAGS_JS: &str = env!("PLUGIN_REQUIRED_TAGS_JS");
-/// The JavaScript plugin built against the WIT bumped to amiwarden:policy@0.2.0.
-pub const REQUIRED_TAGS_JS_NEXT_WIT: &str = env!("PLUGIN_REQUIRED_TAGS_JS_NEXT_WIT");
+/// The JavaScript plugin as it was built for the previous contract, amiwarden:policy@0.1.0
+/// (tests/fixtures/wit-0.1.0).
+pub const REQUIRED_TAGS_JS_WIT_0_1_0: &str = env!("PLUGIN_REQUIRED_TAGS_JS_WIT_0_1_0");
 /// A compiled-artifact cache that outlives one test run, so the 18 MB Python component
 /// is compiled by the (debug-built) host once, not on every `cargo test`.
 pub const ARTIFACT_CACHE: &str = concat!(env!("OUT_DIR"), "/artifact-cache");

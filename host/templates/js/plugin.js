@@ -5,7 +5,8 @@ let required = "owner";
 
 export const plugin = {
   describe() {
-    return { name: "{{name}}", version: "0.1.0", actions: ["tag"], needs: [] };
+    // reviews: true only if `review` below should be called on the priced plan.
+    return { name: "{{name}}", version: "0.1.0", actions: ["tag"], needs: [], reviews: false };
   },
   configure(text) {
     let value;

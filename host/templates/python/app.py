@@ -21,7 +21,8 @@ CONFIG = {"required": "owner"}
 
 class Plugin(exports.Plugin):
     def describe(self) -> PluginInfo:
-        return PluginInfo(name="{{name}}", version="0.1.0", actions=[ActionKind.TAG], needs=[])
+        # reviews=True only if `review` below should be called on the priced plan.
+        return PluginInfo(name="{{name}}", version="0.1.0", actions=[ActionKind.TAG], needs=[], reviews=False)
 
     def configure(self, config: str) -> None:
         try:

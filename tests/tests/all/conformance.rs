@@ -9,7 +9,7 @@ use amiwarden::cases::{Subject, case_dirs, run_case};
 use amiwarden::plugin::Lowered;
 use amiwarden::plugin::{Limits, Plugin, PluginError, PluginFailure, PolicyErrorKind, Runtime, Stage};
 use amiwarden_tests::{
-    ARTIFACT_CACHE, REQUIRED_TAGS_JS, REQUIRED_TAGS_JS_NEXT_WIT, REQUIRED_TAGS_PY, REQUIRED_TAGS_RUST,
+    ARTIFACT_CACHE, REQUIRED_TAGS_JS, REQUIRED_TAGS_JS_WIT_0_1_0, REQUIRED_TAGS_PY, REQUIRED_TAGS_RUST,
 };
 use serde_json::{Value, json};
 
@@ -81,10 +81,11 @@ fn every_language_describes_itself_the_same() {
         .iter()
         .map(|(language, path)| {
             let plugin = load(path, json!({}), Limits::default()).unwrap_or_else(|e| panic!("{language}: {e}"));
-            (plugin.info.name, plugin.info.version, plugin.info.actions, plugin.info.needs)
+            (plugin.info.name, plugin.info.version, plugin.info.actions, plugin.info.needs, plugin.info.reviews)
         })
         .collect();
     assert_eq!(infos[0].0, "required-tags");
+    assert!(!infos[0].4, "required-tags only proposes: it must not ask to review");
     assert_eq!(infos[1], infos[0], "python");
     assert_eq!(infos[2], infos[0], "js");
 }
@@ -187,11 +188,11 @@ fn every_language_accepts_the_documented_config_example() {
 
 #[test]
 fn a_plugin_built_for_another_wit_version_is_refused_naming_both() {
-    let err = load(REQUIRED_TAGS_JS_NEXT_WIT, json!({}), Limits::default()).err().expect("refused");
+    let err = load(REQUIRED_TAGS_JS_WIT_0_1_0, json!({}), Limits::default()).err().expect("refused");
     assert_eq!(err.stage, Stage::Load);
     let message = err.to_string();
-    assert!(message.contains("built for amiwarden:policy@0.2.0"), "{message}");
-    assert!(message.contains("this host implements amiwarden:policy@0.1.0"), "{message}");
+    assert!(message.contains("built for amiwarden:policy@0.1.0"), "{message}");
+    assert!(message.contains("this host implements amiwarden:policy@0.2.0"), "{message}");
 }
 
 /// Runs the plugin of `path` with `misbehave = mode` on one image; it must fail there.

@@ -13,6 +13,7 @@ pub struct Starter {
 
 impl Policy for Starter {
     fn info() -> PluginInfo {
+        // A policy that implements `review` adds `.reviews()`, or `review` is never called.
         PluginInfo::new("{{name}}", env!("CARGO_PKG_VERSION")).proposes([ActionKind::Tag])
     }
 
