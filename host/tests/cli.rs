@@ -202,7 +202,11 @@ fn inspect_describes_a_builtin_and_refuses_a_non_wasm_file() {
     let out = amiwarden(dir.path(), &["inspect", "builtin:retention", "--format", "json"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(info["wit"], "amiwarden:policy@0.1.0");
+    assert_eq!(info["wit"], "amiwarden:policy@0.2.0");
+    assert_eq!(info["reviews"], false, "retention does not review: {info:#}");
+    let out = amiwarden(dir.path(), &["inspect", "builtin:cost-guard", "--format", "json"]);
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["reviews"], true, "cost-guard reviews: {info:#}");
     assert_eq!(info["sha256"].as_str().unwrap().len(), 64);
     let bad = amiwarden(dir.path(), &["inspect", "policy.toml"]);
     assert_eq!(bad.status.code(), Some(2));
@@ -404,7 +408,8 @@ fn a_recorded_run_keeps_its_plan_outcomes_and_metadata() {
     assert_eq!(stages(&meta), ["inventory", "propose", "merge", "review", "finish", "apply"], "{meta:#}");
     let plugins = meta["plugins"].as_object().unwrap();
     assert_eq!(plugins.len(), 2, "each plugin's seconds: {meta:#}");
-    assert!(plugins.values().all(|p| p["propose"].as_f64().unwrap() > 0.0 && p["review"].as_f64().unwrap() > 0.0));
+    // Neither plugin reviews (plugin-info), so neither is called to.
+    assert!(plugins.values().all(|p| p["propose"].as_f64().unwrap() > 0.0 && p["review"].as_f64().unwrap() == 0.0));
     let sum = |v: &serde_json::Value| v.as_object().unwrap().values().map(|n| n.as_u64().unwrap()).sum::<u64>();
     assert_eq!(sum(&meta["actions_by_operation"]), total as u64, "{meta:#}");
     assert_eq!(sum(&meta["actions_by_location"]), total as u64, "{meta:#}");

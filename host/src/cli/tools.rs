@@ -69,6 +69,7 @@ pub(super) fn validate_command(cli: &Cli, args: &ValidateArgs) -> anyhow::Result
                 "proposes": p.info.actions,
                 "granted": entry.grants,
                 "needs": p.info.needs,
+                "reviews": p.info.reviews,
             }))
         })
         .collect();
@@ -242,6 +243,7 @@ pub(super) fn inspect_command(cli: &Cli, args: &InspectArgs) -> anyhow::Result<i
         "wit": format!("amiwarden:policy@{}", crate::plugin::WIT_VERSION),
         "actions": plugin.info.actions,
         "needs": plugin.info.needs,
+        "reviews": plugin.info.reviews,
         "sha256": plugin.sha256,
         "size_bytes": plugin.size,
     });

@@ -139,6 +139,9 @@ pub struct PluginInfo {
     pub version: String,
     pub actions: BTreeSet<ActionKind>,
     pub needs: BTreeSet<InventoryNeed>,
+    /// Whether it reviews the priced plan (`review` is called only then).
+    #[serde(default)]
+    pub reviews: bool,
 }
 
 /// A plugin's proposal about one image.

@@ -14,14 +14,16 @@ wasmtime::component::bindgen!({
     imports: {
         "amiwarden:policy/host.query-images": trappable,
         "amiwarden:policy/host.get-image": trappable,
+        "amiwarden:policy/host.query-summaries": trappable,
+        "amiwarden:policy/host.get-summary": trappable,
     },
 });
 
-pub use self::amiwarden::policy::host::{Host, ImageQuery, LogLevel};
+pub use self::amiwarden::policy::host::{Host, ImageQuery, ImageSummary, LogLevel};
 pub use self::amiwarden::policy::types as wit;
 
 /// The WIT package version this host implements; a plugin must export exactly it.
-pub const WIT_VERSION: &str = "0.1.0";
+pub const WIT_VERSION: &str = "0.2.0";
 
 /// The export a compatible plugin carries.
 pub const PLUGIN_EXPORT: &str = "amiwarden:policy/plugin";
@@ -63,13 +65,7 @@ impl From<&model::Image> for wit::Image {
             name: i.name.clone(),
             description: i.description.clone(),
             creation_time: i.creation_time.0,
-            state: match i.state {
-                model::ImageState::Pending => wit::ImageState::Pending,
-                model::ImageState::Available => wit::ImageState::Available,
-                model::ImageState::Failed => wit::ImageState::Failed,
-                model::ImageState::Disabled => wit::ImageState::Disabled,
-                model::ImageState::Deregistered => wit::ImageState::Deregistered,
-            },
+            state: i.state.into(),
             architecture: match i.architecture {
                 model::Architecture::I386 => wit::Architecture::I386,
                 model::Architecture::X86_64 => wit::Architecture::X8664,
@@ -113,6 +109,40 @@ impl From<&model::Image> for wit::Image {
             monthly_cost: i.monthly_cost,
         }
     }
+}
+
+impl From<model::ImageState> for wit::ImageState {
+    fn from(state: model::ImageState) -> Self {
+        match state {
+            model::ImageState::Pending => wit::ImageState::Pending,
+            model::ImageState::Available => wit::ImageState::Available,
+            model::ImageState::Failed => wit::ImageState::Failed,
+            model::ImageState::Disabled => wit::ImageState::Disabled,
+            model::ImageState::Deregistered => wit::ImageState::Deregistered,
+        }
+    }
+}
+
+impl From<&model::Image> for ImageSummary {
+    fn from(i: &model::Image) -> Self {
+        ImageSummary {
+            id: i.id.clone(),
+            account: i.account.clone(),
+            region: i.region.clone(),
+            name: i.name.clone(),
+            creation_time: i.creation_time.0,
+            state: i.state.into(),
+            deprecation_time: i.deprecation_time.map(|t| t.0),
+            source_image_id: from_field_or_tag(&i.source_image_id, i, crate::backend::SOURCE_IMAGE_TAG),
+            source_region: from_field_or_tag(&i.source_region, i, crate::backend::SOURCE_REGION_TAG),
+            monthly_cost: i.monthly_cost,
+        }
+    }
+}
+
+/// EC2's field, else the tag the host writes on the copies it makes.
+fn from_field_or_tag(field: &Option<String>, image: &model::Image, tag: &str) -> Option<String> {
+    field.clone().or_else(|| image.tags.get(tag).cloned()).filter(|s| !s.is_empty())
 }
 
 impl From<&model::EventKind> for wit::EventKind {
@@ -244,6 +274,7 @@ impl TryFrom<wit::PluginInfo> for model::PluginInfo {
                     wit::InventoryNeed::Snapshots => model::InventoryNeed::Snapshots,
                 })
                 .collect(),
+            reviews: i.reviews,
         })
     }
 }
@@ -477,8 +508,13 @@ mod info_tests {
     use super::{MAX_INFO_TEXT, model, wit};
 
     fn info(name: &str, version: &str) -> Result<model::PluginInfo, String> {
-        let raw =
-            wit::PluginInfo { name: name.into(), version: version.into(), actions: Vec::new(), needs: Vec::new() };
+        let raw = wit::PluginInfo {
+            name: name.into(),
+            version: version.into(),
+            actions: Vec::new(),
+            needs: Vec::new(),
+            reviews: false,
+        };
         model::PluginInfo::try_from(raw)
     }
 

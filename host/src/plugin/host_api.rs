@@ -1,32 +1,27 @@
 //! The `host` interface a plugin imports: read-only, deterministic views of the inventory.
 
-use super::bindings::{Host, ImageQuery, LogLevel, wit};
-use super::sandbox::{RETURNED_IMAGE_WORK, StoreState};
+use super::bindings::{Host, ImageQuery, ImageSummary, LogLevel, wit};
+use super::sandbox::{RETURNED_IMAGE_WORK, RETURNED_SUMMARY_WORK, StoreState};
 use crate::inventory::Query;
+use crate::model::Image;
 
 impl Host for StoreState {
     fn query_images(&mut self, query: ImageQuery) -> wasmtime::Result<Result<Vec<wit::Image>, String>> {
-        let query = Query {
-            account: query.account,
-            region: query.region,
-            tag_key: query.tag_key,
-            tag_value: query.tag_value,
-            name_prefix: query.name_prefix,
-            source_image_id: query.source_image_id,
-        };
-        let inventory = std::sync::Arc::clone(&self.inventory);
-        self.charge_host_work(inventory.scan_size(&query) as u64)?;
-        let found = match inventory.query(&query) {
-            Ok(found) => found,
-            Err(e) => return Ok(Err(e)),
-        };
-        self.charge_host_work((found.len() as u64).saturating_mul(RETURNED_IMAGE_WORK))?;
-        Ok(Ok(found.into_iter().map(wit::Image::from).collect()))
+        self.query(query, RETURNED_IMAGE_WORK, |i| wit::Image::from(i))
     }
 
     fn get_image(&mut self, id: String) -> wasmtime::Result<Option<wit::Image>> {
         self.charge_host_work(RETURNED_IMAGE_WORK)?;
         Ok(self.inventory.get(&id).map(wit::Image::from))
+    }
+
+    fn query_summaries(&mut self, query: ImageQuery) -> wasmtime::Result<Result<Vec<ImageSummary>, String>> {
+        self.query(query, RETURNED_SUMMARY_WORK, |i| ImageSummary::from(i))
+    }
+
+    fn get_summary(&mut self, id: String) -> wasmtime::Result<Option<ImageSummary>> {
+        self.charge_host_work(RETURNED_SUMMARY_WORK)?;
+        Ok(self.inventory.get(&id).map(ImageSummary::from))
     }
 
     fn now(&mut self) -> wit::Timestamp {
@@ -50,3 +45,30 @@ impl Host for StoreState {
 }
 
 impl wit::Host for StoreState {}
+
+impl StoreState {
+    /// Answers a query, charging the images it scans and `work` per image it returns.
+    fn query<T>(
+        &mut self,
+        query: ImageQuery,
+        work: u64,
+        lower: impl Fn(&Image) -> T,
+    ) -> wasmtime::Result<Result<Vec<T>, String>> {
+        let query = Query {
+            account: query.account,
+            region: query.region,
+            tag_key: query.tag_key,
+            tag_value: query.tag_value,
+            name_prefix: query.name_prefix,
+            source_image_id: query.source_image_id,
+        };
+        let inventory = std::sync::Arc::clone(&self.inventory);
+        self.charge_host_work(inventory.scan_size(&query) as u64)?;
+        let found = match inventory.query(&query) {
+            Ok(found) => found,
+            Err(e) => return Ok(Err(e)),
+        };
+        self.charge_host_work((found.len() as u64).saturating_mul(work))?;
+        Ok(Ok(found.into_iter().map(lower).collect()))
+    }
+}

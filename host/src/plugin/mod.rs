@@ -176,6 +176,7 @@ impl Runtime {
                 version: String::new(),
                 actions: Default::default(),
                 needs: Default::default(),
+                reviews: false,
             },
             limits: spec.limits.clone(),
             load_time: Duration::ZERO,

@@ -33,6 +33,9 @@ pub const HOST_WORK_PER_MS: u64 = 10_000;
 /// The host work of returning one image to a plugin.
 pub const RETURNED_IMAGE_WORK: u64 = 10;
 
+/// The host work of returning one image summary (a few fields, not the whole record).
+pub const RETURNED_SUMMARY_WORK: u64 = 2;
+
 /// The wall-clock backstop, as a multiple of `time_ms`: it catches what fuel does not
 /// count (a slow host call) without making a busy machine fail plugins.
 pub const WALL_CLOCK_FACTOR: u64 = 20;

@@ -241,8 +241,14 @@ fn propose_batch(
     out
 }
 
-/// Runs `review` of every plugin on the priced candidates; returns verdicts by plugin.
+/// Runs `review` of every plugin that reviews (its plugin-info says so) on the priced
+/// candidates; returns verdicts by plugin. The plan is lowered once, and only when some
+/// plugin reviews.
 pub fn review(plugins: &[Plugin], inventory: &Arc<Inventory>, plan: &PricedPlan<'_>, now: Timestamp) -> Reviewed {
+    let plugins: Vec<&Plugin> = plugins.iter().filter(|p| p.info.reviews).collect();
+    if plugins.is_empty() {
+        return Reviewed::default();
+    }
     let lowered = wit::PricedPlan::from(plan);
     let timed: Vec<(Result<Vec<Verdict>, PluginError>, f64)> = plugins
         .par_iter()

@@ -46,6 +46,7 @@ impl Policy for CostGuard {
         PluginInfo::new("cost-guard", env!("CARGO_PKG_VERSION"))
             .proposes([ActionKind::Deregister, ActionKind::DeleteSnapshots])
             .needs([InventoryNeed::Usage, InventoryNeed::Snapshots])
+            .reviews()
     }
 
     fn configure(&mut self, config: &str) -> Result<(), PolicyError> {
@@ -71,11 +72,16 @@ impl Policy for CostGuard {
         let config = self.config()?;
         let mut monthly: BTreeMap<Ledger, Micros> = BTreeMap::new();
         let mut one_time: BTreeMap<Ledger, Micros> = BTreeMap::new();
+        // Images are read only for family budgets (the family is a tag or the name).
+        let by_family = config.budgets.iter().any(|b| b.family.is_some());
         let mut images: BTreeMap<String, Option<Image>> = BTreeMap::new();
         let mut verdicts = Vec::new();
         for action in &plan.actions {
-            let image = images.entry(action.image_id.clone()).or_insert_with(|| get_image(&action.image_id));
-            let ledgers = ledgers_of(config, action, image.as_ref());
+            let image = match by_family {
+                true => images.entry(action.image_id.clone()).or_insert_with(|| get_image(&action.image_id)).as_ref(),
+                false => None,
+            };
+            let ledgers = ledgers_of(config, action, image);
             let mut over = Vec::new();
             for ledger in &ledgers {
                 let budget = &config.budgets[ledger.budget];
@@ -182,7 +188,7 @@ fn opening(
             .sum(),
         Some(value) => match &config.budgets[ledger.budget].family {
             Some(family) => {
-                family.members(&ledger.account, &ledger.region, value)?.iter().map(|m| m.monthly_cost).sum()
+                family.member_summaries(&ledger.account, &ledger.region, value)?.iter().map(|m| m.monthly_cost).sum()
             }
             None => 0,
         },

@@ -42,7 +42,8 @@ impl Policy for Replication {
             }
             let replicas = replicas_of(&image.account, &image.id)?;
             let gone = format!("{} in {}, which was deregistered", image.id, image.region);
-            return Ok(replicas.iter().filter_map(|r| retire(config, r, &gone, now)).collect());
+            let replicas = replicas.iter().filter_map(|r| get_image(&r.id));
+            return Ok(replicas.filter_map(|r| retire(config, &r, &gone, now)).collect());
         }
         copy(config, image, now)
     }
@@ -60,7 +61,7 @@ fn copy(config: &Config, image: &Image, now: Timestamp) -> Result<Vec<Proposal>,
     let replicas = replicas_of(&image.account, &image.id)?;
     let mut proposals = Vec::new();
     for (region, target) in config.targets.iter().filter(|(region, _)| **region != image.region) {
-        let here: Vec<&Image> = replicas.iter().filter(|r| r.region == *region).collect();
+        let here: Vec<&ImageSummary> = replicas.iter().filter(|r| r.region == *region).collect();
         if !here.is_empty() {
             if here.iter().all(|r| r.state == ImageState::Failed) {
                 let ids: Vec<&str> = here.iter().map(|r| r.id.as_str()).collect();
@@ -95,7 +96,7 @@ fn retire_orphan(config: &Config, replica: &Image, source: &str, now: Timestamp)
         return Ok(Vec::new());
     };
     if !config.source_regions.iter().any(|r| r == source_region)
-        || get_image(source).is_some_and(|s| s.state != ImageState::Deregistered)
+        || get_summary(source).is_some_and(|s| s.state != ImageState::Deregistered)
     {
         return Ok(Vec::new());
     }
@@ -107,7 +108,7 @@ fn retire_orphan(config: &Config, replica: &Image, source: &str, now: Timestamp)
         name_prefix: None,
         source_image_id: None,
     };
-    let inventoried = query_images(&query)
+    let inventoried = query_summaries(&query)
         .map_err(|err| PolicyError::Failed(format!("listing {}/{source_region}: {err}", replica.account)))?;
     if inventoried.is_empty() {
         let message = format!(
@@ -141,8 +142,9 @@ fn retire(config: &Config, replica: &Image, gone: &str, now: Timestamp) -> Optio
 }
 
 /// Every replica of `source` in the account, recognised by EC2's source id or by the
-/// host's source tag, sorted by region, creation time and id.
-fn replicas_of(account: &str, source: &str) -> Result<Vec<Image>, PolicyError> {
+/// host's source tag, sorted by region, creation time and id (summaries: the copy step
+/// reads only their regions and states).
+fn replicas_of(account: &str, source: &str) -> Result<Vec<ImageSummary>, PolicyError> {
     let base = ImageQuery {
         account: Some(account.into()),
         region: None,
@@ -154,8 +156,8 @@ fn replicas_of(account: &str, source: &str) -> Result<Vec<Image>, PolicyError> {
     let by_id = ImageQuery { source_image_id: Some(source.into()), ..base.clone() };
     let by_tag = ImageQuery { tag_key: Some(SOURCE_IMAGE_TAG.into()), tag_value: Some(source.into()), ..base };
     let failed = |err: String| PolicyError::Failed(format!("looking up replicas of {source}: {err}"));
-    let mut replicas = query_images(&by_id).map_err(failed)?;
-    replicas.extend(query_images(&by_tag).map_err(failed)?);
+    let mut replicas = query_summaries(&by_id).map_err(failed)?;
+    replicas.extend(query_summaries(&by_tag).map_err(failed)?);
     replicas.retain(|r| r.id != source && r.state != ImageState::Deregistered);
     replicas.sort_by(|a, b| (&a.region, a.creation_time, &a.id).cmp(&(&b.region, b.creation_time, &b.id)));
     replicas.dedup_by(|a, b| a.id == b.id);

@@ -160,7 +160,7 @@ fn ranking(
     if let Some(found) = rankings.borrow().get(&key) {
         return Ok(Rc::clone(found));
     }
-    let members = config.family.members(&image.account, &image.region, family)?;
+    let members = config.family.member_summaries(&image.account, &image.region, family)?;
     let mut keys: Vec<(Timestamp, String)> = members
         .iter()
         .filter(|m| m.state == ImageState::Available && ranks_in_region(m))
@@ -173,8 +173,8 @@ fn ranking(
 }
 
 /// Whether a family member counts when ranking: originals, and copies whose source is gone.
-fn ranks_in_region(member: &Image) -> bool {
-    member.copied_from().is_none_or(|source| get_image(source).is_none_or(|s| s.state == ImageState::Deregistered))
+fn ranks_in_region(member: &ImageSummary) -> bool {
+    member.copied_from().is_none_or(|source| get_summary(source).is_none_or(|s| s.state == ImageState::Deregistered))
 }
 
 /// The proposal that moves `image` to `stage`, `Retain` when something uses it, or

@@ -3,7 +3,7 @@
 //! On wasm32 every call goes to the host. Natively the calls read a thread-local test
 //! inventory that `testing::set_inventory` fills.
 
-use crate::{Image, ImageQuery, LogLevel, Timestamp};
+use crate::{Image, ImageQuery, ImageSummary, LogLevel, Timestamp};
 
 /// Images in scope matching `query` (see the WIT `query-images`).
 pub fn query_images(query: &ImageQuery) -> Result<Vec<Image>, String> {
@@ -14,6 +14,30 @@ pub fn query_images(query: &ImageQuery) -> Result<Vec<Image>, String> {
     #[cfg(not(target_arch = "wasm32"))]
     {
         testing::query(query)
+    }
+}
+
+/// Images in scope matching `query`, as summaries (see the WIT `query-summaries`).
+pub fn query_summaries(query: &ImageQuery) -> Result<Vec<ImageSummary>, String> {
+    #[cfg(target_arch = "wasm32")]
+    {
+        crate::bindings::amiwarden::policy::host::query_summaries(query)
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        testing::query(query).map(|found| found.iter().map(ImageSummary::from).collect())
+    }
+}
+
+/// One image's summary by id, if in scope.
+pub fn get_summary(id: &str) -> Option<ImageSummary> {
+    #[cfg(target_arch = "wasm32")]
+    {
+        crate::bindings::amiwarden::policy::host::get_summary(id)
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        testing::with(|inv| inv.images.iter().find(|i| i.id == id).map(ImageSummary::from))
     }
 }
 

@@ -39,16 +39,16 @@ mod types;
 
 pub use types::{SOURCE_IMAGE_TAG, SOURCE_REGION_TAG};
 
-pub use bindings::amiwarden::policy::host::{ImageQuery, LogLevel};
+pub use bindings::amiwarden::policy::host::{ImageQuery, ImageSummary, LogLevel};
 pub use bindings::amiwarden::policy::types::{
     Action, ActionKind, Architecture, BlockDevice, CopyRequest, Decision, EventKind, Image, ImageEvent, ImageState,
     InventoryNeed, LedgerEntry, Micros, Platform, PluginInfo, PolicyError, PricedAction, PricedPlan, Principal,
     Proposal, RootDeviceType, StorageTier, Tag, Timestamp, Usage, Verdict,
 };
-pub use host::{get_image, log, now, query_images, testing};
+pub use host::{get_image, get_summary, log, now, query_images, query_summaries, testing};
 
 /// The version of the WIT package this SDK was built against.
-pub const WIT_VERSION: &str = "0.1.0";
+pub const WIT_VERSION: &str = "0.2.0";
 
 /// Seconds in a day, for age arithmetic on `Timestamp`s.
 pub const DAY: Timestamp = 86_400;
@@ -72,7 +72,8 @@ pub trait Policy: Default + 'static {
     /// Proposals for one event.
     fn propose(&self, event: &ImageEvent) -> Result<Vec<Proposal>, PolicyError>;
 
-    /// Verdicts on the candidate plan; the default approves everything.
+    /// Verdicts on the candidate plan; the default approves everything. The host calls it
+    /// only when `info` says `.reviews()`.
     fn review(&self, _plan: &PricedPlan) -> Result<Vec<Verdict>, PolicyError> {
         Ok(Vec::new())
     }
@@ -96,9 +97,10 @@ pub fn parse_checked<Raw: serde::de::DeserializeOwned, T>(
 /// Everything a plugin usually needs, in one import.
 pub mod prelude {
     pub use crate::{
-        Action, ActionKind, DAY, Decision, EventKind, Image, ImageEvent, ImageQuery, ImageState, InventoryNeed,
-        LogLevel, PluginInfo, Policy, PolicyError, PricedAction, PricedPlan, Principal, Proposal, Tag, Timestamp,
-        Verdict, export_policy, get_image, log, now, parse_checked, parse_config, query_images,
+        Action, ActionKind, DAY, Decision, EventKind, Image, ImageEvent, ImageQuery, ImageState, ImageSummary,
+        InventoryNeed, LogLevel, PluginInfo, Policy, PolicyError, PricedAction, PricedPlan, Principal, Proposal, Tag,
+        Timestamp, Verdict, export_policy, get_image, get_summary, log, now, parse_checked, parse_config, query_images,
+        query_summaries,
     };
 }
 

@@ -1,6 +1,6 @@
 //! Convenience methods on the generated contract types.
 
-use crate::{Action, ActionKind, Image, InventoryNeed, PluginInfo, Principal, Proposal, Verdict};
+use crate::{Action, ActionKind, Image, ImageSummary, InventoryNeed, PluginInfo, Principal, Proposal, Verdict};
 use crate::{Architecture, Decision, ImageState, Platform, RootDeviceType, Tag, Timestamp, Usage};
 
 /// The tag the host writes on a copy it makes: the id of the source image.
@@ -10,9 +10,22 @@ pub const SOURCE_IMAGE_TAG: &str = "amiwarden:source-image-id";
 pub const SOURCE_REGION_TAG: &str = "amiwarden:source-region";
 
 impl PluginInfo {
-    /// A plugin-info with no actions and no needs.
+    /// A plugin-info with no actions, no needs, not reviewing.
     pub fn new(name: &str, version: &str) -> Self {
-        PluginInfo { name: name.into(), version: version.into(), actions: Vec::new(), needs: Vec::new() }
+        PluginInfo {
+            name: name.into(),
+            version: version.into(),
+            actions: Vec::new(),
+            needs: Vec::new(),
+            reviews: false,
+        }
+    }
+
+    /// Says the plugin reviews the priced plan: the host calls `Policy::review` only on
+    /// plugins whose info says so.
+    pub fn reviews(mut self) -> Self {
+        self.reviews = true;
+        self
     }
 
     /// The action kinds the plugin may propose.
@@ -164,5 +177,31 @@ impl Principal {
             Principal::Account(s) | Principal::Organization(s) | Principal::OrganizationalUnit(s) => s,
             Principal::Public => "public",
         }
+    }
+}
+
+impl From<&Image> for ImageSummary {
+    /// The summary the host returns for `image` (a copy's source from EC2's field, else
+    /// the host's tag).
+    fn from(image: &Image) -> Self {
+        ImageSummary {
+            id: image.id.clone(),
+            account: image.account.clone(),
+            region: image.region.clone(),
+            name: image.name.clone(),
+            creation_time: image.creation_time,
+            state: image.state,
+            deprecation_time: image.deprecation_time,
+            source_image_id: image.copied_from().map(str::to_string),
+            source_region: image.copied_from_region().map(str::to_string),
+            monthly_cost: image.monthly_cost,
+        }
+    }
+}
+
+impl ImageSummary {
+    /// The image this one was copied from, if it is a copy.
+    pub fn copied_from(&self) -> Option<&str> {
+        self.source_image_id.as_deref().filter(|s| !s.is_empty())
     }
 }

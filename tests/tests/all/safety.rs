@@ -11,7 +11,7 @@ use amiwarden::plugin::load_plugins;
 use amiwarden::plugin::{PluginFailure, Runtime, Stage};
 use amiwarden::run::{Source, plan};
 use amiwarden::sim::{SimBackend, SimState};
-use amiwarden_tests::HOSTILE;
+use amiwarden_tests::{HOSTILE, TRIVIAL};
 
 const AS_OF: Timestamp = Timestamp(1_795_478_400); // 2026-11-24
 
@@ -168,6 +168,28 @@ fn a_veto_cannot_keep_an_image_public_when_the_policy_forbids_it() {
     assert!(
         plan.refused.iter().any(|r| r.kind == RefusalKind::Vetoed && matches!(r.action, Action::Deregister { .. }))
     );
+}
+
+#[test]
+fn a_plugin_whose_info_does_not_say_it_reviews_is_never_asked_to() {
+    // The trivial guest's review would veto every action; its plugin-info says it does
+    // not review, so the host neither lowers the plan into it nor calls it.
+    let trivial = format!(
+        "[[plugin]]\nname = \"keep-tagged\"\nsource = \"{TRIVIAL}\"\nsha256 = \"{}\"\ngrants = [\"retain\"]\n{RETENTION}",
+        sha256(TRIVIAL)
+    );
+    let mut with_trivial = Policy::parse(&format!(
+        "[scope]\naccounts = [\"111111111111\"]\nregions = [\"us-east-1\"]\n[guardrails]\nmax_destructive = 100\nmax_destructive_percent = 100.0\n{trivial}"
+    ))
+    .unwrap();
+    with_trivial.base_dir = PathBuf::from("/");
+    let plan = plan_on(&with_trivial, STATE, &Source::Scheduled);
+    assert!(plan.errors.is_empty(), "{:#?}", plan.errors);
+    assert!(!plan.refused.iter().any(|r| r.kind == RefusalKind::Vetoed), "{:#?}", plan.refused);
+    assert!(plan.actions.iter().any(|a| matches!(a.op, Op::Deregister)), "{:#?}", plan.actions);
+    // A plugin that says it reviews (the hostile guest, vetoing everything) is asked.
+    let vetoed = plan_on(&policy("ok", "veto-all", RETENTION), STATE, &Source::Scheduled);
+    assert!(vetoed.refused.iter().any(|r| r.kind == RefusalKind::Vetoed), "{:#?}", vetoed.refused);
 }
 
 fn examples() -> PathBuf {

@@ -41,14 +41,16 @@ fn io_probe<T: std::fmt::Debug>(
 
 impl Policy for Hostile {
     fn info() -> PluginInfo {
-        PluginInfo::new("hostile", env!("CARGO_PKG_VERSION")).proposes([
-            ActionKind::Tag,
-            ActionKind::Retain,
-            ActionKind::Share,
-            ActionKind::Copy,
-            ActionKind::Untag,
-            ActionKind::Deprecate,
-        ])
+        PluginInfo::new("hostile", env!("CARGO_PKG_VERSION"))
+            .proposes([
+                ActionKind::Tag,
+                ActionKind::Retain,
+                ActionKind::Share,
+                ActionKind::Copy,
+                ActionKind::Untag,
+                ActionKind::Deprecate,
+            ])
+            .reviews()
     }
 
     fn configure(&mut self, config: &str) -> Result<(), PolicyError> {

@@ -17,6 +17,12 @@ impl Policy for KeepTagged {
             _ => Vec::new(),
         })
     }
+
+    /// Never called: `info` does not say `.reviews()`. If the host called it anyway, every
+    /// action would be vetoed (a test checks none is).
+    fn review(&self, plan: &PricedPlan) -> Result<Vec<Verdict>, PolicyError> {
+        Ok(plan.actions.iter().map(|a| Verdict::veto(&a.id, "keep-tagged does not review")).collect())
+    }
 }
 
 export_policy!(KeepTagged);
