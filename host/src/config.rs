@@ -264,7 +264,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { time_ms: 100, memory_mib: 64, max_proposals: 1000, batch: 256, output_bytes: 64 * 1024 }
+        Limits { time_ms: 100, memory_mib: 64, max_proposals: 1000, batch: 4096, output_bytes: 64 * 1024 }
     }
 }
 

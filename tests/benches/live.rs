@@ -1,0 +1,108 @@
+//! Live-event latency: one EC2 event in, its plan out, on an inventory collected once
+//! (a long-running worker's situation), with the stock plugins of the plan benchmark's
+//! policy at their default limits and a warm compiled-plugin cache.
+//!
+//! Run: `CARGO_TARGET_DIR=target/bench BENCH_IMAGES=100000 cargo bench -p amiwarden-tests --bench live`.
+//! Prints the decision latency (event JSON parsed → plan finished) median, p90, p99 and
+//! max over `BENCH_EVENTS` events (default 400), and the median of each stage.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use amiwarden::config::Policy;
+use amiwarden::model::Timestamp;
+use amiwarden::plugin::{Runtime, load_plugins, needs};
+use amiwarden::run::{Source, collect, plan_on};
+
+const NOW: Timestamp = Timestamp(1_795_478_400); // 2026-11-24
+
+/// The plan benchmark's policy (scripts/bench/policy.toml) without its `[plugin.limits]`
+/// tables: every plugin at the default limits.
+fn policy() -> Policy {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/bench/policy.toml");
+    let text = std::fs::read_to_string(&path).expect("scripts/bench/policy.toml");
+    let mut kept = Vec::new();
+    let mut skip = false;
+    for line in text.lines() {
+        if line.starts_with('[') {
+            skip = line.trim() == "[plugin.limits]";
+        }
+        if !skip {
+            kept.push(line);
+        }
+    }
+    let mut policy = Policy::parse(&kept.join("\n")).expect("policy");
+    policy.base_dir = path.parent().expect("scripts/bench").to_path_buf();
+    policy
+}
+
+/// An EventBridge "EC2 AMI State Change" (available) about `image`.
+fn event(image: &amiwarden::model::Image) -> Source {
+    let text = serde_json::json!({
+        "version": "0", "id": format!("e-{}", image.id), "detail-type": "EC2 AMI State Change",
+        "source": "aws.ec2", "account": image.account, "time": "2026-11-23T16:02:40Z",
+        "region": image.region, "resources": [],
+        "detail": {"RequestId": "r", "ImageId": image.id, "State": "available", "ErrorReason": ""}
+    });
+    Source::Event { text: text.to_string(), origin: "bench".into() }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn main() {
+    let images: usize = std::env::var("BENCH_IMAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let count: usize = std::env::var("BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(400);
+    let policy = policy();
+    let cache = tempfile::tempdir().expect("temp dir");
+    // Compile once into the cache, then load from it: the worker's warm start.
+    load_plugins(&Runtime::new(Some(cache.path().to_path_buf())).expect("runtime"), &policy).expect("plugins");
+    let runtime = Runtime::new(Some(cache.path().to_path_buf())).expect("runtime");
+    let plugins = load_plugins(&runtime, &policy).expect("plugins");
+    let backend = amiwarden::sim::SimBackend::in_memory(amiwarden::sim::synth::generate(images, NOW, 1), NOW);
+    let started = Instant::now();
+    let inventory = Arc::new(collect(&policy, &backend, &needs(&policy, &plugins)).expect("collect"));
+    let collected = started.elapsed();
+
+    let step = (inventory.images().len() / count).max(1);
+    let picked: Vec<_> = inventory.images().iter().step_by(step).take(count).collect();
+    let mut latencies = Vec::new();
+    let mut stages: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    let mut actions = 0;
+    for image in &picked {
+        let source = event(image);
+        let started = Instant::now();
+        let planned = plan_on(&policy, &plugins, Arc::clone(&inventory), &source, NOW, &|_, _| ()).expect("plan");
+        latencies.push(started.elapsed().as_secs_f64() * 1e3);
+        actions += planned.plan.actions.len();
+        for s in &planned.timings.stages {
+            stages.entry(s.stage.clone()).or_default().push(s.seconds * 1e3);
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+    println!(
+        "## Live events: {} events on {} images ({} in the inventory, collected once in {:.1} s), {} plugins\n",
+        picked.len(),
+        images,
+        inventory.images().len(),
+        collected.as_secs_f64(),
+        plugins.len()
+    );
+    println!("| median ms | p90 ms | p99 ms | max ms | actions planned |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| {:.3} | {:.3} | {:.3} | {:.3} | {actions} |\n",
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.9),
+        percentile(&latencies, 0.99),
+        latencies[latencies.len() - 1]
+    );
+    println!("| stage | median ms | p99 ms |");
+    println!("|---|---|---|");
+    for (stage, mut ms) in stages {
+        ms.sort_by(f64::total_cmp);
+        println!("| {stage} | {:.3} | {:.3} |", percentile(&ms, 0.5), percentile(&ms, 0.99));
+    }
+}
