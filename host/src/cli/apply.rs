@@ -17,7 +17,7 @@ pub(super) fn apply_command(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<i32> 
     let recorder = super::record::Recorder::start(args.record.as_deref(), "apply");
     let policy = load_policy_for(&args.policy, &args.backend)?;
     let now = now(args.as_of.as_deref())?;
-    let backend = backend(&args.backend, &policy, now)?;
+    let backend = backend(&args.backend, &policy, now, super::Use::Apply)?;
     let journal_path =
         args.journal.clone().unwrap_or_else(|| crate::apply::default_path(&backend.identity(), backend.state_file()));
     // Held for the whole apply: a second apply on the same journal or state is refused.

@@ -49,10 +49,20 @@ pub struct BackendArgs {
     pub accounts: Vec<String>,
 }
 
-pub(super) fn backend(args: &BackendArgs, policy: &Policy, now: Timestamp) -> anyhow::Result<Box<dyn Backend>> {
+/// The backend `args` name. `Use::Plan`: the command only plans, so the sim drops its
+/// copy of the state once the inventory is taken (`SimBackend::read_once`).
+pub(super) fn backend(
+    args: &BackendArgs,
+    policy: &Policy,
+    now: Timestamp,
+    used: Use,
+) -> anyhow::Result<Box<dyn Backend>> {
     match (&args.sim, args.aws) {
         (Some(path), false) => {
-            let sim = input(crate::sim::SimBackend::open(path, now))?;
+            let mut sim = input(crate::sim::SimBackend::open(path, now))?;
+            if used == Use::Plan {
+                sim = sim.read_once();
+            }
             Ok(Box::new(match args.sim_latency_ms {
                 // With EC2's pace, work on as many images at once as on AWS.
                 Some(ms) => sim
@@ -64,6 +74,15 @@ pub(super) fn backend(args: &BackendArgs, policy: &Policy, now: Timestamp) -> an
         (None, true) => Ok(Box::new(crate::aws::AwsBackend::connect(&policy.scope, &policy.aws, aws_options(args))?)),
         _ => Err(InputError("choose a backend: --sim STATE.json or --aws".into()).into()),
     }
+}
+
+/// What a command does with its backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Use {
+    /// Plans only: one inventory, no calls after it.
+    Plan,
+    /// Reads and changes EC2.
+    Apply,
 }
 
 fn aws_options(args: &BackendArgs) -> crate::aws::AwsOptions {

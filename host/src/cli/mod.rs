@@ -19,7 +19,7 @@ pub use args::{
 };
 use clap::Parser;
 pub use connect::BackendArgs;
-use connect::{backend, load_policy, load_policy_for};
+use connect::{Use, backend, load_policy, load_policy_for};
 use output::{DocumentFormat, incomplete, load_plugins, out, print_plan, progress_bar, report_calls};
 
 use crate::backend::Backend;
@@ -142,7 +142,7 @@ fn compute(
     let runtime = runtime(cli)?;
     let shown = output::progress_shown(cli);
     let plugins = load_plugins(&runtime, &policy, shown)?;
-    let backend = backend(backend_args, &policy, now)?;
+    let backend = backend(backend_args, &policy, now, Use::Plan)?;
     let progress = progress_bar(&backend.name(), shown);
     let planned = crate::run::plan(&policy, &plugins, backend.as_ref(), source, now, &progress)?;
     Ok(Computed { policy, plugins, now, backend, planned })

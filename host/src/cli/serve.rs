@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{BackendArgs, Cli, backend, load_policy, load_policy_for, runtime};
+use super::{BackendArgs, Cli, Use, backend, load_policy, load_policy_for, runtime};
 use crate::aws::AwsOptions;
 use crate::aws::queue::Queue;
 use crate::error::InputError;
@@ -101,7 +101,7 @@ pub(super) fn serve_command(cli: &Cli, args: &ServeArgs) -> anyhow::Result<i32> 
     let metrics_addr = args.metrics.as_deref().map(metrics_addr).transpose()?;
     let runtime = runtime(cli)?;
     let plugins = super::output::load_plugins(&runtime, &policy, super::output::progress_shown(cli))?;
-    let backend = backend(&args.backend, &policy, Timestamp::now())?;
+    let backend = backend(&args.backend, &policy, Timestamp::now(), Use::Apply)?;
     let options = AwsOptions {
         profile: args.backend.profile.clone(),
         endpoint_url: args.queue_endpoint_url.clone().or_else(|| args.backend.endpoint_url.clone()),

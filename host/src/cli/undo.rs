@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{BackendArgs, Format, backend, load_policy_for, now, out, report_calls};
+use super::{BackendArgs, Format, Use, backend, load_policy_for, now, out, report_calls};
 use crate::apply::undo::{UndoPlan, plan_undo, run_undo};
 use crate::backend::ActionOutcome;
 use crate::error::InputError;
@@ -39,7 +39,7 @@ pub struct UndoArgs {
 
 pub(super) fn undo_command(args: &UndoArgs) -> anyhow::Result<i32> {
     let policy = load_policy_for(&args.policy, &args.backend)?;
-    let backend = backend(&args.backend, &policy, now(None)?)?;
+    let backend = backend(&args.backend, &policy, now(None)?, Use::Apply)?;
     let journal_path =
         args.journal.clone().unwrap_or_else(|| crate::apply::default_path(&backend.identity(), backend.state_file()));
     if !journal_path.exists() {

@@ -43,6 +43,10 @@ pub struct SimBackend {
     pace: Option<Pace>,
     /// Whether `restore` changed the state (written whole by `finish`).
     restored: std::sync::atomic::AtomicBool,
+    /// A plan's backend: the state is dropped once the inventory is taken from it.
+    read_once: bool,
+    /// Whether a read-once state was dropped (every later read or call then fails).
+    drained: std::sync::atomic::AtomicBool,
 }
 
 /// A model of EC2's pace: every call waits for a token of its EC2 bucket, then takes
@@ -66,6 +70,8 @@ impl SimBackend {
             concurrency: 1,
             pace: None,
             restored: Default::default(),
+            read_once: false,
+            drained: Default::default(),
         })
     }
 
@@ -81,7 +87,27 @@ impl SimBackend {
             concurrency: 1,
             pace: None,
             restored: Default::default(),
+            read_once: false,
+            drained: Default::default(),
         }
+    }
+
+    /// For a command that only plans: the state is dropped as soon as the inventory is
+    /// collected (the inventory holds what the plan reads; keeping the state too would
+    /// hold EC2 twice), and any later read or call fails instead of seeing an empty EC2.
+    /// Nothing is ever written back.
+    pub fn read_once(mut self) -> SimBackend {
+        self.read_once = true;
+        self.log = None;
+        self
+    }
+
+    /// Fails once a read-once state was dropped.
+    fn live(&self) -> anyhow::Result<()> {
+        if self.drained.load(std::sync::atomic::Ordering::SeqCst) {
+            anyhow::bail!("{}: the state was read once for a plan and dropped; nothing may read it again", self.name());
+        }
+        Ok(())
     }
 
     /// Models EC2's pace: each call takes `latency` and draws from EC2's token buckets
@@ -139,6 +165,7 @@ impl Backend for SimBackend {
     }
 
     fn collect(&self, scope: &Scope, needs: &BTreeSet<InventoryNeed>) -> anyhow::Result<Vec<Image>> {
+        self.live()?;
         let locations: Vec<Location> = {
             let state = self.lock();
             let in_scope = state.accounts.iter().filter(|(a, _)| scope.accounts.contains(*a));
@@ -163,6 +190,11 @@ impl Backend for SimBackend {
                 tracing::info!("inventory of {account}/{region}: {} image(s)", r.images.len());
             }
         }
+        drop(state);
+        if self.read_once {
+            self.drained.store(true, std::sync::atomic::Ordering::SeqCst);
+            drop(std::mem::take(&mut *self.lock()));
+        }
         Ok(images)
     }
 
@@ -172,6 +204,7 @@ impl Backend for SimBackend {
         image_ids: &[String],
         permissions: bool,
     ) -> anyhow::Result<Vec<(String, Option<Image>)>> {
+        self.live()?;
         self.call("DescribeImages", location);
         // A re-read before a destructive call always has usage, as on EC2.
         let mut needs: BTreeSet<InventoryNeed> = [InventoryNeed::Usage, InventoryNeed::Snapshots].into();
@@ -198,6 +231,7 @@ impl Backend for SimBackend {
         location: &Location,
         snapshot_ids: &[String],
     ) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
+        self.live()?;
         self.call("DescribeImages", location);
         let state = self.lock();
         let region = state.accounts.get(&location.account).and_then(|a| a.regions.get(&location.region));
@@ -222,6 +256,9 @@ impl Backend for SimBackend {
     }
 
     fn execute(&self, action: &PlannedAction) -> ActionOutcome {
+        if let Err(e) = self.live() {
+            return ActionOutcome::Failed { error: format!("{e:#}") };
+        }
         let call = match &action.op {
             Op::Tag { .. } => "CreateTags",
             Op::Untag { .. } => "DeleteTags",
@@ -254,6 +291,9 @@ impl Backend for SimBackend {
             Restore::Image { .. } => "RestoreImageFromRecycleBin",
             Restore::Enable { .. } => "EnableImage",
         };
+        if let Err(e) = self.live() {
+            return ActionOutcome::Failed { error: format!("{e:#}") };
+        }
         self.call(call, location);
         let mut state = self.lock();
         let Some(region) = state.accounts.get_mut(&location.account).and_then(|a| a.regions.get_mut(&location.region))
@@ -270,6 +310,7 @@ impl Backend for SimBackend {
     fn reload(&self) -> anyhow::Result<()> {
         if let Some(path) = &self.path {
             *self.lock() = SimState::load(path)?;
+            self.drained.store(false, std::sync::atomic::Ordering::SeqCst);
         }
         Ok(())
     }
@@ -302,5 +343,46 @@ impl Backend for SimBackend {
 
     fn call_counts(&self) -> Vec<(String, u64)> {
         self.calls.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_once_state_is_dropped_after_the_inventory_and_cannot_be_read_or_changed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let now = Timestamp(1_795_478_400);
+        synth::generate(50, now, 1).save(&path).unwrap();
+        let before = std::fs::read(&path).unwrap();
+        let policy = crate::config::Policy::parse(
+            "[scope]\naccounts = [\"111111111111\", \"222222222222\"]\nregions = [\"us-east-1\", \"eu-west-1\", \"ap-southeast-2\"]\n[[plugin]]\nname = \"r\"\nsource = \"builtin:retention\"\n",
+        )
+        .unwrap();
+        let backend = SimBackend::open(&path, now).unwrap().read_once();
+        let images = backend.collect(&policy.scope, &BTreeSet::new()).unwrap();
+        assert_eq!(images.len(), 50);
+        assert!(backend.lock().accounts.is_empty(), "the state is dropped");
+        let again = backend.collect(&policy.scope, &BTreeSet::new()).unwrap_err().to_string();
+        assert!(again.contains("read once for a plan"), "{again}");
+        let location = Location { account: images[0].account.clone(), region: images[0].region.clone() };
+        assert!(backend.refresh_many(&location, &[images[0].id.clone()], false).is_err());
+        let action = crate::plan::PlannedAction {
+            id: "act-1".into(),
+            account: images[0].account.clone(),
+            region: images[0].region.clone(),
+            image_id: images[0].id.clone(),
+            image_name: String::new(),
+            op: Op::Disable,
+            plugins: Default::default(),
+            reasons: Vec::new(),
+            monthly_cost_delta: 0,
+            one_time_cost: 0,
+        };
+        assert!(matches!(backend.execute(&action), ActionOutcome::Failed { .. }));
+        backend.finish().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), before, "nothing is written back");
     }
 }
