@@ -2,7 +2,7 @@
 //! revocation the guardrails demand), review failures, the expansion of candidates into
 //! ops (a deregistration and its snapshot deletions), and the blast radius.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use super::{Candidate, Candidates, guardrails};
 use crate::config::Policy;
@@ -84,7 +84,9 @@ pub fn finish(
     }
     sort_actions(&mut actions);
     let destructive = actions.iter().filter(|a| a.op.is_destructive()).count();
-    let destroyed: BTreeSet<&str> =
+    // Counted, never iterated: a hash set is enough (and building a sorted one of 100,000s
+    // of ids was a tenth of a large plan's serial time).
+    let destroyed: HashSet<&str> =
         actions.iter().filter(|a| a.op.is_destructive()).map(|a| a.image_id.as_str()).collect();
     let in_scope = inventory.images().len();
     let stop = guardrails::blast_radius(policy, destructive, destroyed.len(), in_scope).map(GuardrailStop);
@@ -92,7 +94,7 @@ pub fn finish(
     errors.sort_by(|a, b| (&a.plugin, &a.image, a.stage).cmp(&(&b.plugin, &b.image, b.stage)));
     let monthly_before = crate::cost::total(inventory.images().iter().map(|i| i.monthly_cost));
     let delta = crate::cost::total(actions.iter().map(|a| a.monthly_cost_delta));
-    let touched: BTreeSet<&str> = actions.iter().map(|a| a.image_id.as_str()).collect();
+    let touched: HashSet<&str> = actions.iter().map(|a| a.image_id.as_str()).collect();
     let totals = Totals {
         images_in_scope: in_scope,
         images_touched: touched.len(),
