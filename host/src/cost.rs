@@ -197,17 +197,17 @@ pub struct LedgerEntry {
     pub one_time: Micros,
 }
 
-/// The ledger per (account, region): today's cost of `images`, changed by `changes` of
+/// The ledger per (account, region): today's cost (`monthly`, per location), changed by `changes` of
 /// (account, region the cost lands in, monthly delta, one-time cost).
 pub fn ledger<'a>(
-    images: &[Image],
+    monthly: &BTreeMap<crate::model::Location, Micros>,
     changes: impl Iterator<Item = (&'a str, &'a str, Micros, Micros)>,
 ) -> Vec<LedgerEntry> {
     let mut rows: BTreeMap<(String, String), (Micros, Micros, Micros)> = BTreeMap::new();
-    for image in images {
-        let e = rows.entry((image.account.clone(), image.region.clone())).or_default();
-        e.0 = e.0.saturating_add(image.monthly_cost);
-        e.1 = e.1.saturating_add(image.monthly_cost);
+    for (location, cost) in monthly {
+        let e = rows.entry((location.account.clone(), location.region.clone())).or_default();
+        e.0 = e.0.saturating_add(*cost);
+        e.1 = e.1.saturating_add(*cost);
     }
     for (account, region, monthly, one_time) in changes {
         let e = rows.entry((account.to_string(), region.to_string())).or_default();

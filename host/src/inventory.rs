@@ -2,10 +2,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::model::{Image, Location};
+use crate::model::{Image, Location, Micros};
 
-/// The most images one plugin query may return.
+/// The most images one plugin query may return as whole records.
 pub const MAX_QUERY_IMAGES: usize = 10_000;
+
+/// The most images one plugin query may return as summaries (a few fields each): enough
+/// for a family of a 1,000,000-image org (~21,000 images per account, region and family
+/// in the benchmark's synthetic org).
+pub const MAX_QUERY_SUMMARIES: usize = 100_000;
 
 /// A query over the inventory; every field set must match.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -29,6 +34,11 @@ pub struct Inventory {
     by_tag: BTreeMap<String, BTreeMap<String, Vec<usize>>>,
     by_source: BTreeMap<String, Vec<usize>>,
     snapshot_users: BTreeMap<String, BTreeSet<String>>,
+    /// `plan::fingerprint` of the images, computed once (a worker plans many events on one
+    /// inventory; a scheduled run computes it beside the plugins' work).
+    fingerprint: std::sync::OnceLock<String>,
+    /// Monthly snapshot cost per account and region, summed once.
+    monthly: std::sync::OnceLock<BTreeMap<Location, Micros>>,
 }
 
 impl Inventory {
@@ -67,6 +77,23 @@ impl Inventory {
         Ok(inv)
     }
 
+    /// The inventory's fingerprint (`plan::fingerprint`), computed on first use.
+    pub fn fingerprint(&self) -> &str {
+        self.fingerprint.get_or_init(|| crate::plan::fingerprint(&self.images))
+    }
+
+    /// Today's monthly snapshot cost per account and region, summed on first use.
+    pub fn monthly_by_location(&self) -> &BTreeMap<Location, Micros> {
+        self.monthly.get_or_init(|| {
+            let mut by: BTreeMap<Location, Micros> = BTreeMap::new();
+            for (location, list) in &self.by_location {
+                let sum = crate::cost::total(list.iter().map(|&i| self.images[i].monthly_cost));
+                by.insert(location.clone(), sum);
+            }
+            by
+        })
+    }
+
     /// Every image, in inventory order.
     pub fn images(&self) -> &[Image] {
         &self.images
@@ -85,12 +112,17 @@ impl Inventory {
     /// Images matching `query`, sorted by region, creation time, then id; an error when
     /// more than `MAX_QUERY_IMAGES` match.
     pub fn query(&self, query: &Query) -> Result<Vec<&Image>, String> {
+        self.query_at_most(query, MAX_QUERY_IMAGES)
+    }
+
+    /// `query` with its own limit (`MAX_QUERY_SUMMARIES` for summaries).
+    pub fn query_at_most(&self, query: &Query, limit: usize) -> Result<Vec<&Image>, String> {
         let mut found = Vec::new();
         for i in self.candidates(query) {
             let image = &self.images[i];
             if matches(query, image) {
-                if found.len() == MAX_QUERY_IMAGES {
-                    return Err(format!("query matches more than {MAX_QUERY_IMAGES} images; narrow it"));
+                if found.len() == limit {
+                    return Err(format!("query matches more than {limit} images; narrow it"));
                 }
                 found.push(image);
             }
@@ -150,8 +182,8 @@ fn matches(q: &Query, image: &Image) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{Inventory, Query};
-    use crate::model::{Architecture, Image, ImageState, Timestamp, Usage};
+    use super::{Inventory, MAX_QUERY_SUMMARIES, Query};
+    use crate::model::{Architecture, Image, ImageState, Micros, Timestamp, Usage};
 
     fn image(n: u32, family: &str) -> Image {
         Image {
@@ -205,5 +237,26 @@ mod tests {
         let absent = Query { tag_value: Some("nope".into()), ..family };
         assert_eq!((inventory.scan_size(&absent), inventory.query(&absent).unwrap().len()), (0, 0));
         assert_eq!(inventory.scan_size(&Query::default()), 1000);
+    }
+
+    #[test]
+    fn a_family_too_large_for_whole_records_is_still_answered_as_summaries() {
+        let inventory = Inventory::new((0..10_001).map(|n| image(n, "web")).collect()).unwrap();
+        let family = Query { tag_key: Some("family".into()), tag_value: Some("web".into()), ..Query::default() };
+        let refused = inventory.query(&family).unwrap_err();
+        assert!(refused.contains("more than 10000"), "{refused}");
+        assert_eq!(inventory.query_at_most(&family, MAX_QUERY_SUMMARIES).unwrap().len(), 10_001);
+    }
+
+    #[test]
+    fn the_fingerprint_and_monthly_costs_are_computed_once_and_match_the_images() {
+        let mut images: Vec<Image> = (0..20).map(|n| image(n, "web")).collect();
+        for (n, i) in images.iter_mut().enumerate() {
+            i.monthly_cost = n as Micros * 1000;
+        }
+        let inventory = Inventory::new(images.clone()).unwrap();
+        assert_eq!(inventory.fingerprint(), crate::plan::fingerprint(&images));
+        let monthly: Micros = inventory.monthly_by_location().values().sum();
+        assert_eq!(monthly, images.iter().map(|i| i.monthly_cost).sum::<Micros>());
     }
 }

@@ -144,7 +144,11 @@ pub fn plan_on(
         let d = done.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
         progress(d, total);
     };
-    let proposals = timings.stage("propose", || plugin::propose(policy, plugins, &inventory, &events, now, &tick));
+    // The inventory's fingerprint (the plan records it) is hashed beside the plugins' work.
+    let (_, proposals) = rayon::join(
+        || inventory.fingerprint().len(),
+        || timings.stage("propose", || plugin::propose(policy, plugins, &inventory, &events, now, &tick)),
+    );
     let pricing = Pricing::new(&policy.pricing);
     let merged = timings.stage("merge", || {
         let mut merged = resolve::merge(policy, &inventory, &pricing, &proposals.proposed, &proposals.failures, now);

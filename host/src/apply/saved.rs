@@ -69,7 +69,7 @@ pub fn check(
     let needs = crate::plugin::needs(policy, plugins);
     let scope = crate::event::collection_scope(policy, &plan.source);
     let inventory = Arc::new(crate::run::collect_scope(policy, &scope, backend, &needs)?);
-    let fingerprint = crate::plan::fingerprint(inventory.images());
+    let fingerprint = inventory.fingerprint().to_string();
     if fingerprint != plan.inventory_fingerprint {
         return Err(InputError(format!(
             "plan {name} was computed on another inventory (fingerprint {}…, now {}…): the images changed since; run `amiwarden plan` again",

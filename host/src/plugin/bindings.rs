@@ -198,40 +198,6 @@ impl From<&model::Action> for wit::Action {
     }
 }
 
-impl From<&crate::resolve::PricedPlan<'_>> for wit::PricedPlan {
-    fn from(plan: &crate::resolve::PricedPlan<'_>) -> Self {
-        wit::PricedPlan {
-            actions: plan
-                .candidates
-                .iter()
-                .map(|c| wit::PricedAction {
-                    id: c.id.clone(),
-                    image_id: c.image_id.clone(),
-                    account: c.account.clone(),
-                    region: c.region.clone(),
-                    action: (&c.action).into(),
-                    plugins: c.plugins.iter().cloned().collect(),
-                    reasons: c.reasons.clone(),
-                    monthly_cost_delta: c.monthly_cost_delta,
-                    one_time_cost: c.one_time_cost,
-                })
-                .collect(),
-            ledger: plan
-                .ledger
-                .iter()
-                .map(|e| wit::LedgerEntry {
-                    account: e.account.clone(),
-                    region: e.region.clone(),
-                    monthly_before: e.monthly_before,
-                    monthly_after: e.monthly_after,
-                    one_time: e.one_time,
-                })
-                .collect(),
-            evaluation_time: plan.evaluation_time.0,
-        }
-    }
-}
-
 pub fn action_kind_from_wit(k: wit::ActionKind) -> model::ActionKind {
     match k {
         wit::ActionKind::Share => model::ActionKind::Share,

@@ -2,12 +2,12 @@
 
 use super::bindings::{Host, ImageQuery, ImageSummary, LogLevel, wit};
 use super::sandbox::{RETURNED_IMAGE_WORK, RETURNED_SUMMARY_WORK, StoreState};
-use crate::inventory::Query;
+use crate::inventory::{MAX_QUERY_IMAGES, MAX_QUERY_SUMMARIES, Query};
 use crate::model::Image;
 
 impl Host for StoreState {
     fn query_images(&mut self, query: ImageQuery) -> wasmtime::Result<Result<Vec<wit::Image>, String>> {
-        self.query(query, RETURNED_IMAGE_WORK, |i| wit::Image::from(i))
+        self.query(query, MAX_QUERY_IMAGES, RETURNED_IMAGE_WORK, |i| wit::Image::from(i))
     }
 
     fn get_image(&mut self, id: String) -> wasmtime::Result<Option<wit::Image>> {
@@ -16,7 +16,7 @@ impl Host for StoreState {
     }
 
     fn query_summaries(&mut self, query: ImageQuery) -> wasmtime::Result<Result<Vec<ImageSummary>, String>> {
-        self.query(query, RETURNED_SUMMARY_WORK, |i| ImageSummary::from(i))
+        self.query(query, MAX_QUERY_SUMMARIES, RETURNED_SUMMARY_WORK, |i| ImageSummary::from(i))
     }
 
     fn get_summary(&mut self, id: String) -> wasmtime::Result<Option<ImageSummary>> {
@@ -47,10 +47,12 @@ impl Host for StoreState {
 impl wit::Host for StoreState {}
 
 impl StoreState {
-    /// Answers a query, charging the images it scans and `work` per image it returns.
+    /// Answers a query of at most `limit` images, charging the images it scans and
+    /// `work` per image it returns.
     fn query<T>(
         &mut self,
         query: ImageQuery,
+        limit: usize,
         work: u64,
         lower: impl Fn(&Image) -> T,
     ) -> wasmtime::Result<Result<Vec<T>, String>> {
@@ -64,7 +66,7 @@ impl StoreState {
         };
         let inventory = std::sync::Arc::clone(&self.inventory);
         self.charge_host_work(inventory.scan_size(&query) as u64)?;
-        let found = match inventory.query(&query) {
+        let found = match inventory.query_at_most(&query, limit) {
             Ok(found) => found,
             Err(e) => return Ok(Err(e)),
         };

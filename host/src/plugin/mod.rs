@@ -7,6 +7,7 @@
 mod bindings;
 mod cache;
 mod host_api;
+mod review;
 mod sandbox;
 mod set;
 
@@ -347,14 +348,22 @@ impl Session<'_> {
         Ok(out)
     }
 
-    /// Verdicts on the candidate plan. After an error the session must be dropped.
+    /// Verdicts on the candidate plan, reviewed part by part (`review::REVIEW_PART`
+    /// actions each, in plan order) in this one session. After an error the session must
+    /// be dropped.
     pub fn review(&mut self, plan: &crate::resolve::PricedPlan<'_>) -> Result<Vec<Verdict>, PluginError> {
-        self.review_lowered(&wit::PricedPlan::from(plan))
+        let ledger = review::ledger(plan);
+        let parts = plan.candidates.len().div_ceil(review::REVIEW_PART).max(1);
+        let mut verdicts = Vec::new();
+        for part in 0..parts {
+            verdicts.extend(self.review_part(&review::priced_part(plan, &ledger, part))?);
+        }
+        Ok(verdicts)
     }
 
-    fn review_lowered(&mut self, plan: &wit::PricedPlan) -> Result<Vec<Verdict>, PluginError> {
-        // One review call sees the whole plan: its budget grows with the plan, one
-        // `time_ms` per 100 candidate actions.
+    fn review_part(&mut self, plan: &wit::PricedPlan) -> Result<Vec<Verdict>, PluginError> {
+        // One review call sees one part: its budget grows with the part, one `time_ms`
+        // per 100 candidate actions.
         let scale = (plan.actions.len() as u64 / 100).max(1);
         let result =
             self.call_scaled(Stage::Review, None, scale, |p, s| p.amiwarden_policy_plugin().call_review(s, plan))?;

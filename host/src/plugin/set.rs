@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use super::{Lowered, Plugin, PluginSpec, Runtime, wit};
+use super::{Lowered, Plugin, PluginSpec, Runtime};
 use crate::config::{PluginEntry, Policy};
 use crate::error::InputError;
 use crate::event::Events;
@@ -242,19 +242,18 @@ fn propose_batch(
 }
 
 /// Runs `review` of every plugin that reviews (its plugin-info says so) on the priced
-/// candidates; returns verdicts by plugin. The plan is lowered once, and only when some
-/// plugin reviews.
+/// candidates, a part at a time; returns verdicts by plugin. The plan is lowered only
+/// for plugins that review, and one part at a time.
 pub fn review(plugins: &[Plugin], inventory: &Arc<Inventory>, plan: &PricedPlan<'_>, now: Timestamp) -> Reviewed {
     let plugins: Vec<&Plugin> = plugins.iter().filter(|p| p.info.reviews).collect();
     if plugins.is_empty() {
         return Reviewed::default();
     }
-    let lowered = wit::PricedPlan::from(plan);
     let timed: Vec<(Result<Vec<Verdict>, PluginError>, f64)> = plugins
         .par_iter()
         .map(|plugin| {
             let started = std::time::Instant::now();
-            let result = plugin.session(Arc::clone(inventory), now).and_then(|mut s| s.review_lowered(&lowered));
+            let result = plugin.session(Arc::clone(inventory), now).and_then(|mut s| s.review(plan));
             (result, started.elapsed().as_secs_f64())
         })
         .collect();

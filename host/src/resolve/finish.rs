@@ -92,7 +92,7 @@ pub fn finish(
     let stop = guardrails::blast_radius(policy, destructive, destroyed.len(), in_scope).map(GuardrailStop);
     merged.refused.sort();
     errors.sort_by(|a, b| (&a.plugin, &a.image, a.stage).cmp(&(&b.plugin, &b.image, b.stage)));
-    let monthly_before = crate::cost::total(inventory.images().iter().map(|i| i.monthly_cost));
+    let monthly_before = crate::cost::total(inventory.monthly_by_location().values().copied());
     let delta = crate::cost::total(actions.iter().map(|a| a.monthly_cost_delta));
     let touched: HashSet<&str> = actions.iter().map(|a| a.image_id.as_str()).collect();
     let totals = Totals {
@@ -110,7 +110,7 @@ pub fn finish(
         schema_version: SCHEMA_VERSION,
         evaluation_time: now,
         source: Source::Scheduled,
-        inventory_fingerprint: crate::plan::fingerprint(inventory.images()),
+        inventory_fingerprint: inventory.fingerprint().to_string(),
         policy_fingerprint: String::new(),
         stopped: stop.as_ref().map(|s| s.0.clone()),
         inventory_needs: BTreeSet::new(),

@@ -244,7 +244,11 @@ pub fn priced_plan<'a>(inventory: &Inventory, candidates: &'a [Candidate], now: 
         };
         (c.account.as_str(), target, c.monthly_cost_delta, c.one_time_cost)
     });
-    PricedPlan { candidates, ledger: crate::cost::ledger(inventory.images(), changes), evaluation_time: now }
+    PricedPlan {
+        candidates,
+        ledger: crate::cost::ledger(inventory.monthly_by_location(), changes),
+        evaluation_time: now,
+    }
 }
 
 /// Orders candidates as the plan will: by phase of their first op, then location and image.

@@ -15,6 +15,16 @@ use std::collections::BTreeMap;
 #[derive(Default)]
 pub struct CostGuard {
     config: Option<Config>,
+    /// The review's running totals, carried from one part of the plan to the next.
+    running: std::cell::RefCell<Running>,
+}
+
+/// What the review has counted so far, in plan order.
+#[derive(Default)]
+struct Running {
+    monthly: BTreeMap<Ledger, Micros>,
+    one_time: BTreeMap<Ledger, Micros>,
+    images: BTreeMap<String, Option<Image>>,
 }
 
 /// One ledger a budget keeps: account part, region part (`*` when pooled), family.
@@ -70,11 +80,14 @@ impl Policy for CostGuard {
 
     fn review(&self, plan: &PricedPlan) -> Result<Vec<Verdict>, PolicyError> {
         let config = self.config()?;
-        let mut monthly: BTreeMap<Ledger, Micros> = BTreeMap::new();
-        let mut one_time: BTreeMap<Ledger, Micros> = BTreeMap::new();
+        // The plan comes in parts, in order: totals run on from the previous part.
+        let mut running = self.running.borrow_mut();
+        if plan.part == 0 {
+            *running = Running::default();
+        }
+        let Running { monthly, one_time, images } = &mut *running;
         // Images are read only for family budgets (the family is a tag or the name).
         let by_family = config.budgets.iter().any(|b| b.family.is_some());
-        let mut images: BTreeMap<String, Option<Image>> = BTreeMap::new();
         let mut verdicts = Vec::new();
         for action in &plan.actions {
             let image = match by_family {
@@ -86,7 +99,7 @@ impl Policy for CostGuard {
             for ledger in &ledgers {
                 let budget = &config.budgets[ledger.budget];
                 if let Some(limit) = budget.monthly {
-                    let current = opening(config, &mut monthly, ledger, plan)?;
+                    let current = opening(config, monthly, ledger, plan)?;
                     let after = current.saturating_add(action.monthly_cost_delta);
                     if action.monthly_cost_delta > 0 && after > limit {
                         over.push(format!(
@@ -116,7 +129,7 @@ impl Policy for CostGuard {
             for ledger in ledgers {
                 let budget = &config.budgets[ledger.budget];
                 if budget.monthly.is_some() {
-                    opening(config, &mut monthly, &ledger, plan)?;
+                    opening(config, monthly, &ledger, plan)?;
                     *monthly.entry(ledger.clone()).or_insert(0) += action.monthly_cost_delta;
                 }
                 if budget.one_time.is_some() {

@@ -50,7 +50,7 @@ fn entry(account: &str, region: &str, before: Micros) -> LedgerEntry {
 
 /// The vetoed action ids and reasons.
 fn review(config: &str, actions: Vec<PricedAction>, ledger: Vec<LedgerEntry>) -> Vec<(String, String)> {
-    let plan = PricedPlan { actions, ledger, evaluation_time: NOW };
+    let plan = PricedPlan { actions, ledger, evaluation_time: NOW, part: 0, parts: 1 };
     let verdicts = guard(config).review(&plan).expect("review succeeds");
     verdicts
         .into_iter()
@@ -93,6 +93,22 @@ fn actions_are_judged_in_plan_order_and_a_vetoed_one_uses_up_nothing() {
     let vetoes = review(REGION_BUDGET, actions, vec![entry(A, "eu-west-1", 6 * USD)]);
     assert_eq!(ids(&vetoes), ["p2"]);
     assert!(vetoes[0].1.contains("to $12.00/month"), "{}", vetoes[0].1);
+}
+
+#[test]
+fn a_plan_in_parts_is_judged_as_one_and_a_new_plan_starts_afresh() {
+    set_inventory(Vec::new(), NOW);
+    let ledger = vec![entry(A, "eu-west-1", 6 * USD)];
+    let policy = guard(REGION_BUDGET);
+    let part = |actions, part, parts| PricedPlan { actions, ledger: ledger.clone(), evaluation_time: NOW, part, parts };
+    let vetoed = |plan: PricedPlan| -> Vec<String> {
+        policy.review(&plan).expect("review succeeds").into_iter().map(|v| v.action_id).collect()
+    };
+    // The second part's copy would pass alone; after the first part's it is over budget.
+    assert!(vetoed(part(vec![copy(1, A, "eu-west-1", 3 * USD)], 0, 2)).is_empty());
+    assert_eq!(vetoed(part(vec![copy(2, A, "eu-west-1", 3 * USD)], 1, 2)), ["p2"]);
+    // Part 0 of the next plan forgets the last plan's totals.
+    assert!(vetoed(part(vec![copy(2, A, "eu-west-1", 3 * USD)], 0, 1)).is_empty());
 }
 
 #[test]

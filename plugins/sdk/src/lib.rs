@@ -72,8 +72,10 @@ pub trait Policy: Default + 'static {
     /// Proposals for one event.
     fn propose(&self, event: &ImageEvent) -> Result<Vec<Proposal>, PolicyError>;
 
-    /// Verdicts on the candidate plan; the default approves everything. The host calls it
-    /// only when `info` says `.reviews()`.
+    /// Verdicts on one part of the candidate plan (`plan.part` of `plan.parts`, in plan
+    /// order, on one instance: keep running totals in `self` and reset them at part 0);
+    /// the default approves everything. The host calls it only when `info` says
+    /// `.reviews()`.
     fn review(&self, _plan: &PricedPlan) -> Result<Vec<Verdict>, PolicyError> {
         Ok(Vec::new())
     }
