@@ -145,8 +145,10 @@ pub fn plan_on(
         progress(d, total);
     };
     // The inventory's fingerprint (the plan records it) is hashed beside the plugins' work.
-    let (_, proposals) = rayon::join(
-        || inventory.fingerprint().len(),
+    let ((), proposals) = rayon::join(
+        || {
+            inventory.fingerprint();
+        },
         || timings.stage("propose", || plugin::propose(policy, plugins, &inventory, &events, now, &tick)),
     );
     let pricing = Pricing::new(&policy.pricing);

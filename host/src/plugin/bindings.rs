@@ -133,16 +133,12 @@ impl From<&model::Image> for ImageSummary {
             creation_time: i.creation_time.0,
             state: i.state.into(),
             deprecation_time: i.deprecation_time.map(|t| t.0),
-            source_image_id: from_field_or_tag(&i.source_image_id, i, crate::backend::SOURCE_IMAGE_TAG),
-            source_region: from_field_or_tag(&i.source_region, i, crate::backend::SOURCE_REGION_TAG),
+            // Both backends already fill these from the host's tags when EC2 gives none.
+            source_image_id: i.source_image_id.clone(),
+            source_region: i.source_region.clone(),
             monthly_cost: i.monthly_cost,
         }
     }
-}
-
-/// EC2's field, else the tag the host writes on the copies it makes.
-fn from_field_or_tag(field: &Option<String>, image: &model::Image, tag: &str) -> Option<String> {
-    field.clone().or_else(|| image.tags.get(tag).cloned()).filter(|s| !s.is_empty())
 }
 
 impl From<&model::EventKind> for wit::EventKind {

@@ -353,9 +353,8 @@ impl Session<'_> {
     /// be dropped.
     pub fn review(&mut self, plan: &crate::resolve::PricedPlan<'_>) -> Result<Vec<Verdict>, PluginError> {
         let ledger = review::ledger(plan);
-        let parts = plan.candidates.len().div_ceil(review::REVIEW_PART).max(1);
         let mut verdicts = Vec::new();
-        for part in 0..parts {
+        for part in 0..review::parts(plan) {
             verdicts.extend(self.review_part(&review::priced_part(plan, &ledger, part))?);
         }
         Ok(verdicts)

@@ -21,9 +21,13 @@ pub fn ledger(plan: &crate::resolve::PricedPlan<'_>) -> Vec<wit::LedgerEntry> {
         .collect()
 }
 
+/// How many parts the plan is reviewed in (at least one, even for an empty plan).
+pub fn parts(plan: &crate::resolve::PricedPlan<'_>) -> usize {
+    plan.candidates.len().div_ceil(REVIEW_PART).max(1)
+}
+
 /// Part `part` of the plan's `REVIEW_PART`-action parts, lowered.
 pub fn priced_part(plan: &crate::resolve::PricedPlan<'_>, ledger: &[wit::LedgerEntry], part: usize) -> wit::PricedPlan {
-    let parts = plan.candidates.len().div_ceil(REVIEW_PART).max(1);
     let start = (part * REVIEW_PART).min(plan.candidates.len());
     let end = (start + REVIEW_PART).min(plan.candidates.len());
     wit::PricedPlan {
@@ -44,7 +48,7 @@ pub fn priced_part(plan: &crate::resolve::PricedPlan<'_>, ledger: &[wit::LedgerE
         ledger: ledger.to_vec(),
         evaluation_time: plan.evaluation_time.0,
         part: part as u32,
-        parts: parts as u32,
+        parts: parts(plan) as u32,
     }
 }
 
