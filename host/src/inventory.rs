@@ -1,8 +1,9 @@
 //! The inventory of one run: every image in scope, indexed for the queries plugins make.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
-use crate::model::{Image, Location, Micros};
+use crate::model::{Image, ImageState, Location, Micros};
 
 /// The most images one plugin query may return as whole records.
 pub const MAX_QUERY_IMAGES: usize = 10_000;
@@ -13,7 +14,7 @@ pub const MAX_QUERY_IMAGES: usize = 10_000;
 pub const MAX_QUERY_SUMMARIES: usize = 100_000;
 
 /// A query over the inventory; every field set must match.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Query {
     pub account: Option<String>,
     pub region: Option<String>,
@@ -27,7 +28,8 @@ pub struct Query {
 #[derive(Debug, Default)]
 pub struct Inventory {
     images: Vec<Image>,
-    by_id: BTreeMap<String, usize>,
+    /// Looked up for every proposal, candidate and action: hashed, not compared.
+    by_id: HashMap<String, usize>,
     by_location: BTreeMap<Location, Vec<usize>>,
     by_tag_key: BTreeMap<String, Vec<usize>>,
     /// By tag key, then value: the family queries of ranking plugins.
@@ -39,6 +41,28 @@ pub struct Inventory {
     fingerprint: std::sync::OnceLock<String>,
     /// Monthly snapshot cost per account and region, summed once.
     monthly: std::sync::OnceLock<BTreeMap<Location, Micros>>,
+    /// Rankings by age (`Inventory::rank`), computed once per query and shared by every
+    /// plugin instance and thread of the run.
+    rankings: Mutex<Rankings>,
+}
+
+/// The images of one query that rank, oldest first by (creation time, id).
+type Ranking = Arc<[usize]>;
+
+/// The rankings computed so far, and how many images they hold together.
+#[derive(Debug, Default)]
+struct Rankings {
+    by_query: HashMap<Query, Ranking>,
+    held: usize,
+}
+
+/// Where an image stands by age among a query's images that rank.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rank {
+    /// How many are newer than it (0: it is the newest).
+    pub newer: usize,
+    /// How many there are.
+    pub total: usize,
 }
 
 impl Inventory {
@@ -133,6 +157,51 @@ impl Inventory {
 }
 
 impl Inventory {
+    /// Where image `id` stands by age (creation time, then id) among the images matching
+    /// `query` that rank in their region: available, and not a copy of an image in scope
+    /// that is not deregistered. The ranking is computed once per query and kept for the
+    /// run, up to four images held per image in the inventory (past that a query is
+    /// ranked afresh each time: slower, never different). `None` when `id` is not in scope.
+    pub fn rank(&self, query: &Query, id: &str) -> Option<Rank> {
+        let image = self.get(id)?;
+        let ranking = self.ranking(query);
+        let key = (image.creation_time, image.id.as_str());
+        let not_newer = ranking.partition_point(|&i| (self.images[i].creation_time, self.images[i].id.as_str()) <= key);
+        Some(Rank { newer: ranking.len() - not_newer, total: ranking.len() })
+    }
+
+    fn ranking(&self, query: &Query) -> Ranking {
+        let cached =
+            self.rankings.lock().unwrap_or_else(std::sync::PoisonError::into_inner).by_query.get(query).cloned();
+        if let Some(ranking) = cached {
+            return ranking;
+        }
+        let mut ranking: Vec<usize> = self
+            .candidates(query)
+            .filter(|&i| {
+                let image = &self.images[i];
+                image.state == ImageState::Available
+                    && matches(query, image)
+                    && image
+                        .source_image_id
+                        .as_deref()
+                        .and_then(|s| self.get(s))
+                        .is_none_or(|s| s.state == ImageState::Deregistered)
+            })
+            .collect();
+        ranking.sort_by(|&a, &b| {
+            let (a, b) = (&self.images[a], &self.images[b]);
+            (a.creation_time, &a.id).cmp(&(b.creation_time, &b.id))
+        });
+        let ranking: Ranking = ranking.into();
+        let mut rankings = self.rankings.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if rankings.held + ranking.len() <= 4 * self.images.len() && !rankings.by_query.contains_key(query) {
+            rankings.held += ranking.len();
+            rankings.by_query.insert(query.clone(), Arc::clone(&ranking));
+        }
+        ranking
+    }
+
     /// The narrowest index `query` can use (source image, location, tag key and value, tag
     /// key), as the positions of its images; `None` when it can use none and looks at
     /// every image.
@@ -182,7 +251,7 @@ fn matches(q: &Query, image: &Image) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{Inventory, MAX_QUERY_SUMMARIES, Query};
+    use super::{Inventory, MAX_QUERY_SUMMARIES, Query, Rank};
     use crate::model::{Architecture, Image, ImageState, Micros, Timestamp, Usage};
 
     fn image(n: u32, family: &str) -> Image {
@@ -258,5 +327,55 @@ mod tests {
         assert_eq!(inventory.fingerprint(), crate::plan::fingerprint(&images));
         let monthly: Micros = inventory.monthly_by_location().values().sum();
         assert_eq!(monthly, images.iter().map(|i| i.monthly_cost).sum::<Micros>());
+    }
+
+    #[test]
+    fn a_rank_counts_the_newer_members_that_rank_and_is_the_same_from_the_cache() {
+        // 12 images of family web: 0..=9 originals, 10 a copy of 3 (in scope, so it follows
+        // it), 11 a copy of an image out of scope (it stands on its own); 4 is disabled and 6
+        // is deregistered (neither ranks); 9 has the same creation time as 8 (the id decides).
+        let mut images: Vec<Image> = (0..12).map(|n| image(n, "web")).collect();
+        images[4].state = ImageState::Disabled;
+        images[6].state = ImageState::Deregistered;
+        images[9].creation_time = images[8].creation_time;
+        images[10].source_image_id = Some(images[3].id.clone());
+        images[11].source_image_id = Some("ami-0ffffffffffffffff".into());
+        images.push(image(12, "db"));
+        let ids: Vec<String> = images.iter().map(|i| i.id.clone()).collect();
+        let inventory = Inventory::new(images).unwrap();
+        let web = Query { tag_key: Some("family".into()), tag_value: Some("web".into()), ..Query::default() };
+        // Ranking, newest first: 11, 9, 8, 7, 5, 3, 2, 1, 0.
+        let want = [(0, 8), (1, 7), (2, 6), (3, 5), (4, 5), (5, 4), (6, 4), (7, 3), (8, 2), (9, 1), (10, 1), (11, 0)];
+        for round in 0..2 {
+            for (n, newer) in want {
+                let got = inventory.rank(&web, &ids[n]).unwrap();
+                assert_eq!(got, Rank { newer, total: 9 }, "image {n}, round {round}");
+            }
+        }
+        // The db image is not in the family but has a place in its ranking; an unknown id has none.
+        assert_eq!(inventory.rank(&web, &ids[12]).unwrap().newer, 0);
+        assert_eq!(inventory.rank(&web, "ami-0ffffffffffffffff"), None);
+        // Deregistering the copy's source (a new inventory) makes the copy rank.
+        let mut images: Vec<Image> = inventory.images().to_vec();
+        images.iter_mut().find(|i| i.id == ids[3]).unwrap().state = ImageState::Deregistered;
+        let inventory = Inventory::new(images).unwrap();
+        assert_eq!(inventory.rank(&web, &ids[10]).unwrap(), Rank { newer: 1, total: 9 });
+    }
+
+    #[test]
+    fn rankings_past_the_cache_bound_are_recomputed_with_the_same_answer() {
+        let inventory = Inventory::new((0..10).map(|n| image(n, "web")).collect()).unwrap();
+        let id = inventory.images()[2].id.clone();
+        // 10 images allow 40 held: four distinct 10-image rankings are kept, the fifth is
+        // not, and asking for it again ranks it afresh.
+        let queries: Vec<Query> = [None, Some("i"), Some("im"), Some("img"), Some("img-"), Some("img-")]
+            .into_iter()
+            .map(|prefix| Query { name_prefix: prefix.map(str::to_string), ..Query::default() })
+            .collect();
+        for query in &queries {
+            assert_eq!(inventory.rank(query, &id), Some(Rank { newer: 7, total: 10 }));
+        }
+        let rankings = inventory.rankings.lock().unwrap();
+        assert_eq!((rankings.by_query.len(), rankings.held), (4, 40));
     }
 }

@@ -1,5 +1,11 @@
 //! The `amiwarden` command.
 
+/// mimalloc rather than the system allocator: a large plan is millions of small strings
+/// allocated and freed on both cores, where glibc's per-thread arenas cost time and keep
+/// memory (BENCHMARKS.md §10).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     std::process::exit(amiwarden::cli::main());
 }

@@ -215,7 +215,9 @@ pub fn fingerprint(images: &[Image]) -> String {
 
 /// Sorts actions into the safe, deterministic apply order.
 pub fn sort_actions(actions: &mut [PlannedAction]) {
-    actions.sort_by(|a, b| {
+    use rayon::slice::ParallelSliceMut as _;
+    // A stable sort on both cores: the same order whatever the thread count.
+    actions.par_sort_by(|a, b| {
         (a.op.phase(), &a.account, &a.region, &a.image_id, &a.op).cmp(&(
             b.op.phase(),
             &b.account,

@@ -16,10 +16,11 @@ wasmtime::component::bindgen!({
         "amiwarden:policy/host.get-image": trappable,
         "amiwarden:policy/host.query-summaries": trappable,
         "amiwarden:policy/host.get-summary": trappable,
+        "amiwarden:policy/host.rank-by-age": trappable,
     },
 });
 
-pub use self::amiwarden::policy::host::{Host, ImageQuery, ImageSummary, LogLevel};
+pub use self::amiwarden::policy::host::{Host, ImageQuery, ImageSummary, LogLevel, Rank};
 pub use self::amiwarden::policy::types as wit;
 
 /// The WIT package version this host implements; a plugin must export exactly it.

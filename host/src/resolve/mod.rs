@@ -17,6 +17,8 @@ mod tests;
 pub use finish::finish;
 pub use lifecycle::{deprecation_time, in_use_reason};
 
+use rayon::prelude::*;
+
 use crate::config::Policy;
 use crate::cost::{LedgerEntry, Pricing};
 use crate::inventory::Inventory;
@@ -164,11 +166,23 @@ pub fn merge(
         }
         m
     });
-    for group in groups.values() {
-        merge_image(policy, inventory, pricing, group, failed.get(group.image.id.as_str()), now, &mut out);
+    // Each image is merged on its own, so images merge in parallel; the parts come back
+    // in image order, and what is sorted below is sorted whatever the thread count.
+    let groups: Vec<&Group<'_>> = groups.values().collect();
+    let parts: Vec<Candidates> = groups
+        .par_iter()
+        .fold(Candidates::default, |mut part, group| {
+            merge_image(policy, inventory, pricing, group, failed.get(group.image.id.as_str()), now, &mut part);
+            part
+        })
+        .collect();
+    for part in parts {
+        out.candidates.extend(part.candidates);
+        out.refused.extend(part.refused);
+        out.kept.extend(part.kept);
     }
-    out.refused.sort();
-    out.kept.sort();
+    out.refused.par_sort();
+    out.kept.par_sort();
     out
 }
 
@@ -253,7 +267,7 @@ pub fn priced_plan<'a>(inventory: &Inventory, candidates: &'a [Candidate], now: 
 
 /// Orders candidates as the plan will: by phase of their first op, then location and image.
 pub fn order_candidates(candidates: &mut [Candidate]) {
-    candidates.sort_by(|a, b| {
+    candidates.par_sort_by(|a, b| {
         (a.action.kind().phase(), &a.account, &a.region, &a.image_id, &a.action).cmp(&(
             b.action.kind().phase(),
             &b.account,

@@ -15,9 +15,10 @@ use config::Config;
 #[derive(Default)]
 pub struct Retention {
     config: Option<Config>,
-    /// Each family's ranking keys, newest first, per (account, region, family): the
-    /// instance lives for one batch of events, and the inventory does not change in it,
-    /// so a family is fetched and sorted once per batch instead of once per event.
+    /// Each name regex family's ranking keys, newest first, per (account, region,
+    /// family): the instance lives for one batch of events, and the inventory does not
+    /// change in it, so a family is fetched and sorted once per batch instead of once per
+    /// event. (The host ranks tag families, once per run.)
     rankings: Rankings,
 }
 
@@ -115,11 +116,10 @@ fn fate(config: &Config, rankings: &Rankings, image: &Image, now: Timestamp) -> 
     if let Some(tag) = config.exemptions.iter().find_map(|e| e.matched_by(image)) {
         return Ok(Fate::Exempt(format!("exempt from retention by tag {tag}")));
     }
-    let ranking = ranking(config, rankings, image, &family)?;
-    // Newest first: the image's position is how many ranked members are newer than it.
-    let key = (image.creation_time, image.id.as_str());
-    let position =
-        (image.state == ImageState::Available).then(|| ranking.partition_point(|(t, id)| (*t, id.as_str()) > key));
+    let position = match image.state {
+        ImageState::Available => Some(newer(config, rankings, image, &family)?),
+        _ => None,
+    };
     if position.is_some_and(|p| p < config.keep_newest) {
         return Ok(Fate::Untouched);
     }
@@ -146,6 +146,17 @@ fn fate(config: &Config, rankings: &Rankings, image: &Image, now: Timestamp) -> 
         age.max(0) / DAY
     );
     Ok(Fate::Aged { stage, why })
+}
+
+/// The image's position in its family, newest first: how many ranked members are newer.
+/// The host ranks a tag family; a name regex family is ranked here, once per batch.
+fn newer(config: &Config, rankings: &Rankings, image: &Image, family: &str) -> Result<usize, PolicyError> {
+    if let Some(newer) = config.family.newer_on_host(image, family) {
+        return newer;
+    }
+    let ranking = ranking(config, rankings, image, family)?;
+    let key = (image.creation_time, image.id.as_str());
+    Ok(ranking.partition_point(|(t, id)| (*t, id.as_str()) > key))
 }
 
 /// The ranking keys of `image`'s family in its account and region: available members that

@@ -77,6 +77,22 @@ impl Family {
         })
     }
 
+    /// How many members of `family` in `image`'s account and region that rank (see
+    /// `rank_by_age`) are newer than `image`, answered by the host for a tag family; `None`
+    /// for a name regex family, whose members only the plugin can tell (rank its
+    /// `member_summaries`).
+    pub fn newer_on_host(&self, image: &Image, family: &str) -> Option<Result<usize, PolicyError>> {
+        let Family::Tag(_) = self else {
+            return None;
+        };
+        let query = self.query(&image.account, &image.region, family);
+        Some(
+            rank_by_age(&query, &image.id)
+                .map(|rank| rank.newer as usize)
+                .map_err(|err| failed(&image.account, &image.region, family, err)),
+        )
+    }
+
     /// The host query that finds `family`'s members in one account and region, or a
     /// superset of them (a name regex narrows only to its literal prefix).
     fn query(&self, account: &str, region: &str, family: &str) -> ImageQuery {

@@ -3,7 +3,7 @@
 //! On wasm32 every call goes to the host. Natively the calls read a thread-local test
 //! inventory that `testing::set_inventory` fills.
 
-use crate::{Image, ImageQuery, ImageSummary, LogLevel, Timestamp};
+use crate::{Image, ImageQuery, ImageSummary, LogLevel, Rank, Timestamp};
 
 /// Images in scope matching `query` (see the WIT `query-images`).
 pub fn query_images(query: &ImageQuery) -> Result<Vec<Image>, String> {
@@ -38,6 +38,19 @@ pub fn get_summary(id: &str) -> Option<ImageSummary> {
     #[cfg(not(target_arch = "wasm32"))]
     {
         testing::with(|inv| inv.images.iter().find(|i| i.id == id).map(ImageSummary::from))
+    }
+}
+
+/// Where image `id` stands by age among the images of `query` that rank (see the WIT
+/// `rank-by-age`): a family's ranking without lowering the family.
+pub fn rank_by_age(query: &ImageQuery, id: &str) -> Result<Rank, String> {
+    #[cfg(target_arch = "wasm32")]
+    {
+        crate::bindings::amiwarden::policy::host::rank_by_age(query, id)
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        testing::rank(query, id)
     }
 }
 
@@ -96,6 +109,9 @@ pub mod testing {
         by_location: std::collections::BTreeMap<(String, String), Vec<usize>>,
         by_source: std::collections::BTreeMap<String, Vec<usize>>,
         by_tag_key: std::collections::BTreeMap<String, Vec<usize>>,
+        /// Rankings by age, oldest first, per query (its debug text), kept as the host
+        /// keeps them for a run.
+        rankings: std::collections::HashMap<String, std::rc::Rc<Vec<(Timestamp, String)>>>,
     }
 
     thread_local! {
@@ -144,6 +160,32 @@ pub mod testing {
                 None => false,
                 Some(v) => query.tag_value.as_ref().is_none_or(|want| want == v),
             })
+    }
+
+    pub(crate) fn rank(query: &ImageQuery, id: &str) -> Result<Rank, String> {
+        let image = with(|inv| inv.images.iter().find(|i| i.id == id).map(|i| (i.creation_time, i.id.clone())))
+            .ok_or_else(|| format!("image {id} is not in scope"))?;
+        let key = format!("{query:?}");
+        let ranking = match with(|inv| inv.rankings.get(&key).cloned()) {
+            Some(ranking) => ranking,
+            None => {
+                let stands = |i: &Image| {
+                    i.copied_from().and_then(get_image).is_none_or(|s| s.state == crate::ImageState::Deregistered)
+                };
+                let mut ranking: Vec<(Timestamp, String)> = self::query(query)?
+                    .into_iter()
+                    .filter(|i| i.state == crate::ImageState::Available && stands(i))
+                    .map(|i| (i.creation_time, i.id))
+                    .collect();
+                ranking.sort();
+                let ranking = std::rc::Rc::new(ranking);
+                with_mut(|inv| inv.rankings.insert(key, std::rc::Rc::clone(&ranking)));
+                ranking
+            }
+        };
+        let not_newer = ranking.partition_point(|entry| *entry <= image);
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        Ok(Rank { newer: count(ranking.len() - not_newer), total: count(ranking.len()) })
     }
 
     pub(crate) fn query(query: &ImageQuery) -> Result<Vec<Image>, String> {

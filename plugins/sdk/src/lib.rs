@@ -39,13 +39,13 @@ mod types;
 
 pub use types::{SOURCE_IMAGE_TAG, SOURCE_REGION_TAG};
 
-pub use bindings::amiwarden::policy::host::{ImageQuery, ImageSummary, LogLevel};
+pub use bindings::amiwarden::policy::host::{ImageQuery, ImageSummary, LogLevel, Rank};
 pub use bindings::amiwarden::policy::types::{
     Action, ActionKind, Architecture, BlockDevice, CopyRequest, Decision, EventKind, Image, ImageEvent, ImageState,
     InventoryNeed, LedgerEntry, Micros, Platform, PluginInfo, PolicyError, PricedAction, PricedPlan, Principal,
     Proposal, RootDeviceType, StorageTier, Tag, Timestamp, Usage, Verdict,
 };
-pub use host::{get_image, get_summary, log, now, query_images, query_summaries, testing};
+pub use host::{get_image, get_summary, log, now, query_images, query_summaries, rank_by_age, testing};
 
 /// The version of the WIT package this SDK was built against.
 pub const WIT_VERSION: &str = "0.2.0";
@@ -102,7 +102,7 @@ pub mod prelude {
         Action, ActionKind, DAY, Decision, EventKind, Image, ImageEvent, ImageQuery, ImageState, ImageSummary,
         InventoryNeed, LogLevel, PluginInfo, Policy, PolicyError, PricedAction, PricedPlan, Principal, Proposal, Tag,
         Timestamp, Verdict, export_policy, get_image, get_summary, log, now, parse_checked, parse_config, query_images,
-        query_summaries,
+        query_summaries, rank_by_age,
     };
 }
 
