@@ -157,6 +157,8 @@ pub fn plan_on(
         resolve::order_candidates(&mut merged.candidates);
         merged
     });
+    // Merged into candidates: freed before the plan's actions are built beside them.
+    let proposals = plugin::Proposals { proposed: Vec::new(), ..proposals };
     let priced = resolve::priced_plan(&inventory, &merged.candidates, now);
     let reviewed = timings.stage("review", || plugin::review(plugins, &inventory, &priced, now));
     for (plugin, seconds) in &proposals.seconds {

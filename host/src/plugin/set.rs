@@ -150,12 +150,14 @@ pub fn propose(
         .flat_map_iter(|&first| {
             let end = (first + chunk).min(total);
             let lowered = Lowered::range(events, inventory, first..end);
-            plugins
+            // The plugins of one chunk run in parallel too: a live event is one chunk,
+            // and its plugins would otherwise run one after the other on one core.
+            let batches: Vec<(&Plugin, &[_])> = plugins
                 .iter()
-                .flat_map(|plugin| {
-                    let batch = plugin.limits.batch.max(1);
-                    lowered.chunks(batch).map(move |events| (plugin, events))
-                })
+                .flat_map(|plugin| lowered.chunks(plugin.limits.batch.max(1)).map(move |events| (plugin, events)))
+                .collect();
+            batches
+                .into_par_iter()
                 .map(|(plugin, events)| {
                     let out = propose_batch(policy, plugin, inventory, events, now);
                     progress(events.len() as u64);

@@ -37,7 +37,7 @@ pub fn get_summary(id: &str) -> Option<ImageSummary> {
     }
     #[cfg(not(target_arch = "wasm32"))]
     {
-        testing::with(|inv| inv.images.iter().find(|i| i.id == id).map(ImageSummary::from))
+        testing::with(|inv| inv.get(id).map(ImageSummary::from))
     }
 }
 
@@ -62,7 +62,7 @@ pub fn get_image(id: &str) -> Option<Image> {
     }
     #[cfg(not(target_arch = "wasm32"))]
     {
-        testing::with(|inv| inv.images.iter().find(|i| i.id == id).cloned())
+        testing::with(|inv| inv.get(id).cloned())
     }
 }
 
@@ -109,6 +109,7 @@ pub mod testing {
         by_location: std::collections::BTreeMap<(String, String), Vec<usize>>,
         by_source: std::collections::BTreeMap<String, Vec<usize>>,
         by_tag_key: std::collections::BTreeMap<String, Vec<usize>>,
+        by_id: std::collections::HashMap<String, usize>,
         /// Rankings by age, oldest first, per query (its debug text), kept as the host
         /// keeps them for a run.
         rankings: std::collections::HashMap<String, std::rc::Rc<Vec<(Timestamp, String)>>>,
@@ -122,6 +123,7 @@ pub mod testing {
     pub fn set_inventory(images: Vec<Image>, now: Timestamp) {
         let mut inventory = Inventory { images, now, ..Inventory::default() };
         for (i, image) in inventory.images.iter().enumerate() {
+            inventory.by_id.entry(image.id.clone()).or_insert(i);
             inventory.by_location.entry((image.account.clone(), image.region.clone())).or_default().push(i);
             if let Some(source) = &image.source_image_id {
                 inventory.by_source.entry(source.clone()).or_default().push(i);
@@ -131,6 +133,13 @@ pub mod testing {
             }
         }
         INVENTORY.with(|inv| *inv.borrow_mut() = inventory);
+    }
+
+    impl Inventory {
+        /// One image by id (the first, if a test gave the same id twice).
+        pub fn get(&self, id: &str) -> Option<&Image> {
+            self.by_id.get(id).map(|&i| &self.images[i])
+        }
     }
 
     /// Reads the native inventory.
@@ -163,7 +172,7 @@ pub mod testing {
     }
 
     pub(crate) fn rank(query: &ImageQuery, id: &str) -> Result<Rank, String> {
-        let image = with(|inv| inv.images.iter().find(|i| i.id == id).map(|i| (i.creation_time, i.id.clone())))
+        let image = with(|inv| inv.get(id).map(|i| (i.creation_time, i.id.clone())))
             .ok_or_else(|| format!("image {id} is not in scope"))?;
         let key = format!("{query:?}");
         let ranking = match with(|inv| inv.rankings.get(&key).cloned()) {
