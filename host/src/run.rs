@@ -145,7 +145,7 @@ pub fn plan_on(
         progress(d, total);
     };
     // The inventory's fingerprint (the plan records it) is hashed beside the plugins' work.
-    let ((), proposals) = rayon::join(
+    let ((), mut proposals) = rayon::join(
         || {
             inventory.fingerprint();
         },
@@ -158,7 +158,7 @@ pub fn plan_on(
         merged
     });
     // Merged into candidates: freed before the plan's actions are built beside them.
-    let proposals = plugin::Proposals { proposed: Vec::new(), ..proposals };
+    drop(std::mem::take(&mut proposals.proposed));
     let priced = resolve::priced_plan(&inventory, &merged.candidates, now);
     let reviewed = timings.stage("review", || plugin::review(plugins, &inventory, &priced, now));
     for (plugin, seconds) in &proposals.seconds {
