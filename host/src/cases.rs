@@ -175,7 +175,14 @@ pub fn run_case(runtime: &Runtime, subject: &Subject<'_>, dir: &Path) -> anyhow:
             continue;
         }
         if let Some(image) = inventory.get(&p.proposal.image_id) {
-            candidates.push(resolve::candidate(&inventory, &pricing, image, p.proposal.action.clone(), &[p]));
+            candidates.push(resolve::candidate(
+                &inventory,
+                &pricing,
+                image,
+                p.proposal.action.clone(),
+                &[p],
+                [p.plugin.clone()].into(),
+            ));
         }
     }
     resolve::order_candidates(&mut candidates);

@@ -146,7 +146,9 @@ impl Pricing {
             Action::Deregister { delete_snapshots: true } => {
                 for dev in &image.block_devices {
                     let Some(snap) = &dev.snapshot_id else { continue };
-                    if inventory.snapshot_users(snap).all(|user| user == image.id) {
+                    // A snapshot behind two of the image's devices is deleted (and saved) once.
+                    let listed = cost.snapshots.iter().any(|(s, _)| s == snap);
+                    if !listed && inventory.snapshot_users(snap).all(|user| user == image.id) {
                         let saved = self.snapshot_monthly(&image.region, dev);
                         cost.monthly = cost.monthly.saturating_sub(saved);
                         cost.snapshots.push((snap.clone(), -saved));

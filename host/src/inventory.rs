@@ -1,6 +1,6 @@
 //! The inventory of one run: every image in scope, indexed for the queries plugins make.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use crate::model::{Image, ImageState, Location, Micros};
@@ -35,7 +35,9 @@ pub struct Inventory {
     /// By tag key, then value: the family queries of ranking plugins.
     by_tag: BTreeMap<String, BTreeMap<String, Vec<usize>>>,
     by_source: BTreeMap<String, Vec<usize>>,
-    snapshot_users: BTreeMap<String, BTreeSet<String>>,
+    /// The images behind each snapshot, by id (one, nearly always: indices, not a set of
+    /// ids, keep it small).
+    snapshot_users: HashMap<String, Vec<usize>>,
     /// `plan::fingerprint` of the images, computed once (a worker plans many events on one
     /// inventory; a scheduled run computes it beside the plugins' work).
     fingerprint: std::sync::OnceLock<String>,
@@ -95,8 +97,14 @@ impl Inventory {
                 inv.by_source.entry(source.clone()).or_default().push(i);
             }
             for snap in image.snapshot_ids() {
-                inv.snapshot_users.entry(snap.to_string()).or_default().insert(image.id.clone());
+                let users = inv.snapshot_users.entry(snap.to_string()).or_default();
+                if users.last() != Some(&i) {
+                    users.push(i);
+                }
             }
+        }
+        for users in inv.snapshot_users.values_mut().filter(|users| users.len() > 1) {
+            users.sort_by(|&a, &b| inv.images[a].id.cmp(&inv.images[b].id));
         }
         Ok(inv)
     }
@@ -128,9 +136,9 @@ impl Inventory {
         self.by_id.get(id).map(|&i| &self.images[i])
     }
 
-    /// Images using a snapshot.
+    /// The ids of the images using a snapshot, in id order.
     pub fn snapshot_users(&self, snapshot_id: &str) -> impl Iterator<Item = &str> {
-        self.snapshot_users.get(snapshot_id).into_iter().flatten().map(String::as_str)
+        self.snapshot_users.get(snapshot_id).into_iter().flatten().map(|&i| self.images[i].id.as_str())
     }
 
     /// Images matching `query`, sorted by region, creation time, then id; an error when

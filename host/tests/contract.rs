@@ -32,7 +32,7 @@ fn action(image: &str, op: Op) -> PlannedAction {
         image_id: image.into(),
         image_name: "golden-a".into(),
         op,
-        plugins: BTreeSet::new(),
+        plugins: Default::default(),
         reasons: Vec::new(),
         monthly_cost_delta: 0,
         one_time_cost: 0,

@@ -46,7 +46,7 @@ fn action(image: &str, image_name: &str, op: Op) -> PlannedAction {
         image_id: image.into(),
         image_name: image_name.into(),
         op,
-        plugins: BTreeSet::new(),
+        plugins: Default::default(),
         reasons: Vec::new(),
         monthly_cost_delta: 0,
         one_time_cost: 0,

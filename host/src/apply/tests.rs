@@ -45,7 +45,7 @@ fn planned(op: Op) -> PlannedAction {
         image_id: "ami-0aaaaaaaaaaaaaaa1".into(),
         image_name: "web-1".into(),
         op,
-        plugins: BTreeSet::from(["retention".to_string()]),
+        plugins: ["retention".to_string()].into(),
         reasons: vec!["older than 180 days".into()],
         monthly_cost_delta: 0,
         one_time_cost: 0,

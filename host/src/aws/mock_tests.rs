@@ -102,7 +102,7 @@ fn action(region: &str, image: &str, op: Op) -> PlannedAction {
         image_id: image.into(),
         image_name: format!("golden-{image}"),
         op,
-        plugins: BTreeSet::new(),
+        plugins: Default::default(),
         reasons: Vec::new(),
         monthly_cost_delta: 0,
         one_time_cost: 0,

@@ -167,6 +167,7 @@ pub fn propose(
         })
         .collect();
     let mut all = Proposals::default();
+    all.proposed.reserve_exact(results.iter().map(|r| r.proposed.len()).sum());
     for r in results {
         all.proposed.extend(r.proposed);
         all.failures.extend(r.failures);
@@ -174,7 +175,8 @@ pub fn propose(
             *all.seconds.entry(plugin).or_default() += seconds;
         }
     }
-    all.proposed.sort();
+    // Ordered by every field, so equal proposals are the same proposal: sorted in place.
+    all.proposed.par_sort_unstable();
     all.proposed.dedup();
     all.failures.sort_by(|a, b| (&a.plugin, &a.image, a.stage).cmp(&(&b.plugin, &b.image, b.stage)));
     all

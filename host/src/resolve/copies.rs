@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Accepted, Candidates, Group, guardrails, refusal, who};
+use super::{Accepted, Candidates, Group, guardrails, refusal};
 use crate::config::Policy;
 use crate::inventory::{Inventory, Query};
 use crate::model::{Action, CopyRequest, Proposed};
@@ -48,12 +48,12 @@ pub(super) fn resolve<'a>(
             out.refused.push(refusal(
                 image,
                 &first,
-                who(&ps),
+                out.who(&ps),
                 RefusalKind::Conflict,
                 format!("plugins ask for different copies to {region} (encryption, key, tags or name differ)"),
             ));
         } else if let Some(why) = guardrails::copy_forbidden(policy, &image.region, region) {
-            out.refused.push(refusal(image, &first, who(&ps), RefusalKind::Guardrail, why));
+            out.refused.push(refusal(image, &first, out.who(&ps), RefusalKind::Guardrail, why));
         } else {
             accepted.push((first, ps));
         }
@@ -70,7 +70,7 @@ pub(super) fn drop_copies_of_retired(group: &Group<'_>, out: &mut Candidates, ac
                 out.refused.push(refusal(
                     image,
                     a,
-                    who(ps),
+                    out.who(ps),
                     RefusalKind::Conflict,
                     "this plan retires the image (deprecate, disable or deregister); it is not copied".into(),
                 ));

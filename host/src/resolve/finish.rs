@@ -9,8 +9,10 @@ use crate::config::Policy;
 use crate::cost::Pricing;
 use crate::error::GuardrailStop;
 use crate::inventory::Inventory;
-use crate::model::{Action, Image, Micros, PluginError, Stage, Timestamp, Verdict};
-use crate::plan::{Op, Plan, PlannedAction, Refusal, RefusalKind, SCHEMA_VERSION, Source, Totals, sort_actions};
+use crate::model::{Action, Image, PluginError, Stage, Timestamp, Verdict};
+use crate::plan::{
+    Op, Plan, PlannedAction, Plugins, Refusal, RefusalKind, SCHEMA_VERSION, Source, Totals, sort_actions,
+};
 
 /// Applies verdicts and review failures, checks the blast radius and builds the plan.
 /// Returns the plan and, when the blast-radius limit is exceeded, why the run must stop.
@@ -59,7 +61,7 @@ pub fn finish(
         };
         if let Some(reasons) = vetoes.get(c.id.as_str()) {
             let mut r = refuse(RefusalKind::Vetoed, reasons.join("; "));
-            r.plugins = vetoers.get(c.id.as_str()).cloned().unwrap_or_default();
+            r.plugins = vetoers.get(c.id.as_str()).cloned().map(Plugins::from).unwrap_or_default();
             merged.refused.push(r);
         } else if c.is_destructive() && !review_failed.is_empty() {
             merged.refused.push(refuse(
@@ -80,7 +82,7 @@ pub fn finish(
     let mut actions = Vec::with_capacity(kept.iter().map(|c| 1 + c.snapshots.len()).sum());
     for c in kept {
         let Some(image) = inventory.get(&c.image_id) else { continue };
-        expand(&c, image, &mut actions);
+        expand(c, image, &mut actions);
     }
     sort_actions(&mut actions);
     let destructive = actions.iter().filter(|a| a.op.is_destructive()).count();
@@ -224,35 +226,43 @@ fn name_kept_snapshots(inventory: &Inventory, kept: &mut [Candidate]) {
     }
 }
 
-fn expand(c: &Candidate, image: &Image, out: &mut Vec<PlannedAction>) {
-    let mut push = |op: Op, monthly: Micros, one_time: Micros| {
-        out.push(PlannedAction {
-            id: PlannedAction::id_for(&c.account, &c.region, &c.image_id, &op),
-            account: c.account.clone(),
-            region: c.region.clone(),
-            image_id: c.image_id.clone(),
-            image_name: image.name.clone(),
-            op,
-            plugins: c.plugins.clone(),
-            reasons: c.reasons.clone(),
-            monthly_cost_delta: monthly,
-            one_time_cost: one_time,
-        });
+/// A candidate as plan actions: its names and reasons move into its action, and only a
+/// deregistration's snapshot deletions copy them.
+fn expand(c: Candidate, image: &Image, out: &mut Vec<PlannedAction>) {
+    let (op, monthly, one_time) = match c.action {
+        Action::Share(principal) => (Op::Share { principal }, 0, 0),
+        Action::Unshare(principal) => (Op::Unshare { principal }, 0, 0),
+        Action::CopyToRegion(request) => (Op::Copy { request }, c.monthly_cost_delta, c.one_time_cost),
+        Action::DeprecateAt(at) => (Op::Deprecate { at }, 0, 0),
+        Action::Disable => (Op::Disable, 0, 0),
+        Action::Deregister { .. } => (Op::Deregister, 0, 0),
+        Action::Tag(tags) => (Op::Tag { tags }, 0, 0),
+        Action::Untag(keys) => (Op::Untag { keys }, 0, 0),
+        Action::Retain => return,
     };
-    match &c.action {
-        Action::Share(p) => push(Op::Share { principal: p.clone() }, 0, 0),
-        Action::Unshare(p) => push(Op::Unshare { principal: p.clone() }, 0, 0),
-        Action::CopyToRegion(r) => push(Op::Copy { request: r.clone() }, c.monthly_cost_delta, c.one_time_cost),
-        Action::DeprecateAt(t) => push(Op::Deprecate { at: *t }, 0, 0),
-        Action::Disable => push(Op::Disable, 0, 0),
-        Action::Deregister { .. } => {
-            push(Op::Deregister, 0, 0);
-            for (snap, cost) in &c.snapshots {
-                push(Op::DeleteSnapshot { snapshot_id: snap.clone() }, *cost, 0);
-            }
+    let action = PlannedAction {
+        id: PlannedAction::id_for(&c.account, &c.region, &c.image_id, &op),
+        account: c.account,
+        region: c.region,
+        image_id: c.image_id,
+        image_name: image.name.clone(),
+        op,
+        plugins: c.plugins,
+        reasons: c.reasons,
+        monthly_cost_delta: monthly,
+        one_time_cost: one_time,
+    };
+    if action.op == Op::Deregister {
+        for (snapshot_id, cost) in c.snapshots {
+            let op = Op::DeleteSnapshot { snapshot_id };
+            out.push(PlannedAction {
+                id: PlannedAction::id_for(&action.account, &action.region, &action.image_id, &op),
+                op,
+                monthly_cost_delta: cost,
+                one_time_cost: 0,
+                ..action.clone()
+            });
         }
-        Action::Tag(tags) => push(Op::Tag { tags: tags.clone() }, 0, 0),
-        Action::Untag(keys) => push(Op::Untag { keys: keys.clone() }, 0, 0),
-        Action::Retain => {}
     }
+    out.push(action);
 }

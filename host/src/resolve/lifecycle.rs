@@ -2,7 +2,7 @@
 //! never disabled or deregistered; a plugin failure on the image blocks destructive
 //! actions; deprecation times are ones EC2 accepts.
 
-use super::{Accepted, Candidates, Group, by_action, refusal, who};
+use super::{Accepted, Candidates, Group, by_action, refusal};
 use crate::config::Policy;
 use crate::model::{Action, Image, ImageState, Proposed, Timestamp};
 use crate::plan::RefusalKind;
@@ -76,26 +76,32 @@ pub(super) fn resolve<'a>(
                 .map(|(plugin, reason)| format!("{plugin} ({reason})"))
                 .collect::<Vec<_>>()
                 .join("; ");
-            out.refused.push(refusal(image, &action, who(&ps), RefusalKind::Retained, format!("retained by {why}")));
+            out.refused.push(refusal(
+                image,
+                &action,
+                out.who(&ps),
+                RefusalKind::Retained,
+                format!("retained by {why}"),
+            ));
         } else if let (Action::Deregister { .. }, Some(how)) = (&action, &image.deregistration_protection) {
             out.refused.push(refusal(
                 image,
                 &action,
-                who(&ps),
+                out.who(&ps),
                 RefusalKind::Guardrail,
                 format!("EC2's deregistration protection is on ({how}); turn it off first to deregister"),
             ));
         } else if let (Action::Deregister { .. }, Some(why)) =
             (&action, super::guardrails::unrecoverable(policy, "image", image.recycle_bin_days))
         {
-            out.refused.push(refusal(image, &action, who(&ps), RefusalKind::Guardrail, why));
+            out.refused.push(refusal(image, &action, out.who(&ps), RefusalKind::Guardrail, why));
         } else if let (true, Some(why)) = (destructive, &in_use) {
-            out.refused.push(refusal(image, &action, who(&ps), RefusalKind::Guardrail, format!("image is {why}")));
+            out.refused.push(refusal(image, &action, out.who(&ps), RefusalKind::Guardrail, format!("image is {why}")));
         } else if let (true, Some(failed)) = (destructive, failed_plugins) {
             out.refused.push(refusal(
                 image,
                 &action,
-                who(&ps),
+                out.who(&ps),
                 RefusalKind::PluginFailed,
                 format!("plugin(s) {} failed on this image; destructive actions on it are blocked", failed.join(", ")),
             ));

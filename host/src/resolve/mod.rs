@@ -4,6 +4,7 @@
 //! ordered plan. Pure and deterministic: no plugin, backend or clock in here.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 mod copies;
 mod finish;
@@ -23,7 +24,7 @@ use crate::config::Policy;
 use crate::cost::{LedgerEntry, Pricing};
 use crate::inventory::Inventory;
 use crate::model::{Action, ActionKind, Image, Micros, PluginError, Proposed, Timestamp};
-use crate::plan::{Kept, Refusal, RefusalKind};
+use crate::plan::{Kept, PluginSets, Plugins, Refusal, RefusalKind};
 
 /// A merged action on one image, priced, before review.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +34,7 @@ pub struct Candidate {
     pub account: String,
     pub region: String,
     pub action: Action,
-    pub plugins: BTreeSet<String>,
+    pub plugins: Plugins,
     pub reasons: Vec<String>,
     pub monthly_cost_delta: Micros,
     pub one_time_cost: Micros,
@@ -55,6 +56,16 @@ pub struct Candidates {
     pub refused: Vec<Refusal>,
     /// The images plugins retain.
     pub kept: Vec<Kept>,
+    /// The sets of plugin names handed out so far (shared by the threads of a merge):
+    /// equal sets are one allocation.
+    pub names: Arc<PluginSets>,
+}
+
+impl Candidates {
+    /// The plugins of `ps`, as a shared set.
+    fn who(&self, ps: &[&Proposed]) -> Plugins {
+        self.names.get(ps.iter().map(|p| p.plugin.clone()).collect())
+    }
 }
 
 /// What plugins review: the candidates in plan order, priced, with the ledger per
@@ -75,7 +86,7 @@ struct Group<'a> {
 /// Merged actions accepted so far for one image, with the proposals behind each.
 type Accepted<'a> = Vec<(Action, Vec<&'a Proposed>)>;
 
-fn refusal(image: &Image, action: &Action, plugins: BTreeSet<String>, kind: RefusalKind, reason: String) -> Refusal {
+fn refusal(image: &Image, action: &Action, plugins: Plugins, kind: RefusalKind, reason: String) -> Refusal {
     Refusal {
         image_id: image.id.clone(),
         account: image.account.clone(),
@@ -86,10 +97,6 @@ fn refusal(image: &Image, action: &Action, plugins: BTreeSet<String>, kind: Refu
         kind,
         reason,
     }
-}
-
-fn who(ps: &[&Proposed]) -> BTreeSet<String> {
-    ps.iter().map(|p| p.plugin.clone()).collect()
 }
 
 /// `plugin: reason` per plugin, in proposal order. A plugin that proposed the same thing
@@ -148,7 +155,7 @@ pub fn merge(
             out.refused.push(refusal(
                 image,
                 &p.proposal.action,
-                BTreeSet::from([p.plugin.clone()]),
+                out.names.get(BTreeSet::from([p.plugin.clone()])),
                 RefusalKind::NotGranted,
                 format!("the policy does not grant `{}` the `{missing}` action", p.plugin),
             ));
@@ -171,11 +178,18 @@ pub fn merge(
     let groups: Vec<&Group<'_>> = groups.values().collect();
     let parts: Vec<Candidates> = groups
         .par_iter()
-        .fold(Candidates::default, |mut part, group| {
-            merge_image(policy, inventory, pricing, group, failed.get(group.image.id.as_str()), now, &mut part);
-            part
-        })
+        .fold(
+            || Candidates { names: out.names.clone(), ..Candidates::default() },
+            |mut part, group| {
+                merge_image(policy, inventory, pricing, group, failed.get(group.image.id.as_str()), now, &mut part);
+                part
+            },
+        )
         .collect();
+    // Sized once: concatenated by doubling, the candidates' vector was half slack.
+    out.candidates.reserve_exact(parts.iter().map(|p| p.candidates.len()).sum());
+    out.refused.reserve_exact(parts.iter().map(|p| p.refused.len()).sum());
+    out.kept.reserve_exact(parts.iter().map(|p| p.kept.len()).sum());
     for part in parts {
         out.candidates.extend(part.candidates);
         out.refused.extend(part.refused);
@@ -205,7 +219,7 @@ fn merge_image(
             account: image.account.clone(),
             region: image.region.clone(),
             image_name: image.name.clone(),
-            plugins: who(&retainers),
+            plugins: out.who(&retainers),
             reasons: reasons(&retainers),
         });
     }
@@ -215,7 +229,8 @@ fn merge_image(
     lifecycle::resolve(policy, group, failed_plugins, now, out, &mut accepted);
     copies::drop_copies_of_retired(group, out, &mut accepted);
     for (action, ps) in accepted {
-        out.candidates.push(candidate(inventory, pricing, group.image, action, &ps));
+        let plugins = out.who(&ps);
+        out.candidates.push(candidate(inventory, pricing, group.image, action, &ps, plugins));
     }
 }
 
@@ -226,6 +241,7 @@ pub fn candidate(
     image: &Image,
     action: Action,
     ps: &[&Proposed],
+    plugins: Plugins,
 ) -> Candidate {
     let cost = pricing.action_cost(inventory, image, &action);
     let seed = format!(
@@ -241,7 +257,7 @@ pub fn candidate(
         account: image.account.clone(),
         region: image.region.clone(),
         action,
-        plugins: who(ps),
+        plugins,
         reasons: reasons(ps),
         monthly_cost_delta: cost.monthly,
         one_time_cost: cost.one_time,
@@ -266,8 +282,11 @@ pub fn priced_plan<'a>(inventory: &Inventory, candidates: &'a [Candidate], now: 
 }
 
 /// Orders candidates as the plan will: by phase of their first op, then location and image.
+/// In place: rayon's unstable sort picks its pivots from the data, never from the thread
+/// count, so the order is one whatever the threads, and a stable sort would copy every
+/// candidate into a buffer beside them.
 pub fn order_candidates(candidates: &mut [Candidate]) {
-    candidates.par_sort_by(|a, b| {
+    candidates.par_sort_unstable_by(|a, b| {
         (a.action.kind().phase(), &a.account, &a.region, &a.image_id, &a.action).cmp(&(
             b.action.kind().phase(),
             &b.account,

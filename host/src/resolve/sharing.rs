@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{Accepted, Candidates, Group, by_action, guardrails, refusal, who};
+use super::{Accepted, Candidates, Group, by_action, guardrails, refusal};
 use crate::config::Policy;
 use crate::model::{Action, Principal};
 use crate::plan::RefusalKind;
@@ -26,11 +26,17 @@ pub(super) fn resolve<'a>(policy: &Policy, group: &Group<'a>, out: &mut Candidat
                 out.refused.push(refusal(
                     image,
                     &Action::Share(pr.clone()),
-                    who(&shares),
+                    out.who(&shares),
                     RefusalKind::Conflict,
                     format!(
                         "{} unshares {pr}: the more private outcome wins",
-                        who(&unshares).into_iter().collect::<Vec<_>>().join(", ")
+                        unshares
+                            .iter()
+                            .map(|p| p.plugin.as_str())
+                            .collect::<BTreeSet<_>>()
+                            .into_iter()
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 ));
             }
@@ -42,7 +48,7 @@ pub(super) fn resolve<'a>(policy: &Policy, group: &Group<'a>, out: &mut Candidat
                 Some(why) => out.refused.push(refusal(
                     image,
                     &Action::Share(pr.clone()),
-                    who(&shares),
+                    out.who(&shares),
                     RefusalKind::Guardrail,
                     why,
                 )),

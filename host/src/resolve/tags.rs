@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Accepted, Candidates, Group, by_action, guardrails, refusal, who};
+use super::{Accepted, Candidates, Group, by_action, guardrails, refusal};
 use crate::model::{Action, Proposed};
 use crate::plan::RefusalKind;
 
@@ -20,7 +20,7 @@ pub(super) fn resolve<'a>(group: &Group<'a>, out: &mut Candidates, accepted: &mu
             if let Some(why) = guardrails::tags_forbidden(tags.keys()) {
                 let reserved = tags.iter().filter(|(k, _)| crate::model::is_reserved_tag(k));
                 let action = Action::Tag(reserved.map(|(k, v)| (k.clone(), v.clone())).collect());
-                out.refused.push(refusal(image, &action, who(&[*p]), RefusalKind::Guardrail, why));
+                out.refused.push(refusal(image, &action, out.who(&[*p]), RefusalKind::Guardrail, why));
             }
             for (k, v) in tags.iter().filter(|(k, _)| !crate::model::is_reserved_tag(k)) {
                 values.entry(k).or_default().insert(v);
@@ -32,7 +32,7 @@ pub(super) fn resolve<'a>(group: &Group<'a>, out: &mut Candidates, accepted: &mu
         if let Action::Untag(keys) = &p.proposal.action {
             if let Some(why) = guardrails::tags_forbidden(keys) {
                 let action = Action::Untag(keys.iter().filter(|k| crate::model::is_reserved_tag(k)).cloned().collect());
-                out.refused.push(refusal(image, &action, who(&[*p]), RefusalKind::Guardrail, why));
+                out.refused.push(refusal(image, &action, out.who(&[*p]), RefusalKind::Guardrail, why));
             }
             removals.extend(keys.iter().filter(|k| !crate::model::is_reserved_tag(k)).map(String::as_str));
         }
@@ -48,7 +48,7 @@ pub(super) fn resolve<'a>(group: &Group<'a>, out: &mut Candidates, accepted: &mu
             out.refused.push(refusal(
                 image,
                 &action,
-                who(&tag_ps),
+                out.who(&tag_ps),
                 RefusalKind::Conflict,
                 format!("plugins disagree on tag `{k}`; none is applied"),
             ));
@@ -69,7 +69,7 @@ pub(super) fn resolve<'a>(group: &Group<'a>, out: &mut Candidates, accepted: &mu
         out.refused.push(refusal(
             image,
             &Action::Tag(std::mem::take(&mut tags)),
-            who(&tag_ps),
+            out.who(&tag_ps),
             RefusalKind::Guardrail,
             format!("the image would have {total} tags; EC2 allows {}", crate::model::MAX_TAGS),
         ));

@@ -238,7 +238,7 @@ fn copies_merge_when_identical_conflict_when_not_and_go_only_where_allowed() {
         Vec::new(),
         Vec::new(),
     );
-    assert_eq!(plan.actions[0].plugins, BTreeSet::from(["p".to_string(), "q".to_string()]), "both are credited");
+    assert_eq!(*plan.actions[0].plugins, BTreeSet::from(["p".to_string(), "q".to_string()]), "both are credited");
 }
 
 #[test]
@@ -431,6 +431,35 @@ fn a_shared_snapshot_is_deleted_once_after_its_last_image_and_never_while_used()
         "the plan says why there is no delete row: {:?}",
         plan.actions[0].reasons
     );
+}
+
+#[test]
+fn a_snapshot_behind_two_devices_of_one_image_is_deleted_and_saved_once() {
+    let twice = |images: &mut Vec<Image>| {
+        let mut second = images[0].block_devices[0].clone();
+        second.device_name = "/dev/xvdb".into();
+        images[0].block_devices.push(second);
+    };
+    let (plan, _) = plan_with(&policy(""), twice, vec![by("p", A, DEREGISTER)], Vec::new(), Vec::new());
+    assert_eq!(summary(&plan).0, [format!("deregister {A}"), format!("delete snap-a {A}")]);
+    let (once, _) = plan_with(&policy(""), |_| {}, vec![by("p", A, DEREGISTER)], Vec::new(), Vec::new());
+    assert_eq!(plan.totals.monthly_cost_after, once.totals.monthly_cost_after, "its cost is saved once too");
+}
+
+#[test]
+fn actions_by_the_same_plugins_share_one_set_of_names() {
+    let (plan, _) = plan_with(
+        &policy(""),
+        |_| {},
+        vec![by("p", A, DEREGISTER), by("p", B, DEREGISTER), by("q", B, tag("k", "v"))],
+        Vec::new(),
+        Vec::new(),
+    );
+    let by_p: Vec<_> = plan.actions.iter().filter(|a| a.plugins.contains("p")).collect();
+    assert_eq!(by_p.len(), 4, "two deregistrations and their snapshot deletions: {:?}", summary(&plan));
+    assert!(by_p.iter().all(|a| std::ptr::eq(&*a.plugins, &*by_p[0].plugins)), "one set, shared");
+    let by_q = plan.actions.iter().find(|a| a.plugins.contains("q")).unwrap();
+    assert_eq!(by_q.plugins.iter().collect::<Vec<_>>(), ["q"]);
 }
 
 #[test]

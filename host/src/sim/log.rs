@@ -169,7 +169,6 @@ impl Writer {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
     use std::path::Path;
 
     use super::path;
@@ -214,7 +213,7 @@ mod tests {
                             image_id: image.id.clone(),
                             image_name: image.name.clone(),
                             op,
-                            plugins: BTreeSet::new(),
+                            plugins: Default::default(),
                             reasons: Vec::new(),
                             monthly_cost_delta: 0,
                             one_time_cost: 0,
