@@ -14,11 +14,13 @@ mod failure;
 pub mod id;
 mod image;
 pub mod recycle;
+mod tags;
 pub mod text;
 mod time;
 pub use action::{Action, ActionKind, CopyRequest, InventoryNeed, PluginInfo, Proposal, Proposed, Verdict};
 pub use failure::{PluginError, PluginFailure, PolicyErrorKind, Stage};
 pub use image::{Architecture, BlockDevice, Image, ImageState, Location, Platform, RootDeviceType, StorageTier, Usage};
+pub use tags::Tags;
 pub use time::{DAY, Timestamp};
 
 /// Money in millionths of a US dollar.

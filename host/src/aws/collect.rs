@@ -101,7 +101,7 @@ pub async fn complete(ec2: &Ec2, images: &mut [Image], needs: &BTreeSet<Inventor
             }
         },
     )?;
-    let bin = |resource, tags: &BTreeMap<String, String>| {
+    let bin = |resource, tags: &crate::model::Tags| {
         want(InventoryNeed::RecycleBin).then(|| retention_days(&rules, resource, tags)).flatten()
     };
     for image in images.iter_mut() {

@@ -1,12 +1,10 @@
 //! Conversions between aws-sdk-ec2 types and the domain model, at the edge only.
 
-use std::collections::BTreeMap;
-
 use aws_sdk_ec2::types as ec2;
 
 use crate::backend::{SOURCE_IMAGE_TAG, SOURCE_REGION_TAG};
 use crate::model::{
-    Architecture, BlockDevice, Image, ImageState, Location, Platform, Principal, RootDeviceType, StorageTier,
+    Architecture, BlockDevice, Image, ImageState, Location, Platform, Principal, RootDeviceType, StorageTier, Tags,
     Timestamp, Usage,
 };
 
@@ -17,7 +15,7 @@ pub struct SnapshotInfo {
     pub full_size_bytes: Option<u64>,
     pub storage_tier: StorageTier,
     /// Its tags (which Recycle Bin rules match).
-    pub tags: BTreeMap<String, String>,
+    pub tags: Tags,
 }
 
 impl From<&ec2::Snapshot> for SnapshotInfo {
@@ -57,7 +55,7 @@ pub fn image(location: &Location, img: &ec2::Image) -> Result<Image, String> {
         Some(ec2::ImageState::Deregistered) => ImageState::Deregistered,
         Some(_) => ImageState::Failed,
     };
-    let tags: BTreeMap<String, String> = img
+    let tags: Tags = img
         .tags()
         .iter()
         .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))

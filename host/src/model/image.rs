@@ -1,7 +1,7 @@
 //! Images as the host sees them: state, platform, block devices with their snapshots,
 //! what still uses them, and where they live.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -113,7 +113,7 @@ pub struct Image {
     pub public: bool,
     /// `None` when the backend did not fetch launch permissions.
     pub launch_permissions: Option<BTreeSet<Principal>>,
-    pub tags: BTreeMap<String, String>,
+    pub tags: super::Tags,
     pub block_devices: Vec<BlockDevice>,
     pub deprecation_time: Option<Timestamp>,
     pub source_image_id: Option<String>,

@@ -8,8 +8,6 @@
 //! anything (a new rule is pending for up to 30 minutes); when several rules match, the
 //! longest retention wins, as EC2 does.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 /// What a retention rule keeps.
@@ -32,7 +30,7 @@ pub struct RuleTag {
 }
 
 impl RuleTag {
-    fn matches(&self, tags: &BTreeMap<String, String>) -> bool {
+    fn matches(&self, tags: &super::Tags) -> bool {
         tags.get(&self.key).is_some_and(|v| self.value.as_ref().is_none_or(|want| want == v))
     }
 }
@@ -63,7 +61,7 @@ fn yes() -> bool {
 
 impl RetentionRule {
     /// Whether the rule keeps a deleted resource of type `resource` with `tags`.
-    pub fn covers(&self, resource: BinResource, tags: &BTreeMap<String, String>) -> bool {
+    pub fn covers(&self, resource: BinResource, tags: &super::Tags) -> bool {
         self.available
             && self.resource == resource
             && if self.tags.is_empty() {
@@ -76,7 +74,7 @@ impl RetentionRule {
 
 /// How many days the rules of a location keep a deleted resource: the longest matching
 /// rule's retention; `None` when no rule matches (deletion is final).
-pub fn retention_days(rules: &[RetentionRule], resource: BinResource, tags: &BTreeMap<String, String>) -> Option<u32> {
+pub fn retention_days(rules: &[RetentionRule], resource: BinResource, tags: &super::Tags) -> Option<u32> {
     rules.iter().filter(|r| r.covers(resource, tags)).map(|r| r.retention_days).max()
 }
 
@@ -99,7 +97,7 @@ mod tests {
         }
     }
 
-    fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    fn tags(pairs: &[(&str, &str)]) -> crate::model::Tags {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 

@@ -53,7 +53,7 @@ pub(super) fn resolve<'a>(group: &Group<'a>, out: &mut Candidates, accepted: &mu
                 format!("plugins disagree on tag `{k}`; none is applied"),
             ));
         } else if let Some(v) = vs.iter().next()
-            && image.tags.get(*k).map(String::as_str) != Some(*v)
+            && image.tags.get(k).map(String::as_str) != Some(*v)
         {
             tags.insert(k.to_string(), v.to_string());
         }
@@ -63,7 +63,7 @@ pub(super) fn resolve<'a>(group: &Group<'a>, out: &mut Candidates, accepted: &mu
             untags.insert(k.to_string());
         }
     }
-    let new_keys = tags.keys().filter(|k| !image.tags.contains_key(*k)).count();
+    let new_keys = tags.keys().filter(|k| !image.tags.contains_key(k)).count();
     let total = (image.tags.len() + new_keys).saturating_sub(untags.len());
     if !tags.is_empty() && total > crate::model::MAX_TAGS {
         out.refused.push(refusal(

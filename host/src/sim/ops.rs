@@ -6,7 +6,7 @@
 //! image or deleted snapshot a Recycle Bin rule covers goes to the bin, restorable (as
 //! the image alone, without its shares) until its retention ends.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use super::{Binned, SimImage, SimRegion, SimSnapshot, SimState};
 use crate::backend::{ACTION_TAG, ActionOutcome, Restore, copy_description, copy_name, copy_tags};
@@ -191,14 +191,14 @@ fn copy(
                     storage_tier: Default::default(),
                     encrypted: request.encrypted || original.is_some_and(|s| s.encrypted),
                     kms_key_id: request.kms_key_id.clone(),
-                    tags: BTreeMap::new(),
+                    tags: Default::default(),
                 },
             );
             dev.snapshot_id = Some(new_snap);
         }
         devices.push(dev);
     }
-    let tags = copy_tags(action, request, source.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let tags = copy_tags(action, request, source.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))).into();
     // Before the first image with a greater id: the file ends the same whatever order
     // concurrent copies ran in.
     let at = target.images.iter().position(|i| i.id > new_id).unwrap_or(target.images.len());

@@ -8,7 +8,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use crate::model::recycle::RetentionRule;
-use crate::model::{Architecture, ImageState, Platform, Principal, RootDeviceType, StorageTier, Timestamp};
+use crate::model::{Architecture, ImageState, Platform, Principal, RootDeviceType, StorageTier, Tags, Timestamp};
 
 /// The version of the state file format.
 pub const STATE_VERSION: u32 = 1;
@@ -108,7 +108,7 @@ pub struct SimImage {
     #[serde(default)]
     pub launch_permissions: BTreeSet<Principal>,
     #[serde(default)]
-    pub tags: BTreeMap<String, String>,
+    pub tags: Tags,
     #[serde(default)]
     pub block_devices: Vec<SimBlockDevice>,
     #[serde(default)]
@@ -150,7 +150,7 @@ pub struct SimSnapshot {
     #[serde(default)]
     pub kms_key_id: Option<String>,
     #[serde(default)]
-    pub tags: BTreeMap<String, String>,
+    pub tags: Tags,
 }
 
 fn running() -> String {

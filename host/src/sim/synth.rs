@@ -57,13 +57,13 @@ pub fn generate(n: usize, now: Timestamp, seed: u64) -> SimState {
             storage_tier: Default::default(),
             encrypted: rng.below(2) == 0,
             kms_key_id: None,
-            tags: BTreeMap::new(),
+            tags: Default::default(),
         });
         let mut launch_permissions = BTreeSet::new();
         if rng.below(10) == 0 {
             launch_permissions.insert(shares[rng.below(shares.len() as u64) as usize].clone());
         }
-        let mut tags = BTreeMap::from([("family".to_string(), family.to_string())]);
+        let mut tags = crate::model::Tags::from([("family".to_string(), family.to_string())]);
         if rng.below(50) == 0 {
             tags.insert("keep".into(), "true".into());
         }

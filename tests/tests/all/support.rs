@@ -1,6 +1,5 @@
 //! Fixtures shared by the end-to-end tests.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use amiwarden::inventory::Inventory;
@@ -25,7 +24,7 @@ pub fn image(id: &str, tags: &[(&str, &str)]) -> Image {
         root_device_type: RootDeviceType::Ebs,
         public: false,
         launch_permissions: Some(Default::default()),
-        tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
+        tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         block_devices: Vec::new(),
         deprecation_time: None,
         source_image_id: None,
