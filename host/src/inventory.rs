@@ -1,5 +1,6 @@
 //! The inventory of one run: every image in scope, indexed for the queries plugins make.
 
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
@@ -211,8 +212,8 @@ impl Inventory {
     }
 
     /// The narrowest index `query` can use (source image, location, tag key and value, tag
-    /// key), as the positions of its images; `None` when it can use none and looks at
-    /// every image.
+    /// key), as the positions of its images, kept to the account and region it names;
+    /// `None` when it can use none and looks at every image.
     fn index(&self, query: &Query) -> Option<&[usize]> {
         fn found(list: Option<&Vec<usize>>) -> &[usize] {
             list.map_or(&[], Vec::as_slice)
@@ -229,7 +230,29 @@ impl Inventory {
             Some(value) => found(self.by_tag.get(key).and_then(|values| values.get(value))),
             None => found(self.by_tag_key.get(key)),
         });
-        [by_source, by_location, by_tag].into_iter().flatten().min_by_key(|list| list.len())
+        [by_source.map(|l| self.within(l, query)), by_location, by_tag.map(|l| self.within(l, query))]
+            .into_iter()
+            .flatten()
+            .min_by_key(|list| list.len())
+    }
+
+    /// The run of `list` in the account and region `query` names, found by halving: an
+    /// index lists positions in ascending order, and the images are in (account, region)
+    /// order, so a family's images in one location sit together in the family's list.
+    fn within<'a>(&self, list: &'a [usize], query: &Query) -> &'a [usize] {
+        let Some(account) = query.account.as_deref() else { return list };
+        let region = query.region.as_deref();
+        let place = |&i: &usize| {
+            let image = &self.images[i];
+            image
+                .account
+                .as_str()
+                .cmp(account)
+                .then_with(|| region.map_or(Ordering::Equal, |r| image.region.as_str().cmp(r)))
+        };
+        let start = list.partition_point(|i| place(i) == Ordering::Less);
+        let end = start + list[start..].partition_point(|i| place(i) == Ordering::Equal);
+        &list[start..end]
     }
 
     /// The images `query` looks at before its filters.
@@ -259,6 +282,8 @@ fn matches(q: &Query, image: &Image) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::{Inventory, MAX_QUERY_SUMMARIES, Query, Rank};
     use crate::model::{Architecture, Image, ImageState, Micros, Timestamp, Usage};
 
@@ -314,6 +339,61 @@ mod tests {
         let absent = Query { tag_value: Some("nope".into()), ..family };
         assert_eq!((inventory.scan_size(&absent), inventory.query(&absent).unwrap().len()), (0, 0));
         assert_eq!(inventory.scan_size(&Query::default()), 1000);
+    }
+
+    #[test]
+    fn a_family_query_in_one_location_looks_at_the_family_there_only() {
+        // 1,200 images in 2 accounts × 3 regions, in 10 families: 20 of a family per location.
+        let place = |n: u32| {
+            (
+                ["111111111111", "222222222222"][n as usize % 2],
+                ["eu-west-1", "us-east-1", "us-west-2"][n as usize / 2 % 3],
+            )
+        };
+        let inventory = Inventory::new(
+            (0..1200)
+                .map(|n| Image {
+                    account: place(n).0.into(),
+                    region: place(n).1.into(),
+                    source_image_id: (n % 7 == 0).then(|| "ami-0source".to_string()),
+                    ..image(n, &format!("f{}", n / 6 % 10))
+                })
+                .collect(),
+        )
+        .unwrap();
+        for (account, region) in [(None, None), (Some("111111111111"), None), (Some("222222222222"), Some("us-east-1"))]
+        {
+            for (tag_value, source) in
+                [(Some("f3"), None), (None, None), (None, Some("ami-0source")), (Some("f3"), Some("ami-0source"))]
+            {
+                let query = Query {
+                    account: account.map(str::to_string),
+                    region: region.map(str::to_string),
+                    tag_key: Some("family".into()),
+                    tag_value: tag_value.map(str::to_string),
+                    source_image_id: source.map(str::to_string),
+                    ..Query::default()
+                };
+                let scanned: BTreeSet<&str> =
+                    inventory.images().iter().filter(|i| super::matches(&query, i)).map(|i| i.id.as_str()).collect();
+                let found = inventory.query_at_most(&query, MAX_QUERY_SUMMARIES).unwrap();
+                assert_eq!(found.iter().map(|i| i.id.as_str()).collect::<BTreeSet<_>>(), scanned, "{query:?}");
+                let every_match_is_looked_at = inventory.scan_size(&query) >= scanned.len();
+                assert!(every_match_is_looked_at, "{query:?}");
+            }
+        }
+        let family_there = Query {
+            account: Some("222222222222".into()),
+            region: Some("us-east-1".into()),
+            tag_key: Some("family".into()),
+            tag_value: Some("f3".into()),
+            ..Query::default()
+        };
+        // The family has 120 images, the location 200: the family there 20.
+        assert_eq!(inventory.scan_size(&family_there), 20);
+        assert_eq!(inventory.scan_size(&Query { region: None, ..family_there.clone() }), 60);
+        let newest = inventory.query(&family_there).unwrap().last().unwrap().id.clone();
+        assert_eq!(inventory.rank(&family_there, &newest), Some(Rank { newer: 0, total: 20 }));
     }
 
     #[test]
