@@ -134,7 +134,12 @@ impl Inventory {
 
     /// One image by id.
     pub fn get(&self, id: &str) -> Option<&Image> {
-        self.by_id.get(id).map(|&i| &self.images[i])
+        self.find(id).map(|(_, image)| image)
+    }
+
+    /// One image by id, with its position in `images()`.
+    pub fn find(&self, id: &str) -> Option<(usize, &Image)> {
+        self.by_id.get(id).map(|&i| (i, &self.images[i]))
     }
 
     /// The ids of the images using a snapshot, in id order.

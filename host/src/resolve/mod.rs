@@ -140,9 +140,11 @@ pub fn merge(
     let grants: BTreeMap<&str, &BTreeSet<ActionKind>> =
         policy.plugins.iter().map(|p| (p.name.as_str(), &p.grants)).collect();
     let mut out = Candidates::default();
-    let mut groups: BTreeMap<(&str, &str, &str), Group<'_>> = BTreeMap::new();
+    // By the image's position in the inventory: integers compared, not three strings
+    // (this loop is serial, and the string compares were most of its time).
+    let mut groups: BTreeMap<usize, Group<'_>> = BTreeMap::new();
     for p in proposed {
-        let Some(image) = inventory.get(&p.proposal.image_id) else {
+        let Some((at, image)) = inventory.find(&p.proposal.image_id) else {
             // An image gone (deregistered) or outside the scope: nothing to act on.
             continue;
         };
@@ -161,11 +163,7 @@ pub fn merge(
             ));
             continue;
         }
-        groups
-            .entry((image.account.as_str(), image.region.as_str(), image.id.as_str()))
-            .or_insert_with(|| Group { image, proposals: Vec::new() })
-            .proposals
-            .push(p);
+        groups.entry(at).or_insert_with(|| Group { image, proposals: Vec::new() }).proposals.push(p);
     }
     let failed: BTreeMap<&str, Vec<&str>> = failures.iter().fold(BTreeMap::new(), |mut m, f| {
         if let Some(img) = &f.image {
@@ -282,17 +280,23 @@ pub fn priced_plan<'a>(inventory: &Inventory, candidates: &'a [Candidate], now: 
 }
 
 /// Orders candidates as the plan will: by phase of their first op, then location and image.
-/// In place: rayon's unstable sort picks its pivots from the data, never from the thread
-/// count, so the order is one whatever the threads, and a stable sort would copy every
-/// candidate into a buffer beside them.
+/// Every field breaks a tie, so candidates that compare equal are the same candidate and
+/// the order depends on neither the input's order nor the thread count; so the sort may
+/// be unstable, and in place (a stable sort copies every candidate into a buffer beside
+/// them).
 pub fn order_candidates(candidates: &mut [Candidate]) {
     candidates.par_sort_unstable_by(|a, b| {
-        (a.action.kind().phase(), &a.account, &a.region, &a.image_id, &a.action).cmp(&(
-            b.action.kind().phase(),
-            &b.account,
-            &b.region,
-            &b.image_id,
-            &b.action,
-        ))
+        (a.action.kind().phase(), &a.account, &a.region, &a.image_id, &a.action)
+            .cmp(&(b.action.kind().phase(), &b.account, &b.region, &b.image_id, &b.action))
+            .then_with(|| {
+                (&a.plugins, &a.reasons, a.monthly_cost_delta, a.one_time_cost, &a.snapshots, &a.id).cmp(&(
+                    &b.plugins,
+                    &b.reasons,
+                    b.monthly_cost_delta,
+                    b.one_time_cost,
+                    &b.snapshots,
+                    &b.id,
+                ))
+            })
     });
 }

@@ -463,6 +463,25 @@ fn actions_by_the_same_plugins_share_one_set_of_names() {
 }
 
 #[test]
+fn candidates_order_the_same_whatever_order_they_come_in() {
+    let policy = policy("");
+    let inventory = Inventory::new(vec![image(A, "snap-a"), image(B, "snap-b")]).unwrap();
+    let pricing = Pricing::new(&policy.pricing);
+    let proposed = vec![by("p", B, DEREGISTER), by("q", A, share("123456789012")), by("p", A, tag("k", "v"))];
+    let mut merged = merge(&policy, &inventory, &pricing, &proposed, &[], NOW).candidates;
+    // Two candidates alike but for who proposed them and why: only the tie-break orders them.
+    let mut twin = merged[0].clone();
+    twin.plugins = ["z".to_string()].into();
+    twin.reasons = vec!["z: other".into()];
+    merged.push(twin);
+    let mut forward = merged.clone();
+    let mut backward: Vec<_> = merged.into_iter().rev().collect();
+    order_candidates(&mut forward);
+    order_candidates(&mut backward);
+    assert_eq!(forward, backward);
+}
+
+#[test]
 fn the_blast_radius_stops_the_plan_just_over_each_limit() {
     let two = || vec![by("p", A, Action::Disable), by("p", B, Action::Disable)];
     let rows = [
