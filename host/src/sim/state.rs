@@ -1,7 +1,7 @@
 //! The simulated EC2's state file: accounts → regions → images, snapshots, instances and
 //! launch templates, as documented in examples/sim/README.md.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 use anyhow::Context;
@@ -210,13 +210,23 @@ impl SimState {
         Ok(text.len() as u64)
     }
 
+    fn image_count(&self) -> usize {
+        self.accounts
+            .values()
+            .flat_map(|a| a.regions.values())
+            .map(|r| r.images.len() + r.recycle_bin.images.len())
+            .sum()
+    }
+
     fn check(&self) -> anyhow::Result<()> {
         if self.version != STATE_VERSION {
             anyhow::bail!("field `version` is {}, but this amiwarden reads version {STATE_VERSION}", self.version);
         }
         // EC2's image ids are unique across accounts and regions, and the host names an
         // image by its id alone in proposals: the same id twice is refused.
-        let mut seen: BTreeMap<&str, String> = BTreeMap::new();
+        // Where each id was seen, spelled out only for an error (not per image).
+        let mut seen: HashMap<&str, (&str, &str, &str)> = HashMap::with_capacity(self.image_count());
+        let place = |(account, region, list): (&str, &str, &str)| format!("accounts.{account}.regions.{region}.{list}");
         for (account, acc) in &self.accounts {
             if !crate::model::is_account_id(account) {
                 anyhow::bail!("accounts: `{account}` is not a 12-digit account id");
@@ -227,12 +237,17 @@ impl SimState {
                 }
                 let binned = reg.recycle_bin.images.iter().map(|b| (&b.resource, "recycle_bin.images"));
                 for (image, list) in reg.images.iter().map(|i| (i, "images")).chain(binned) {
-                    let here = format!("accounts.{account}.regions.{region}.{list}");
+                    let here = (account.as_str(), region.as_str(), list);
                     if !crate::model::is_image_id(&image.id) {
-                        anyhow::bail!("{here}: `{}` is not an AMI id", image.id);
+                        anyhow::bail!("{}: `{}` is not an AMI id", place(here), image.id);
                     }
-                    if let Some(first) = seen.insert(&image.id, here.clone()) {
-                        anyhow::bail!("{here}: `{}` appears twice (also in {first}); image ids are unique", image.id);
+                    if let Some(first) = seen.insert(&image.id, here) {
+                        anyhow::bail!(
+                            "{}: `{}` appears twice (also in {}); image ids are unique",
+                            place(here),
+                            image.id,
+                            place(first)
+                        );
                     }
                 }
                 let snaps: BTreeSet<&str> = reg.snapshots.iter().map(|s| s.id.as_str()).collect();
