@@ -367,8 +367,14 @@ fn records(dir: &Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn a_recorded_run_keeps_its_plan_outcomes_and_metadata() {
     let dir = setup(POLICY);
-    let out = amiwarden(dir.path(), &[PLAN, &["--record", "runs"]].concat());
+    let out = amiwarden(dir.path(), &[PLAN, &["--record", "runs", "--out", "plan.json"]].concat());
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let recorded = records(&dir.path().join("runs"))[0].join("plan.json");
+    assert_eq!(
+        std::fs::read(recorded).unwrap(),
+        std::fs::read(dir.path().join("plan.json")).unwrap(),
+        "as --out writes it"
+    );
     let apply = ["apply", "--policy", "policy.toml", "--sim", "state.json", "--as-of", "2026-11-24", "--yes"];
     let out = amiwarden(dir.path(), &[&apply[..], &["--record", "runs"]].concat());
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
