@@ -88,8 +88,8 @@ impl Op {
 
 /// The plugins behind an action, a refusal or a kept image: a set of names held once and
 /// shared (`PluginSets`), since a plan of 100,000s of actions names a handful of distinct
-/// sets and a set of its own per action was a fifth of a large plan's memory. On disk it
-/// is the sorted list of names.
+/// sets, and a set of its own per action was ~13 % of a 100,000-image plan's heap at its
+/// peak. On disk it is the sorted list of names.
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, schemars::JsonSchema)]
 #[schemars(transparent)]
 pub struct Plugins(Arc<BTreeSet<String>>);
