@@ -168,6 +168,7 @@ pub fn run_case(runtime: &Runtime, subject: &Subject<'_>, dir: &Path) -> anyhow:
         },
     }));
     let mut candidates = Vec::new();
+    let names = crate::plan::PluginSets::default();
     let mut seen = BTreeSet::new();
     for p in &reviewed {
         if p.proposal.action == Action::Retain || !seen.insert((p.proposal.image_id.clone(), p.proposal.action.clone()))
@@ -175,14 +176,7 @@ pub fn run_case(runtime: &Runtime, subject: &Subject<'_>, dir: &Path) -> anyhow:
             continue;
         }
         if let Some(image) = inventory.get(&p.proposal.image_id) {
-            candidates.push(resolve::candidate(
-                &inventory,
-                &pricing,
-                image,
-                p.proposal.action.clone(),
-                &[p],
-                [p.plugin.clone()].into(),
-            ));
+            candidates.push(resolve::candidate(&inventory, &pricing, image, p.proposal.action.clone(), &[p], &names));
         }
     }
     resolve::order_candidates(&mut candidates);

@@ -75,8 +75,7 @@ pub fn read_input(path: &Path, kind: Input) -> anyhow::Result<Vec<u8>> {
 }
 
 /// At most `kind.limit()` bytes from `reader`, with room for the `expected` bytes made at
-/// once; an error text when there are more or the
-/// read fails.
+/// once; an error text when there are more or the read fails.
 fn read_bounded(reader: impl Read, kind: Input, expected: u64) -> Result<Vec<u8>, String> {
     let mut bytes = Vec::with_capacity(usize::try_from(expected.min(kind.limit())).unwrap_or(0));
     reader.take(kind.limit() + 1).read_to_end(&mut bytes).map_err(|e| format!("cannot read it: {e}"))?;

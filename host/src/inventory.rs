@@ -318,17 +318,22 @@ mod tests {
         }
     }
 
+    /// The images of one `family` tag value in one account and region.
+    fn family_in(account: &str, region: &str, family: &str) -> Query {
+        Query {
+            account: Some(account.into()),
+            region: Some(region.into()),
+            tag_key: Some("family".into()),
+            tag_value: Some(family.into()),
+            ..Query::default()
+        }
+    }
+
     #[test]
     fn a_family_query_looks_at_its_family_only_and_finds_what_a_full_scan_finds() {
         // 1,000 images in one region, in 100 families of 10.
         let inventory = Inventory::new((0..1000).map(|n| image(n, &format!("f{}", n % 100))).collect()).unwrap();
-        let family = Query {
-            account: Some("111111111111".into()),
-            region: Some("us-east-1".into()),
-            tag_key: Some("family".into()),
-            tag_value: Some("f7".into()),
-            ..Query::default()
-        };
+        let family = family_in("111111111111", "us-east-1", "f7");
         // The region holds 1,000 images and the tag key 1,000: the (key, value) index 10.
         assert_eq!(inventory.scan_size(&family), 10);
         let found: Vec<&str> = inventory.query(&family).unwrap().iter().map(|i| i.id.as_str()).collect();
@@ -387,13 +392,7 @@ mod tests {
                 assert!(every_match_is_looked_at, "{query:?}");
             }
         }
-        let family_there = Query {
-            account: Some("222222222222".into()),
-            region: Some("us-east-1".into()),
-            tag_key: Some("family".into()),
-            tag_value: Some("f3".into()),
-            ..Query::default()
-        };
+        let family_there = family_in("222222222222", "us-east-1", "f3");
         // The family has 120 images, the location 200: the family there 20.
         assert_eq!(inventory.scan_size(&family_there), 20);
         assert_eq!(inventory.scan_size(&Query { region: None, ..family_there.clone() }), 60);

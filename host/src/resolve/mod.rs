@@ -64,8 +64,13 @@ pub struct Candidates {
 impl Candidates {
     /// The plugins of `ps`, as a shared set.
     fn who(&self, ps: &[&Proposed]) -> Plugins {
-        self.names.get(ps.iter().map(|p| p.plugin.clone()).collect())
+        who(&self.names, ps)
     }
+}
+
+/// The plugins of `ps`, as the set `names` holds.
+fn who(names: &PluginSets, ps: &[&Proposed]) -> Plugins {
+    names.get(ps.iter().map(|p| p.plugin.clone()).collect())
 }
 
 /// What plugins review: the candidates in plan order, priced, with the ledger per
@@ -157,7 +162,7 @@ pub fn merge(
             out.refused.push(refusal(
                 image,
                 &p.proposal.action,
-                out.names.get(BTreeSet::from([p.plugin.clone()])),
+                out.who(&[p]),
                 RefusalKind::NotGranted,
                 format!("the policy does not grant `{}` the `{missing}` action", p.plugin),
             ));
@@ -227,8 +232,7 @@ fn merge_image(
     lifecycle::resolve(policy, group, failed_plugins, now, out, &mut accepted);
     copies::drop_copies_of_retired(group, out, &mut accepted);
     for (action, ps) in accepted {
-        let plugins = out.who(&ps);
-        out.candidates.push(candidate(inventory, pricing, group.image, action, &ps, plugins));
+        out.candidates.push(candidate(inventory, pricing, group.image, action, &ps, &out.names));
     }
 }
 
@@ -239,7 +243,7 @@ pub fn candidate(
     image: &Image,
     action: Action,
     ps: &[&Proposed],
-    plugins: Plugins,
+    names: &PluginSets,
 ) -> Candidate {
     let cost = pricing.action_cost(inventory, image, &action);
     let seed = format!(
@@ -255,7 +259,7 @@ pub fn candidate(
         account: image.account.clone(),
         region: image.region.clone(),
         action,
-        plugins,
+        plugins: who(names, ps),
         reasons: reasons(ps),
         monthly_cost_delta: cost.monthly,
         one_time_cost: cost.one_time,

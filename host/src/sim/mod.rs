@@ -182,11 +182,11 @@ impl Backend for SimBackend {
             self.call("DescribeImages", location);
         }
         let state = self.lock();
-        let region = |l: &Location| state.accounts.get(&l.account).and_then(|a| a.regions.get(&l.region));
+        let stored = |l: &Location| state.accounts.get(&l.account).and_then(|a| a.regions.get(&l.region));
         // Sized once: grown by doubling, the largest inventories' vectors were a quarter slack.
-        let mut images = Vec::with_capacity(locations.iter().filter_map(region).map(|r| r.images.len()).sum());
-        for Location { account, region } in &locations {
-            if let Some(r) = state.accounts.get(account).and_then(|a| a.regions.get(region)) {
+        let mut images = Vec::with_capacity(locations.iter().filter_map(stored).map(|r| r.images.len()).sum());
+        for location @ Location { account, region } in &locations {
+            if let Some(r) = stored(location) {
                 let index = RegionIndex::new(r);
                 images.extend(r.images.iter().map(|image| to_image(account, region, &index, image, needs)));
                 tracing::info!("inventory of {account}/{region}: {} image(s)", r.images.len());
