@@ -35,8 +35,11 @@ pub fn finish(
     }
     let review_failed: Vec<&str> =
         errors.iter().filter(|e| e.stage == Stage::Review).map(|e| e.plugin.as_str()).collect();
-    let mut kept = Vec::new();
-    for mut c in merged.candidates {
+    // Filtered in place: a second vector grown beside the candidates was, for a moment,
+    // twice their size again.
+    let mut kept = std::mem::take(&mut merged.candidates);
+    let refused = &mut merged.refused;
+    kept.retain_mut(|c| {
         let image = inventory.get(&c.image_id);
         // Revoking access the guardrails forbid (public when it is not allowed, a
         // principal off the allow list) is not vetoable: a veto cannot keep it.
@@ -62,18 +65,19 @@ pub fn finish(
         if let Some(reasons) = vetoes.get(c.id.as_str()) {
             let mut r = refuse(RefusalKind::Vetoed, reasons.join("; "));
             r.plugins = vetoers.get(c.id.as_str()).cloned().map(Plugins::from).unwrap_or_default();
-            merged.refused.push(r);
+            refused.push(r);
         } else if c.is_destructive() && !review_failed.is_empty() {
-            merged.refused.push(refuse(
+            refused.push(refuse(
                 RefusalKind::PluginFailed,
                 format!("plugin(s) {} failed in review; destructive actions are blocked", review_failed.join(", ")),
             ));
         } else if image.is_none() {
-            merged.refused.push(refuse(RefusalKind::Guardrail, "image is not in the inventory".into()));
+            refused.push(refuse(RefusalKind::Guardrail, "image is not in the inventory".into()));
         } else {
-            kept.push(c);
+            return true;
         }
-    }
+        false
+    });
     share_out_snapshots(inventory, pricing, &mut kept);
     keep_unrecoverable_snapshots(policy, inventory, &mut kept, &mut merged.refused);
     name_kept_snapshots(inventory, &mut kept);
