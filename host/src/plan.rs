@@ -33,7 +33,7 @@ pub enum Op {
     Untag { keys: BTreeSet<String> },
     Unshare { principal: Principal },
     Share { principal: Principal },
-    Copy { request: CopyRequest },
+    Copy { request: Box<CopyRequest> },
     Deprecate { at: Timestamp },
     Disable,
     Deregister,

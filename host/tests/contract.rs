@@ -94,7 +94,13 @@ fn both_backends_answer_every_op_by_one_contract() {
     let aws = AwsBackend::connect(&scope, &AwsSettings::default(), options).unwrap();
 
     let copy = Op::Copy {
-        request: CopyRequest { region: WEST.into(), encrypted: false, kms_key_id: None, copy_tags: true, name: None },
+        request: Box::new(CopyRequest {
+            region: WEST.into(),
+            encrypted: false,
+            kms_key_id: None,
+            copy_tags: true,
+            name: None,
+        }),
     };
     let rows: Vec<(&str, PlannedAction, String)> = vec![
         ("a new tag", action(&a, tag("owner", "ops")), "done".into()),

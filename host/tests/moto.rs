@@ -183,13 +183,13 @@ fn the_aws_backend_collects_and_applies_against_moto() {
         &a,
         "golden-a",
         Op::Copy {
-            request: CopyRequest {
+            request: Box::new(CopyRequest {
                 region: WEST.into(),
                 encrypted: false,
                 kms_key_id: None,
                 copy_tags: true,
                 name: None,
-            },
+            }),
         },
     );
     let first = done(backend.execute(&copy));

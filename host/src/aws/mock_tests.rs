@@ -403,7 +403,7 @@ fn copy_action() -> PlannedAction {
         copy_tags: false,
         name: None,
     };
-    action("us-east-1", "ami-0000000a", Op::Copy { request })
+    action("us-east-1", "ami-0000000a", Op::Copy { request: Box::new(request) })
 }
 
 #[test]

@@ -286,13 +286,13 @@ pub fn proposal_from_wit(p: wit::Proposal, now: Timestamp) -> Result<model::Prop
             if c.kms_key_id.is_some() && !c.encrypted {
                 return Err("copy names a KMS key but is not encrypted".into());
             }
-            model::Action::CopyToRegion(model::CopyRequest {
+            model::Action::CopyToRegion(Box::new(model::CopyRequest {
                 region: c.region,
                 encrypted: c.encrypted,
                 kms_key_id: c.kms_key_id.map(|k| text("kms key id", k)).transpose()?,
                 copy_tags: c.copy_tags,
                 name: c.name.map(|n| text("copy name", n)).transpose()?,
-            })
+            }))
         }
         wit::Action::DeprecateAt(t) => {
             // EC2 takes at most 10 years ahead; a time in the past means "now" (resolve

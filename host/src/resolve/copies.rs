@@ -29,11 +29,12 @@ pub(super) fn resolve<'a>(
         let requests: BTreeSet<&CopyRequest> = ps
             .iter()
             .filter_map(|p| match &p.proposal.action {
-                Action::CopyToRegion(c) => Some(c),
+                Action::CopyToRegion(c) => Some(&**c),
                 _ => None,
             })
             .collect();
-        let first = requests.iter().next().map(|c| Action::CopyToRegion((*c).clone())).unwrap_or(Action::Retain);
+        let first =
+            requests.iter().next().map(|c| Action::CopyToRegion(Box::new((*c).clone()))).unwrap_or(Action::Retain);
         let replica_exists = inventory
             .query(&Query {
                 source_image_id: Some(image.id.clone()),

@@ -300,13 +300,13 @@ grants = ["tag"]
     fn every_planned_action_meets_the_guardrails_whatever_made_the_plan() {
         let p = policy("");
         let copy = |region: &str| Op::Copy {
-            request: CopyRequest {
+            request: Box::new(CopyRequest {
                 region: region.into(),
                 encrypted: false,
                 kms_key_id: None,
                 copy_tags: false,
                 name: None,
-            },
+            }),
         };
         let tag = |k: &str, v: &str| Op::Tag { tags: [(k.to_string(), v.to_string())].into() };
         let acct = "111111111111";

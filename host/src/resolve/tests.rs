@@ -93,13 +93,13 @@ fn unshare(p: &str) -> Action {
 }
 
 fn copy(region: &str, encrypted: bool) -> Action {
-    Action::CopyToRegion(CopyRequest {
+    Action::CopyToRegion(Box::new(CopyRequest {
         region: region.into(),
         encrypted,
         kms_key_id: None,
         copy_tags: false,
         name: None,
-    })
+    }))
 }
 
 fn tag(k: &str, v: &str) -> Action {

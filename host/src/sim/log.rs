@@ -195,13 +195,13 @@ mod tests {
                         Op::Tag { tags: [("owner".to_string(), "platform".to_string())].into() },
                         Op::Unshare { principal: Principal::Public },
                         Op::Copy {
-                            request: CopyRequest {
+                            request: Box::new(CopyRequest {
                                 region: "eu-west-1".into(),
                                 encrypted: false,
                                 kms_key_id: None,
                                 copy_tags: true,
                                 name: None,
-                            },
+                            }),
                         },
                         Op::Deregister,
                         Op::DeleteSnapshot { snapshot_id },
