@@ -86,62 +86,72 @@ impl Op {
     }
 }
 
-/// The plugins behind an action, a refusal or a kept image: a set of names held once and
-/// shared (`PluginSets`), since a plan of 100,000s of actions names a handful of distinct
-/// sets, and a set of its own per action was ~13 % of a 100,000-image plan's heap at its
-/// peak. On disk it is the sorted list of names.
+/// A value held once and shared by the plan entries that carry it: cloning one is a
+/// count, not a copy. On disk it is the value itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, schemars::JsonSchema)]
 #[schemars(transparent)]
-pub struct Plugins(Arc<BTreeSet<String>>);
+pub struct Shared<T>(Arc<T>);
 
-impl std::ops::Deref for Plugins {
-    type Target = BTreeSet<String>;
-    fn deref(&self) -> &BTreeSet<String> {
+/// The plugins behind an action, a refusal or a kept image: a plan of 100,000s of actions
+/// names a handful of distinct sets, each held once (`PluginSets`); a set of its own per
+/// action was ~13 % of a 100,000-image plan's heap at its peak. On disk, the sorted names.
+pub type Plugins = Shared<BTreeSet<String>>;
+
+/// An action's reasons, `plugin: reason` in plugin order: a deregistration's snapshot
+/// deletions share its list (a copy each was ~13 MB of a 100,000-image plan's peak).
+pub type Reasons = Shared<Vec<String>>;
+
+impl<T> std::ops::Deref for Shared<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
         &self.0
     }
 }
 
-impl std::borrow::Borrow<BTreeSet<String>> for Plugins {
-    fn borrow(&self) -> &BTreeSet<String> {
+impl<T> std::borrow::Borrow<T> for Shared<T> {
+    fn borrow(&self) -> &T {
         &self.0
     }
 }
 
-impl From<BTreeSet<String>> for Plugins {
-    fn from(names: BTreeSet<String>) -> Plugins {
-        Plugins(Arc::new(names))
+impl<T> From<T> for Shared<T> {
+    fn from(value: T) -> Shared<T> {
+        Shared(Arc::new(value))
     }
 }
 
 impl<const N: usize> From<[String; N]> for Plugins {
     fn from(names: [String; N]) -> Plugins {
-        Plugins(Arc::new(names.into()))
+        Shared(Arc::new(names.into()))
     }
 }
 
-impl FromIterator<String> for Plugins {
-    fn from_iter<I: IntoIterator<Item = String>>(names: I) -> Plugins {
-        Plugins(Arc::new(names.into_iter().collect()))
+impl<A, T: FromIterator<A>> FromIterator<A> for Shared<T> {
+    fn from_iter<I: IntoIterator<Item = A>>(items: I) -> Shared<T> {
+        Shared(Arc::new(items.into_iter().collect()))
     }
 }
 
-impl<'a> IntoIterator for &'a Plugins {
-    type Item = &'a String;
-    type IntoIter = std::collections::btree_set::Iter<'a, String>;
+impl<'a, T> IntoIterator for &'a Shared<T>
+where
+    &'a T: IntoIterator,
+{
+    type Item = <&'a T as IntoIterator>::Item;
+    type IntoIter = <&'a T as IntoIterator>::IntoIter;
     fn into_iter(self) -> Self::IntoIter {
-        self.0.iter()
+        self.0.as_ref().into_iter()
     }
 }
 
-impl Serialize for Plugins {
+impl<T: Serialize> Serialize for Shared<T> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         self.0.serialize(s)
     }
 }
 
-impl<'de> Deserialize<'de> for Plugins {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Plugins, D::Error> {
-        BTreeSet::deserialize(d).map(Plugins::from)
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Shared<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Shared<T>, D::Error> {
+        T::deserialize(d).map(Shared::from)
     }
 }
 
@@ -176,7 +186,7 @@ pub struct PlannedAction {
     /// The plugins that proposed it.
     pub plugins: Plugins,
     /// Their reasons, in plugin order.
-    pub reasons: Vec<String>,
+    pub reasons: Reasons,
     /// Change in monthly cost (negative saves).
     pub monthly_cost_delta: Micros,
     /// One-time cost (copy transfer).

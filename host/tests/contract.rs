@@ -33,7 +33,7 @@ fn action(image: &str, op: Op) -> PlannedAction {
         image_name: "golden-a".into(),
         op,
         plugins: Default::default(),
-        reasons: Vec::new(),
+        reasons: Default::default(),
         monthly_cost_delta: 0,
         one_time_cost: 0,
     }

@@ -47,7 +47,7 @@ fn action(image: &str, image_name: &str, op: Op) -> PlannedAction {
         image_name: image_name.into(),
         op,
         plugins: Default::default(),
-        reasons: Vec::new(),
+        reasons: Default::default(),
         monthly_cost_delta: 0,
         one_time_cost: 0,
     }

@@ -130,7 +130,7 @@ fn action(account: &str, image: &str, op: Value, plugin: &str) -> Value {
         image_name: "x".into(),
         op,
         plugins: [plugin.to_string()].into(),
-        reasons: vec![format!("{plugin}: edited in")],
+        reasons: vec![format!("{plugin}: edited in")].into(),
         monthly_cost_delta: 0,
         one_time_cost: 0,
     })

@@ -46,7 +46,7 @@ fn planned(op: Op) -> PlannedAction {
         image_name: "web-1".into(),
         op,
         plugins: ["retention".to_string()].into(),
-        reasons: vec!["older than 180 days".into()],
+        reasons: vec!["older than 180 days".into()].into(),
         monthly_cost_delta: 0,
         one_time_cost: 0,
     }

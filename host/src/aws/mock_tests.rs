@@ -103,7 +103,7 @@ fn action(region: &str, image: &str, op: Op) -> PlannedAction {
         image_name: format!("golden-{image}"),
         op,
         plugins: Default::default(),
-        reasons: Vec::new(),
+        reasons: Default::default(),
         monthly_cost_delta: 0,
         one_time_cost: 0,
     }

@@ -252,7 +252,7 @@ fn expand(c: Candidate, image: &Image, out: &mut Vec<PlannedAction>) {
         image_name: image.name.clone(),
         op,
         plugins: c.plugins,
-        reasons: c.reasons,
+        reasons: c.reasons.into(),
         monthly_cost_delta: monthly,
         one_time_cost: one_time,
     };

@@ -282,7 +282,7 @@ grants = ["tag"]
             image_name: String::new(),
             op,
             plugins: [plugin.to_string()].into(),
-            reasons: Vec::new(),
+            reasons: Default::default(),
             monthly_cost_delta: 0,
             one_time_cost: 0,
         }

@@ -447,7 +447,7 @@ fn a_snapshot_behind_two_devices_of_one_image_is_deleted_and_saved_once() {
 }
 
 #[test]
-fn actions_by_the_same_plugins_share_one_set_of_names() {
+fn actions_by_the_same_plugins_share_one_set_of_names_and_a_deletion_its_deregistrations_reasons() {
     let (plan, _) = plan_with(
         &policy(""),
         |_| {},
@@ -460,6 +460,13 @@ fn actions_by_the_same_plugins_share_one_set_of_names() {
     assert!(by_p.iter().all(|a| std::ptr::eq(&*a.plugins, &*by_p[0].plugins)), "one set, shared");
     let by_q = plan.actions.iter().find(|a| a.plugins.contains("q")).unwrap();
     assert_eq!(by_q.plugins.iter().collect::<Vec<_>>(), ["q"]);
+    // A snapshot deletion holds its deregistration's reasons, not a copy of them.
+    for image in [A, B] {
+        let of_image: Vec<_> = by_p.iter().filter(|a| a.image_id == image).collect();
+        assert_eq!(of_image.len(), 2, "{image}: {:?}", summary(&plan));
+        assert!(std::ptr::eq(&*of_image[0].reasons, &*of_image[1].reasons), "{image}: one list of reasons");
+        assert!(!of_image[0].reasons.is_empty());
+    }
 }
 
 #[test]
@@ -550,7 +557,7 @@ fn a_plugin_repeating_itself_is_one_reason_with_a_count_not_one_reason_per_event
     let unshared = plan(proposed);
     assert_eq!(unshared.actions.len(), 1);
     assert_eq!(
-        unshared.actions[0].reasons,
+        *unshared.actions[0].reasons,
         ["p: seen from event 000 (and 499 more reason(s) from p)", "q: not on the allow list"]
     );
     // Retains are counted the same way in the refusal they cause.

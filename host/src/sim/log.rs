@@ -214,7 +214,7 @@ mod tests {
                             image_name: image.name.clone(),
                             op,
                             plugins: Default::default(),
-                            reasons: Vec::new(),
+                            reasons: Default::default(),
                             monthly_cost_delta: 0,
                             one_time_cost: 0,
                         });

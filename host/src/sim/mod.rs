@@ -379,7 +379,7 @@ mod tests {
             image_name: String::new(),
             op: Op::Disable,
             plugins: Default::default(),
-            reasons: Vec::new(),
+            reasons: Default::default(),
             monthly_cost_delta: 0,
             one_time_cost: 0,
         };
