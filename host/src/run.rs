@@ -153,12 +153,11 @@ pub fn plan_on(
     );
     let pricing = Pricing::new(&policy.pricing);
     let merged = timings.stage("merge", || {
-        let mut merged = resolve::merge(policy, &inventory, &pricing, &proposals.proposed, &proposals.failures, now);
+        let proposed = std::mem::take(&mut proposals.proposed);
+        let mut merged = resolve::merge(policy, &inventory, &pricing, proposed, &proposals.failures, now);
         resolve::order_candidates(&mut merged.candidates);
         merged
     });
-    // Merged into candidates: freed before the plan's actions are built beside them.
-    drop(std::mem::take(&mut proposals.proposed));
     let priced = resolve::priced_plan(&inventory, &merged.candidates, now);
     let reviewed = timings.stage("review", || plugin::review(plugins, &inventory, &priced, now));
     for (plugin, seconds) in &proposals.seconds {

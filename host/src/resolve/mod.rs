@@ -23,7 +23,7 @@ use rayon::prelude::*;
 use crate::config::Policy;
 use crate::cost::{LedgerEntry, Pricing};
 use crate::inventory::Inventory;
-use crate::model::{Action, ActionKind, Image, Micros, PluginError, Proposed, Timestamp};
+use crate::model::{Action, ActionKind, Image, Micros, PluginError, Proposal, Proposed, Timestamp};
 use crate::plan::{Kept, PluginSets, Plugins, Refusal, RefusalKind};
 
 /// A merged action on one image, priced, before review.
@@ -133,26 +133,78 @@ fn by_action<'a>(group: &Group<'a>, pick: impl Fn(&Action) -> bool) -> Vec<&'a P
     group.proposals.iter().copied().filter(|p| pick(&p.proposal.action)).collect()
 }
 
-/// Merges proposals into candidates with conflict rules and guardrails.
+/// Merges proposals into candidates with conflict rules and guardrails. It consumes
+/// them: an image's proposals are emptied once merged, so their strings are freed while
+/// the candidates are built beside them (the merge is a large plan's memory peak).
 pub fn merge(
     policy: &Policy,
     inventory: &Inventory,
     pricing: &Pricing,
-    proposed: &[Proposed],
+    mut proposed: Vec<Proposed>,
     failures: &[PluginError],
     now: Timestamp,
 ) -> Candidates {
     let grants: BTreeMap<&str, &BTreeSet<ActionKind>> =
         policy.plugins.iter().map(|p| (p.name.as_str(), &p.grants)).collect();
-    let mut out = Candidates::default();
-    // By the image's position in the inventory: integers compared, not three strings
-    // (this loop is serial, and the string compares were most of its time).
-    let mut groups: BTreeMap<usize, Group<'_>> = BTreeMap::new();
-    for p in proposed {
-        let Some((at, image)) = inventory.find(&p.proposal.image_id) else {
-            // An image gone (deregistered) or outside the scope: nothing to act on.
-            continue;
-        };
+    let failed: BTreeMap<&str, Vec<&str>> = failures.iter().fold(BTreeMap::new(), |mut m, f| {
+        if let Some(img) = &f.image {
+            m.entry(img.as_str()).or_insert_with(Vec::new).push(f.plugin.as_str());
+        }
+        m
+    });
+    // By image, then in the proposals' own order (plugin, action, reason): each image's
+    // proposals are one run, in the order its rules take them. Every field is compared,
+    // so the order does not depend on the input's.
+    proposed.par_sort_unstable_by(|a, b| {
+        (&a.proposal.image_id, &a.plugin, &a.proposal).cmp(&(&b.proposal.image_id, &b.plugin, &b.proposal))
+    });
+    let names = Arc::<PluginSets>::default();
+    // Each image is merged on its own, so images merge in parallel; the parts come back
+    // in image order, and what is sorted below is sorted whatever the thread count.
+    let parts: Vec<Candidates> = proposed
+        .par_chunk_by_mut(|a, b| a.proposal.image_id == b.proposal.image_id)
+        .fold(
+            || Candidates { names: names.clone(), ..Candidates::default() },
+            |mut part, run| {
+                if let Some(group) = group(&grants, inventory, run, &mut part) {
+                    let failed_plugins = failed.get(group.image.id.as_str());
+                    merge_image(policy, inventory, pricing, &group, failed_plugins, now, &mut part);
+                }
+                for p in run.iter_mut() {
+                    p.plugin = String::new();
+                    p.proposal = Proposal { image_id: String::new(), action: Action::Retain, reason: String::new() };
+                }
+                part
+            },
+        )
+        .collect();
+    let mut out = Candidates { names, ..Candidates::default() };
+    // Sized once: concatenated by doubling, the candidates' vector was half slack.
+    out.candidates.reserve_exact(parts.iter().map(|p| p.candidates.len()).sum());
+    out.refused.reserve_exact(parts.iter().map(|p| p.refused.len()).sum());
+    out.kept.reserve_exact(parts.iter().map(|p| p.kept.len()).sum());
+    for part in parts {
+        out.candidates.extend(part.candidates);
+        out.refused.extend(part.refused);
+        out.kept.extend(part.kept);
+    }
+    out.refused.par_sort();
+    out.kept.par_sort();
+    out
+}
+
+/// One image's proposals as the rules take them: those the policy grants. A proposal it
+/// does not grant is refused here; an image gone (deregistered) or outside the scope has
+/// nothing to act on.
+fn group<'a>(
+    grants: &BTreeMap<&str, &BTreeSet<ActionKind>>,
+    inventory: &'a Inventory,
+    run: &'a [Proposed],
+    out: &mut Candidates,
+) -> Option<Group<'a>> {
+    let image = inventory.get(&run.first()?.proposal.image_id)?;
+    let mut proposals = Vec::with_capacity(run.len());
+    for p in run {
         let kind = p.proposal.action.kind();
         let granted = grants.get(p.plugin.as_str()).is_some_and(|g| g.contains(&kind));
         let needs_snapshot_grant = matches!(p.proposal.action, Action::Deregister { delete_snapshots: true });
@@ -166,41 +218,11 @@ pub fn merge(
                 RefusalKind::NotGranted,
                 format!("the policy does not grant `{}` the `{missing}` action", p.plugin),
             ));
-            continue;
+        } else {
+            proposals.push(p);
         }
-        groups.entry(at).or_insert_with(|| Group { image, proposals: Vec::new() }).proposals.push(p);
     }
-    let failed: BTreeMap<&str, Vec<&str>> = failures.iter().fold(BTreeMap::new(), |mut m, f| {
-        if let Some(img) = &f.image {
-            m.entry(img.as_str()).or_insert_with(Vec::new).push(f.plugin.as_str());
-        }
-        m
-    });
-    // Each image is merged on its own, so images merge in parallel; the parts come back
-    // in image order, and what is sorted below is sorted whatever the thread count.
-    let groups: Vec<&Group<'_>> = groups.values().collect();
-    let parts: Vec<Candidates> = groups
-        .par_iter()
-        .fold(
-            || Candidates { names: out.names.clone(), ..Candidates::default() },
-            |mut part, group| {
-                merge_image(policy, inventory, pricing, group, failed.get(group.image.id.as_str()), now, &mut part);
-                part
-            },
-        )
-        .collect();
-    // Sized once: concatenated by doubling, the candidates' vector was half slack.
-    out.candidates.reserve_exact(parts.iter().map(|p| p.candidates.len()).sum());
-    out.refused.reserve_exact(parts.iter().map(|p| p.refused.len()).sum());
-    out.kept.reserve_exact(parts.iter().map(|p| p.kept.len()).sum());
-    for part in parts {
-        out.candidates.extend(part.candidates);
-        out.refused.extend(part.refused);
-        out.kept.extend(part.kept);
-    }
-    out.refused.par_sort();
-    out.kept.par_sort();
-    out
+    (!proposals.is_empty()).then_some(Group { image, proposals })
 }
 
 /// Every rule family on one image, then pricing of what was accepted.

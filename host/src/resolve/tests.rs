@@ -121,7 +121,7 @@ fn plan_with(
     adjust(&mut images);
     let inventory = Inventory::new(images).unwrap();
     let pricing = Pricing::new(&policy.pricing);
-    let mut merged = merge(policy, &inventory, &pricing, &proposed, &failures, NOW);
+    let mut merged = merge(policy, &inventory, &pricing, proposed, &failures, NOW);
     order_candidates(&mut merged.candidates);
     let verdicts = verdicts
         .into_iter()
@@ -475,7 +475,7 @@ fn candidates_order_the_same_whatever_order_they_come_in() {
     let inventory = Inventory::new(vec![image(A, "snap-a"), image(B, "snap-b")]).unwrap();
     let pricing = Pricing::new(&policy.pricing);
     let proposed = vec![by("p", B, DEREGISTER), by("q", A, share("123456789012")), by("p", A, tag("k", "v"))];
-    let mut merged = merge(&policy, &inventory, &pricing, &proposed, &[], NOW).candidates;
+    let mut merged = merge(&policy, &inventory, &pricing, proposed, &[], NOW).candidates;
     // Two candidates alike but for who proposed them and why: only the tie-break orders them.
     let mut twin = merged[0].clone();
     twin.plugins = ["z".to_string()].into();
