@@ -2,7 +2,10 @@
 //! revocation the guardrails demand), review failures, the expansion of candidates into
 //! ops (a deregistration and its snapshot deletions), and the blast radius.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Counted, never iterated: foldhash is enough (`inventory::HashMap`).
+type HashSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
 
 use super::{Candidate, Candidates, guardrails};
 use crate::config::Policy;
