@@ -2,14 +2,14 @@
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use crate::model::{Image, ImageState, Location, Micros};
 
 /// foldhash rather than SipHash: ids are hashed for every lookup of a large plan (SipHash
 /// was ~2 % of a 100,000-image plan's CPU); randomly seeded, as std's, and never iterated
 /// for output.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
-use std::sync::{Arc, Mutex};
-
-use crate::model::{Image, ImageState, Location, Micros};
 
 /// The most images one plugin query may return as whole records.
 pub const MAX_QUERY_IMAGES: usize = 10_000;

@@ -4,9 +4,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Counted, never iterated: foldhash is enough (`inventory::HashMap`).
-type HashSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
-
 use super::{Candidate, Candidates, guardrails};
 use crate::config::Policy;
 use crate::cost::Pricing;
@@ -16,6 +13,9 @@ use crate::model::{Action, Image, PluginError, Stage, Timestamp, Verdict};
 use crate::plan::{
     Op, Plan, PlannedAction, Plugins, Refusal, RefusalKind, SCHEMA_VERSION, Source, Totals, sort_actions,
 };
+
+/// Counted, never iterated: foldhash is enough (`inventory::HashMap`).
+type HashSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
 
 /// Applies verdicts and review failures, checks the blast radius and builds the plan.
 /// Returns the plan and, when the blast-radius limit is exceeded, why the run must stop.

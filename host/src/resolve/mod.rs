@@ -170,6 +170,8 @@ pub fn merge(
                     let failed_plugins = failed.get(group.image.id.as_str());
                     merge_image(policy, inventory, pricing, &group, failed_plugins, now, &mut part);
                 }
+                // Merged: emptied, so its strings go now (the vector itself goes when
+                // the merge returns).
                 for p in run.iter_mut() {
                     p.plugin = String::new();
                     p.proposal = Proposal { image_id: String::new(), action: Action::Retain, reason: String::new() };
