@@ -13,7 +13,7 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 fn main() {
     // A plan's stages each free 100s of MiB just before the next allocates as much:
-    // returned at once, the pages do not add up to a higher peak (BENCHMARKS.md §12). A
+    // returned at once, the pages do not add up to a higher peak (BENCHMARKS.md §13). A
     // default: `MIMALLOC_PURGE_DELAY` in the environment still wins.
     #[expect(unsafe_code, reason = "setting an allocator option before any thread starts")]
     unsafe {

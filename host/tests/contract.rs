@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use amiwarden::aws::{AwsBackend, AwsOptions};
 use amiwarden::backend::{ActionOutcome, Backend};
 use amiwarden::config::{AwsSettings, Scope};
-use amiwarden::model::{CopyRequest, Principal, Timestamp};
+use amiwarden::model::{Principal, Timestamp};
 use amiwarden::plan::{Op, PlannedAction};
 use amiwarden::sim::{SimBackend, SimState};
 use aws_sdk_ec2::types::{LaunchPermission, LaunchPermissionModifications, Tag};
@@ -93,15 +93,7 @@ fn both_backends_answer_every_op_by_one_contract() {
     };
     let aws = AwsBackend::connect(&scope, &AwsSettings::default(), options).unwrap();
 
-    let copy = Op::Copy {
-        request: Box::new(CopyRequest {
-            region: WEST.into(),
-            encrypted: false,
-            kms_key_id: None,
-            copy_tags: true,
-            name: None,
-        }),
-    };
+    let copy = support::copy_with_tags(WEST);
     let rows: Vec<(&str, PlannedAction, String)> = vec![
         ("a new tag", action(&a, tag("owner", "ops")), "done".into()),
         ("a tag already set", action(&a, tag("team", "web")), "done".into()),

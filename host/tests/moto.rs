@@ -28,7 +28,7 @@ use std::collections::BTreeSet;
 use amiwarden::aws::{AwsBackend, AwsOptions};
 use amiwarden::backend::{ACTION_TAG, ActionOutcome, Backend, SOURCE_IMAGE_TAG, SOURCE_REGION_TAG};
 use amiwarden::config::{AwsSettings, Scope};
-use amiwarden::model::{CopyRequest, InventoryNeed, Location, Principal};
+use amiwarden::model::{InventoryNeed, Location, Principal};
 use amiwarden::plan::{Op, PlannedAction};
 use aws_sdk_ec2::types::Tag;
 use support::{Moto, launch_permissions, sdk};
@@ -179,19 +179,7 @@ fn the_aws_backend_collects_and_applies_against_moto() {
     );
 
     // Copy to another region, twice: the second run finds the first copy.
-    let copy = action(
-        &a,
-        "golden-a",
-        Op::Copy {
-            request: Box::new(CopyRequest {
-                region: WEST.into(),
-                encrypted: false,
-                kms_key_id: None,
-                copy_tags: true,
-                name: None,
-            }),
-        },
-    );
+    let copy = action(&a, "golden-a", support::copy_with_tags(WEST));
     let first = done(backend.execute(&copy));
     let second = done(backend.execute(&copy));
     assert!(second.contains("already exists"), "{second}");

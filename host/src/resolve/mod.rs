@@ -160,7 +160,7 @@ pub fn merge(
     });
     let names = Arc::<PluginSets>::default();
     // Each image is merged on its own, so images merge in parallel; the parts come back
-    // in image order, and what is sorted below is sorted whatever the thread count.
+    // in image-id order, and what is sorted below is sorted whatever the thread count.
     let parts: Vec<Candidates> = proposed
         .par_chunk_by_mut(|a, b| a.proposal.image_id == b.proposal.image_id)
         .fold(

@@ -172,3 +172,17 @@ pub fn tagged_org(account: &str, n: usize) -> Value {
         .collect();
     json!({"version": 1, "accounts": {account: {"regions": {"us-east-1": {"images": images}}}}})
 }
+
+/// A copy of an image to `region` with its tags, unencrypted and under its own name.
+#[allow(dead_code, reason = "not every test binary copies")]
+pub fn copy_with_tags(region: &str) -> amiwarden::plan::Op {
+    amiwarden::plan::Op::Copy {
+        request: Box::new(amiwarden::model::CopyRequest {
+            region: region.into(),
+            encrypted: false,
+            kms_key_id: None,
+            copy_tags: true,
+            name: None,
+        }),
+    }
+}
