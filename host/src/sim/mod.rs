@@ -181,15 +181,23 @@ impl Backend for SimBackend {
         for location in &locations {
             self.call("DescribeImages", location);
         }
-        let state = self.lock();
+        let mut state = self.lock();
         let stored = |l: &Location| state.accounts.get(&l.account).and_then(|a| a.regions.get(&l.region));
         // Sized once: grown by doubling, the largest inventories' vectors were a quarter slack.
         let mut images = Vec::with_capacity(locations.iter().filter_map(stored).map(|r| r.images.len()).sum());
-        for location @ Location { account, region } in &locations {
-            if let Some(r) = stored(location) {
+        for Location { account, region } in &locations {
+            let Some(r) = state.accounts.get_mut(account).and_then(|a| a.regions.get_mut(region)) else { continue };
+            tracing::info!("inventory of {account}/{region}: {} image(s)", r.images.len());
+            if self.read_once {
+                // Taken region by region: the images' text moves into the inventory, and
+                // what only the index needed is freed before the next region is read.
+                let mut taken = std::mem::take(r);
+                let owned = std::mem::take(&mut taken.images);
+                let index = RegionIndex::new(&taken);
+                images.extend(owned.into_iter().map(|image| to_image(account, region, &index, image, needs)));
+            } else {
                 let index = RegionIndex::new(r);
-                images.extend(r.images.iter().map(|image| to_image(account, region, &index, image, needs)));
-                tracing::info!("inventory of {account}/{region}: {} image(s)", r.images.len());
+                images.extend(r.images.iter().map(|image| to_image(account, region, &index, image.clone(), needs)));
             }
         }
         drop(state);
@@ -221,7 +229,7 @@ impl Backend for SimBackend {
             .map(|id| {
                 let found = index.as_ref().and_then(|index| {
                     let image = index.images.get(id.as_str())?;
-                    Some(to_image(&location.account, &location.region, index, image, &needs))
+                    Some(to_image(&location.account, &location.region, index, (*image).clone(), &needs))
                 });
                 (id.clone(), found)
             })

@@ -42,12 +42,14 @@ impl<'a> RegionIndex<'a> {
     }
 }
 
-/// The domain view of a simulated image of the region `index` was built from.
+/// The domain view of a simulated image of the region `index` was built from, made of
+/// the image itself: a plan's read-once state moves its images' text into the inventory
+/// (at 1,000,000 images a copy of every string was ~1 GiB beside the state).
 pub(super) fn to_image(
     account: &str,
     region_name: &str,
     index: &RegionIndex<'_>,
-    image: &SimImage,
+    image: SimImage,
     needs: &BTreeSet<InventoryNeed>,
 ) -> Image {
     let want = |need| needs.contains(&need);
@@ -56,12 +58,12 @@ pub(super) fn to_image(
         |resource, tags| want(InventoryNeed::RecycleBin).then(|| retention_days(index.rules, resource, tags)).flatten();
     let block_devices = image
         .block_devices
-        .iter()
+        .into_iter()
         .map(|d| {
             let snap = d.snapshot_id.as_deref().and_then(snapshot);
             BlockDevice {
-                device_name: d.device_name.clone(),
-                snapshot_id: d.snapshot_id.clone(),
+                device_name: d.device_name,
+                snapshot_id: d.snapshot_id,
                 size_gib: snap.map(|s| s.size_gib).unwrap_or(d.size_gib),
                 full_size_bytes: snap.and_then(|s| s.full_size_bytes),
                 storage_tier: snap.map(|s| s.storage_tier).unwrap_or_default(),
@@ -76,26 +78,30 @@ pub(super) fn to_image(
         Some(ids) if usage => ids.iter().map(|id| id.to_string()).collect(),
         _ => Vec::new(),
     };
+    let public = image.launch_permissions.contains(&Principal::Public);
+    let recycle_bin_days = bin(BinResource::Image, &image.tags);
+    let source_image_id = image.source_image_id.or_else(|| image.tags.get(SOURCE_IMAGE_TAG).cloned());
+    let source_region = image.source_region.or_else(|| image.tags.get(SOURCE_REGION_TAG).cloned());
     Image {
-        id: image.id.clone(),
+        id: image.id,
         account: account.to_string(),
         region: region_name.to_string(),
-        name: image.name.clone(),
-        description: image.description.clone(),
+        name: image.name,
+        description: image.description,
         creation_time: image.creation_time,
         state: image.state,
         architecture: image.architecture,
         platform: image.platform,
         root_device_type: image.root_device_type,
-        public: image.launch_permissions.contains(&Principal::Public),
-        launch_permissions: want(InventoryNeed::LaunchPermissions).then(|| image.launch_permissions.clone()),
-        tags: image.tags.clone(),
+        public,
+        launch_permissions: want(InventoryNeed::LaunchPermissions).then_some(image.launch_permissions),
+        tags: image.tags,
         block_devices,
         deprecation_time: image.deprecation_time,
-        source_image_id: image.source_image_id.clone().or_else(|| image.tags.get(SOURCE_IMAGE_TAG).cloned()),
-        source_region: image.source_region.clone().or_else(|| image.tags.get(SOURCE_REGION_TAG).cloned()),
-        deregistration_protection: image.deregistration_protection.clone().filter(|p| p != "disabled"),
-        recycle_bin_days: bin(BinResource::Image, &image.tags),
+        source_image_id,
+        source_region,
+        deregistration_protection: image.deregistration_protection.filter(|p| p != "disabled"),
+        recycle_bin_days,
         usage: Usage { instances, launch_templates, last_launched: image.last_launched_time },
         monthly_cost: 0,
     }
