@@ -59,19 +59,29 @@ impl Input {
 /// The bytes of `path`, read as `kind`: refused with an `InputError` naming the file when
 /// it cannot be opened, is not a regular file, or is larger than `kind.limit()`.
 pub fn read_input(path: &Path, kind: Input) -> anyhow::Result<Vec<u8>> {
-    let refuse = |why: String| InputError(format!("{} {}: {why}", kind.name(), path.display()));
-    let file = std::fs::File::open(path).map_err(|e| refuse(format!("cannot read it: {e}")))?;
-    let meta = file.metadata().map_err(|e| refuse(format!("cannot read it: {e}")))?;
-    if !meta.is_file() {
-        return Err(refuse("not a regular file".into()).into());
-    }
-    if meta.len() > kind.limit() {
-        return Err(refuse(format!("larger than the limit of {} MiB", kind.limit() / MIB)).into());
-    }
-    // The file may grow while it is read: never read more than the limit allows.
+    let (file, len) = open_input(path, kind)?;
     // Sized from the file's length: grown by doubling, a 117 MB state file was read into
     // a 128 MiB buffer through a 64 MiB one.
-    read_bounded(file, kind, meta.len()).map_err(|e| refuse(e).into())
+    read_bounded(file, kind, len).map_err(|e| refuse(path, kind, e).into())
+}
+
+/// `path` opened as `kind` to be read as a stream, and its length: the checks of
+/// `read_input`; a file that grows past the limit while it is read ends one byte after it
+/// (so a parser fails on it rather than reading on).
+pub fn open_input(path: &Path, kind: Input) -> anyhow::Result<(impl Read + use<>, u64)> {
+    let file = std::fs::File::open(path).map_err(|e| refuse(path, kind, format!("cannot read it: {e}")))?;
+    let meta = file.metadata().map_err(|e| refuse(path, kind, format!("cannot read it: {e}")))?;
+    if !meta.is_file() {
+        return Err(refuse(path, kind, "not a regular file".into()).into());
+    }
+    if meta.len() > kind.limit() {
+        return Err(refuse(path, kind, format!("larger than the limit of {} MiB", kind.limit() / MIB)).into());
+    }
+    Ok((file.take(kind.limit() + 1), meta.len()))
+}
+
+fn refuse(path: &Path, kind: Input, why: String) -> InputError {
+    InputError(format!("{} {}: {why}", kind.name(), path.display()))
 }
 
 /// At most `kind.limit()` bytes from `reader`, with room for the `expected` bytes made at

@@ -177,10 +177,21 @@ pub struct SimLaunchTemplate {
     pub image_ids: Vec<String>,
 }
 
+/// State files larger than this are parsed as they are read rather than read whole
+/// first: ~40 % slower to parse (serde_json reading through `io::Read`), but the text is
+/// never held beside the state it parses into, which at 1,000,000 images (1.2 GB of
+/// text) was half of a plan's memory at that point (BENCHMARKS §14). Smaller files, up to
+/// ~200,000 images, keep the faster parse.
+const STREAMED_ABOVE: u64 = 256 << 20;
+
 impl SimState {
     /// Parses state text, checking ids and references; `origin` names the file in errors.
     pub fn parse(text: &str, origin: &str) -> anyhow::Result<SimState> {
-        let state: SimState = serde_json::from_str(text).map_err(|e| anyhow::anyhow!("sim state {origin}: {e}"))?;
+        SimState::checked(serde_json::from_str(text), origin)
+    }
+
+    fn checked(parsed: serde_json::Result<SimState>, origin: &str) -> anyhow::Result<SimState> {
+        let state = parsed.map_err(|e| anyhow::anyhow!("sim state {origin}: {e}"))?;
         state.check().with_context(|| format!("sim state {origin}"))?;
         Ok(state)
     }
@@ -192,12 +203,24 @@ impl SimState {
 
     /// `load`, and the size of the state file in bytes.
     pub(super) fn load_measured(path: &Path) -> anyhow::Result<(SimState, u64)> {
-        let text = crate::files::read_text(path, crate::files::Input::SimState)?;
-        let mut state = SimState::parse(&text, &path.display().to_string())?;
+        SimState::load_streaming_above(path, STREAMED_ABOVE)
+    }
+
+    /// `load_measured`, parsing a file larger than `threshold` bytes as it is read.
+    fn load_streaming_above(path: &Path, threshold: u64) -> anyhow::Result<(SimState, u64)> {
+        let origin = path.display().to_string();
+        let (file, len) = crate::files::open_input(path, crate::files::Input::SimState)?;
+        let mut state = if len > threshold {
+            let reader = std::io::BufReader::with_capacity(1 << 20, file);
+            SimState::checked(serde_json::from_reader(reader), &origin)?
+        } else {
+            drop(file);
+            SimState::parse(&crate::files::read_text(path, crate::files::Input::SimState)?, &origin)?
+        };
         if super::log::replay(&mut state, path)? {
             state.check().with_context(|| format!("sim state {} after its apply log", path.display()))?;
         }
-        Ok((state, text.len() as u64))
+        Ok((state, len))
     }
 
     /// Writes the state atomically and durably (`files::write_atomically`), then removes
@@ -291,6 +314,35 @@ mod properties {
 
 #[cfg(test)]
 mod tests {
+    use super::SimState;
+
+    #[test]
+    fn a_state_parsed_as_it_is_read_is_the_state_read_whole_and_its_errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let state = crate::sim::synth::generate(400, crate::model::Timestamp(1_795_000_000), 5);
+        std::fs::write(&path, serde_json::to_string_pretty(&state).unwrap()).unwrap();
+        let size = std::fs::metadata(&path).unwrap().len();
+        let whole = SimState::load_streaming_above(&path, u64::MAX).unwrap();
+        let streamed = SimState::load_streaming_above(&path, 0).unwrap();
+        assert_eq!(whole, (state, size));
+        assert_eq!(streamed, whole);
+        // Bad text and a bad state are refused the same way on both paths.
+        let image = r#"{"id": "ami-0aaaaaaaaaaaaaaa1", "name": "x", "creation_time": "2026-01-01T00:00:00Z"}"#;
+        let twice = format!(
+            r#"{{"version": 1, "accounts": {{"111111111111": {{"regions": {{"us-east-1": {{"images": [{image}, {image}]}}}}}}}}}}"#
+        );
+        for (text, want) in
+            [(&twice[..], "ami-0aaaaaaaaaaaaaaa1"), (&twice[..40], "EOF"), ("{\"version\": 1, \"x\": 2}", "`x`")]
+        {
+            std::fs::write(&path, text).unwrap();
+            for threshold in [0, u64::MAX] {
+                let err = format!("{:#}", SimState::load_streaming_above(&path, threshold).unwrap_err());
+                assert!(err.contains(&*path.display().to_string()) && err.contains(want), "{threshold}: {err}");
+            }
+        }
+    }
+
     #[test]
     fn the_same_image_id_in_two_accounts_is_refused_naming_both_places() {
         let image = r#"{"id": "ami-0aaaaaaaaaaaaaaa1", "name": "x", "creation_time": "2026-01-01T00:00:00Z"}"#;
