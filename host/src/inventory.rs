@@ -2,6 +2,7 @@
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 
 use crate::model::{Image, ImageState, Location, Micros};
@@ -10,6 +11,13 @@ use crate::model::{Image, ImageState, Location, Micros};
 /// was ~2 % of a 100,000-image plan's CPU); randomly seeded, as std's, and never iterated
 /// for output.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
+/// A hash table of positions in `images`, keyed by text the images hold.
+type HashTable<T> = hashbrown::HashTable<T>;
+
+/// A position in `Inventory::images`: half a `usize` in every index (`Inventory::new`
+/// refuses more images than it can count).
+type Pos = u32;
 
 /// The most images one plugin query may return as whole records.
 pub const MAX_QUERY_IMAGES: usize = 10_000;
@@ -34,16 +42,21 @@ pub struct Query {
 #[derive(Debug, Default)]
 pub struct Inventory {
     images: Vec<Image>,
-    /// Looked up for every proposal, candidate and action: hashed, not compared.
-    by_id: HashMap<String, usize>,
-    by_location: BTreeMap<Location, Vec<usize>>,
-    by_tag_key: BTreeMap<String, Vec<usize>>,
+    /// Looked up for every proposal, candidate and action: hashed, not compared. Holds
+    /// positions in `images` only, hashed by the image's id (a copy of each id as a key
+    /// was ~90 MB of a 1,000,000-image plan).
+    by_id: HashTable<Pos>,
+    by_location: BTreeMap<Location, Vec<Pos>>,
+    by_tag_key: BTreeMap<String, Vec<Pos>>,
     /// By tag key, then value: the family queries of ranking plugins.
-    by_tag: BTreeMap<String, BTreeMap<String, Vec<usize>>>,
-    by_source: BTreeMap<String, Vec<usize>>,
-    /// The images behind each snapshot, by id (one, nearly always: indices, not a set of
-    /// ids, keep it small).
-    snapshot_users: HashMap<String, Vec<usize>>,
+    by_tag: BTreeMap<String, BTreeMap<String, Vec<Pos>>>,
+    by_source: BTreeMap<String, Vec<Pos>>,
+    /// The images behind each snapshot: (position in `images`, block device) once per
+    /// (image, snapshot), hashed by the snapshot's id, so a snapshot shared by images is found under its hash
+    /// once per image (one, nearly always; no copy of the id, no list per snapshot).
+    snapshot_users: HashTable<(Pos, u32)>,
+    /// Hashes the ids of both tables.
+    hasher: foldhash::fast::RandomState,
     /// `plan::fingerprint` of the images, computed once (a worker plans many events on one
     /// inventory; a scheduled run computes it beside the plugins' work).
     fingerprint: std::sync::OnceLock<String>,
@@ -55,7 +68,7 @@ pub struct Inventory {
 }
 
 /// The images of one query that rank, oldest first by (creation time, id).
-type Ranking = Arc<[usize]>;
+type Ranking = Arc<[Pos]>;
 
 /// The rankings computed so far, and how many images they hold together.
 #[derive(Debug, Default)]
@@ -93,27 +106,33 @@ impl Inventory {
         images.sort_unstable_by(|a, b| {
             (&a.account, &a.region, a.creation_time, &a.id).cmp(&(&b.account, &b.region, b.creation_time, &b.id))
         });
+        if Pos::try_from(images.len()).is_err() {
+            return Err(format!("{} images: more than one inventory holds", images.len()));
+        }
         let mut inv = Inventory { images, ..Inventory::default() };
-        inv.by_id.reserve(inv.images.len());
-        for (i, image) in inv.images.iter().enumerate() {
-            inv.by_id.insert(image.id.clone(), i);
-            inv.by_location.entry(image.location()).or_default().push(i);
+        let hasher = &inv.hasher;
+        let hash = |text: &str| hasher.hash_one(text);
+        let images = &inv.images;
+        inv.by_id.reserve(images.len(), |&i| hash(&images[i as usize].id));
+        for (i, image) in images.iter().enumerate() {
+            let at = i as Pos;
+            inv.by_id.insert_unique(hash(&image.id), at, |&i| hash(&images[i as usize].id));
+            inv.by_location.entry(image.location()).or_default().push(at);
             for (key, value) in &image.tags {
-                inv.by_tag_key.entry(key.clone()).or_default().push(i);
-                inv.by_tag.entry(key.clone()).or_default().entry(value.clone()).or_default().push(i);
+                inv.by_tag_key.entry(key.clone()).or_default().push(at);
+                inv.by_tag.entry(key.clone()).or_default().entry(value.clone()).or_default().push(at);
             }
             if let Some(source) = &image.source_image_id {
-                inv.by_source.entry(source.clone()).or_default().push(i);
+                inv.by_source.entry(source.clone()).or_default().push(at);
             }
-            for snap in image.snapshot_ids() {
-                let users = inv.snapshot_users.entry(snap.to_string()).or_default();
-                if users.last() != Some(&i) {
-                    users.push(i);
+            // Once per (image, snapshot), however many of its devices name the snapshot.
+            for (d, device) in image.block_devices.iter().enumerate() {
+                let Some(snap) = &device.snapshot_id else { continue };
+                if !image.block_devices[..d].iter().any(|b| b.snapshot_id.as_ref() == Some(snap)) {
+                    let rehash = |&(i, d): &(Pos, u32)| hash(snapshot_at(images, i, d));
+                    inv.snapshot_users.insert_unique(hash(snap), (at, d as u32), rehash);
                 }
             }
-        }
-        for users in inv.snapshot_users.values_mut().filter(|users| users.len() > 1) {
-            users.sort_by(|&a, &b| inv.images[a].id.cmp(&inv.images[b].id));
         }
         Ok(inv)
     }
@@ -128,11 +147,16 @@ impl Inventory {
         self.monthly.get_or_init(|| {
             let mut by: BTreeMap<Location, Micros> = BTreeMap::new();
             for (location, list) in &self.by_location {
-                let sum = crate::cost::total(list.iter().map(|&i| self.images[i].monthly_cost));
+                let sum = crate::cost::total(list.iter().map(|&i| self.at(i).monthly_cost));
                 by.insert(location.clone(), sum);
             }
             by
         })
+    }
+
+    /// The image at position `i`.
+    fn at(&self, i: Pos) -> &Image {
+        &self.images[i as usize]
     }
 
     /// Every image, in inventory order.
@@ -147,12 +171,18 @@ impl Inventory {
 
     /// One image by id, with its position in `images()`.
     pub fn find(&self, id: &str) -> Option<(usize, &Image)> {
-        self.by_id.get(id).map(|&i| (i, &self.images[i]))
+        let at = self.by_id.find(self.hasher.hash_one(id), |&i| self.images[i as usize].id == id)?;
+        Some((*at as usize, self.at(*at)))
     }
 
     /// The ids of the images using a snapshot, in id order.
     pub fn snapshot_users(&self, snapshot_id: &str) -> impl Iterator<Item = &str> {
-        self.snapshot_users.get(snapshot_id).into_iter().flatten().map(|&i| self.images[i].id.as_str())
+        let mut users: Vec<&str> = (self.snapshot_users.iter_hash(self.hasher.hash_one(snapshot_id)))
+            .filter(|&&(i, d)| snapshot_at(&self.images, i, d) == snapshot_id)
+            .map(|&(i, _)| self.at(i).id.as_str())
+            .collect();
+        users.sort_unstable();
+        users.into_iter()
     }
 
     /// Images matching `query`, sorted by region, creation time, then id; an error when
@@ -165,7 +195,7 @@ impl Inventory {
     pub fn query_at_most(&self, query: &Query, limit: usize) -> Result<Vec<&Image>, String> {
         let mut found = Vec::new();
         for i in self.candidates(query) {
-            let image = &self.images[i];
+            let image = self.at(i);
             if matches(query, image) {
                 if found.len() == limit {
                     return Err(format!("query matches more than {limit} images; narrow it"));
@@ -188,7 +218,7 @@ impl Inventory {
         let image = self.get(id)?;
         let ranking = self.ranking(query);
         let key = (image.creation_time, image.id.as_str());
-        let not_newer = ranking.partition_point(|&i| (self.images[i].creation_time, self.images[i].id.as_str()) <= key);
+        let not_newer = ranking.partition_point(|&i| (self.at(i).creation_time, self.at(i).id.as_str()) <= key);
         Some(Rank { newer: ranking.len() - not_newer, total: ranking.len() })
     }
 
@@ -198,10 +228,10 @@ impl Inventory {
         if let Some(ranking) = cached {
             return ranking;
         }
-        let mut ranking: Vec<usize> = self
+        let mut ranking: Vec<Pos> = self
             .candidates(query)
             .filter(|&i| {
-                let image = &self.images[i];
+                let image = self.at(i);
                 image.state == ImageState::Available
                     && matches(query, image)
                     && image
@@ -212,7 +242,7 @@ impl Inventory {
             })
             .collect();
         ranking.sort_by(|&a, &b| {
-            let (a, b) = (&self.images[a], &self.images[b]);
+            let (a, b) = (self.at(a), self.at(b));
             (a.creation_time, &a.id).cmp(&(b.creation_time, &b.id))
         });
         let ranking: Ranking = ranking.into();
@@ -227,8 +257,8 @@ impl Inventory {
     /// The narrowest index `query` can use (source image, location, tag key and value, tag
     /// key), as the positions of its images, kept to the account and region it names;
     /// `None` when it can use none and looks at every image.
-    fn index(&self, query: &Query) -> Option<&[usize]> {
-        fn found(list: Option<&Vec<usize>>) -> &[usize] {
+    fn index(&self, query: &Query) -> Option<&[Pos]> {
+        fn found(list: Option<&Vec<Pos>>) -> &[Pos] {
             list.map_or(&[], Vec::as_slice)
         }
         // Every query a plugin makes goes through here: no allocation.
@@ -252,11 +282,11 @@ impl Inventory {
     /// The run of `list` in the account and region `query` names, found by halving: an
     /// index lists positions in ascending order, and the images are in (account, region)
     /// order, so a family's images in one location sit together in the family's list.
-    fn within<'a>(&self, list: &'a [usize], query: &Query) -> &'a [usize] {
+    fn within<'a>(&self, list: &'a [Pos], query: &Query) -> &'a [Pos] {
         let Some(account) = query.account.as_deref() else { return list };
         let region = query.region.as_deref();
-        let place = |&i: &usize| {
-            let image = &self.images[i];
+        let place = |&i: &Pos| {
+            let image = self.at(i);
             image
                 .account
                 .as_str()
@@ -269,17 +299,22 @@ impl Inventory {
     }
 
     /// The images `query` looks at before its filters.
-    fn candidates(&self, query: &Query) -> Box<dyn Iterator<Item = usize> + '_> {
+    fn candidates(&self, query: &Query) -> Box<dyn Iterator<Item = Pos> + '_> {
         match self.index(query) {
             Some(list) => Box::new(list.iter().copied()),
-            None => Box::new(0..self.images.len()),
+            None => Box::new(0..self.images.len() as Pos),
         }
     }
 
     /// How many images `query` looks at (what it costs before anything is returned).
     pub fn scan_size(&self, query: &Query) -> usize {
-        self.index(query).map_or(self.images.len(), <[usize]>::len)
+        self.index(query).map_or(self.images.len(), <[Pos]>::len)
     }
+}
+
+/// The snapshot on device `d` of image `i` (an entry of `Inventory::snapshot_users`).
+fn snapshot_at(images: &[Image], i: Pos, d: u32) -> &str {
+    images[i as usize].block_devices[d as usize].snapshot_id.as_deref().unwrap_or_default()
 }
 
 fn matches(q: &Query, image: &Image) -> bool {
@@ -335,6 +370,42 @@ mod tests {
             tag_value: Some(family.into()),
             ..Query::default()
         }
+    }
+
+    #[test]
+    fn every_image_and_every_snapshots_users_are_found_by_id_once_each_in_id_order() {
+        // Image n uses snapshot n, the one before it in the same order (so every snapshot
+        // but the last has two users), and its own snapshot a second time on a second
+        // device: enough images that both tables grow (and rehash) many times.
+        let device = |snap: u32| crate::model::BlockDevice {
+            device_name: "/dev/xvda".into(),
+            snapshot_id: Some(format!("snap-{snap}")),
+            size_gib: 8,
+            full_size_bytes: None,
+            storage_tier: Default::default(),
+            recycle_bin_days: None,
+        };
+        let n = 5000;
+        let images: Vec<Image> = (0..n)
+            .rev()
+            .map(|i| Image { block_devices: vec![device(i), device(i + 1), device(i)], ..image(i, "f") })
+            .collect();
+        let inventory = Inventory::new(images.clone()).unwrap();
+        for image in &images {
+            let (at, found) = inventory.find(&image.id).unwrap();
+            assert_eq!((found, &inventory.images()[at]), (image, image));
+        }
+        assert!(inventory.get("ami-0ffffffffffffffff").is_none());
+        for snap in 0..n {
+            let users: Vec<&str> = inventory.snapshot_users(&format!("snap-{snap}")).collect();
+            let mut want = vec![images[(n - 1 - snap) as usize].id.as_str()];
+            if snap > 0 {
+                want.insert(0, images[(n - snap) as usize].id.as_str());
+            }
+            assert_eq!(users, want, "snap-{snap}");
+        }
+        assert_eq!(inventory.snapshot_users(&format!("snap-{n}")).count(), 1);
+        assert_eq!(inventory.snapshot_users("snap-x").count(), 0);
     }
 
     #[test]

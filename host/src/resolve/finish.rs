@@ -14,9 +14,6 @@ use crate::plan::{
     Op, Plan, PlannedAction, Plugins, Refusal, RefusalKind, SCHEMA_VERSION, Source, Totals, sort_actions,
 };
 
-/// Counted, never iterated: foldhash is enough (`inventory::HashMap`).
-type HashSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
-
 /// Applies verdicts and review failures, checks the blast radius and builds the plan.
 /// Returns the plan and, when the blast-radius limit is exceeded, why the run must stop.
 pub fn finish(
@@ -84,29 +81,27 @@ pub fn finish(
     share_out_snapshots(inventory, pricing, &mut kept);
     keep_unrecoverable_snapshots(policy, inventory, &mut kept, &mut merged.refused);
     name_kept_snapshots(inventory, &mut kept);
-    // Sized once rather than grown by doubling, and each candidate dropped as soon as it
-    // is expanded.
+    // Sized once rather than grown by doubling, and each piece of candidates freed as
+    // soon as it is expanded (the order they are expanded in does not matter: sorted next).
     let mut actions = Vec::with_capacity(kept.iter().map(|c| 1 + c.snapshots.len()).sum());
-    for c in kept {
-        let Some(image) = inventory.get(&c.image_id) else { continue };
-        expand(c, image, &mut actions);
+    for piece in in_pieces(kept) {
+        for c in piece {
+            let Some(image) = inventory.get(&c.image_id) else { continue };
+            expand(c, image, &mut actions);
+        }
     }
     sort_actions(&mut actions);
     let destructive = actions.iter().filter(|a| a.op.is_destructive()).count();
-    // Counted, never iterated: a hash set is enough (and building a sorted one of 100,000s
-    // of ids was a tenth of a large plan's serial time).
-    let destroyed: HashSet<&str> =
-        actions.iter().filter(|a| a.op.is_destructive()).map(|a| a.image_id.as_str()).collect();
+    let (touched, destroyed) = images_touched(inventory, &actions);
     let in_scope = inventory.images().len();
-    let stop = guardrails::blast_radius(policy, destructive, destroyed.len(), in_scope).map(GuardrailStop);
+    let stop = guardrails::blast_radius(policy, destructive, destroyed, in_scope).map(GuardrailStop);
     merged.refused.sort();
     errors.sort_by(|a, b| (&a.plugin, &a.image, a.stage).cmp(&(&b.plugin, &b.image, b.stage)));
     let monthly_before = crate::cost::total(inventory.monthly_by_location().values().copied());
     let delta = crate::cost::total(actions.iter().map(|a| a.monthly_cost_delta));
-    let touched: HashSet<&str> = actions.iter().map(|a| a.image_id.as_str()).collect();
     let totals = Totals {
         images_in_scope: in_scope,
-        images_touched: touched.len(),
+        images_touched: touched,
         actions: actions.len(),
         destructive: actions.iter().filter(|a| a.op.is_destructive()).count(),
         refused: merged.refused.len(),
@@ -233,6 +228,47 @@ fn name_kept_snapshots(inventory: &Inventory, kept: &mut [Candidate]) {
     }
 }
 
+/// How many images `actions` touch, and how many of them destructively: each marked by its
+/// position in the inventory. Hash sets of the ids (a sorted set before them was a tenth of
+/// a large plan's serial time) were ~90 MiB at 1,000,000 images, the plan's peak once the
+/// candidates were freed piece by piece (BENCHMARKS §14).
+fn images_touched(inventory: &Inventory, actions: &[PlannedAction]) -> (usize, usize) {
+    const TOUCHED: u8 = 1;
+    const DESTROYED: u8 = 2;
+    let mut marks = vec![0u8; inventory.images().len()];
+    // Every action's image is in the inventory (`expand` is only given those); any other
+    // would still be counted, by id.
+    let mut elsewhere: BTreeMap<&str, u8> = BTreeMap::new();
+    for a in actions {
+        let mark = if a.op.is_destructive() { TOUCHED | DESTROYED } else { TOUCHED };
+        match inventory.find(&a.image_id) {
+            Some((i, _)) => marks[i] |= mark,
+            None => *elsewhere.entry(&a.image_id).or_default() |= mark,
+        }
+    }
+    let count = |flag: u8| marks.iter().chain(elsewhere.values()).filter(|m| *m & flag != 0).count();
+    (count(TOUCHED), count(DESTROYED))
+}
+
+/// Candidates per piece in `in_pieces`: ~3 MB.
+const PIECE: usize = 16_384;
+
+/// The candidates moved into pieces of `PIECE`, from the end, and their one vector freed:
+/// expanded from that vector, its buffer stayed whole beside the plan's actions until the
+/// last candidate was expanded (~230 MiB at 1,000,000 images, the plan's peak; BENCHMARKS
+/// §14). The copy briefly doubles the candidates' buffer, but before any action exists.
+fn in_pieces<T>(mut all: Vec<T>) -> Vec<Vec<T>> {
+    let mut pieces = Vec::with_capacity(all.len().div_ceil(PIECE));
+    while all.len() > PIECE {
+        pieces.push(all.split_off(all.len() - PIECE));
+    }
+    // Not `split_off(0)` or a `collect`: either would keep the whole buffer for the rest.
+    let mut first = Vec::with_capacity(all.len());
+    first.append(&mut all);
+    pieces.push(first);
+    pieces
+}
+
 /// A candidate as plan actions: its names and reasons move into its action, and only a
 /// deregistration's snapshot deletions copy them.
 fn expand(c: Candidate, image: &Image, out: &mut Vec<PlannedAction>) {
@@ -272,4 +308,17 @@ fn expand(c: Candidate, image: &Image, out: &mut Vec<PlannedAction>) {
         }
     }
     out.push(action);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn candidates_in_pieces_are_all_of_them_once_and_no_piece_keeps_the_whole_buffer() {
+        for n in [0, 1, super::PIECE, super::PIECE + 1, 3 * super::PIECE + 7] {
+            let pieces = super::in_pieces((0..n).collect::<Vec<usize>>());
+            assert!(pieces.iter().all(|p| p.capacity() <= super::PIECE), "{n}");
+            let back: Vec<usize> = pieces.into_iter().rev().flatten().collect();
+            assert_eq!(back, (0..n).collect::<Vec<_>>(), "{n}");
+        }
+    }
 }
