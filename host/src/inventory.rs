@@ -6,6 +6,7 @@ use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 
 use crate::model::{Image, ImageState, Location, Micros};
+use crate::plan::Shared;
 
 /// foldhash rather than SipHash: ids are hashed for every lookup of a large plan (SipHash
 /// was ~2 % of a 100,000-image plan's CPU); randomly seeded, as std's, and never iterated
@@ -47,6 +48,9 @@ pub struct Inventory {
     /// was ~90 MB of a 1,000,000-image plan).
     by_id: HashTable<Pos>,
     by_location: BTreeMap<Location, Vec<Pos>>,
+    /// Each account and region once, shared by every candidate of a plan there (two strings
+    /// each were ~80 MiB of a 1,000,000-image plan's candidates).
+    locations: Vec<Shared<Location>>,
     by_tag_key: BTreeMap<String, Vec<Pos>>,
     /// By tag key, then value: the family queries of ranking plugins.
     by_tag: BTreeMap<String, BTreeMap<String, Vec<Pos>>>,
@@ -134,7 +138,17 @@ impl Inventory {
                 }
             }
         }
+        inv.locations = inv.by_location.keys().cloned().map(Shared::from).collect();
         Ok(inv)
+    }
+
+    /// `image`'s account and region, shared.
+    pub fn location(&self, image: &Image) -> Shared<Location> {
+        let key = (image.account.as_str(), image.region.as_str());
+        match self.locations.binary_search_by(|l| (l.account.as_str(), l.region.as_str()).cmp(&key)) {
+            Ok(i) => self.locations[i].clone(),
+            Err(_) => Shared::from(image.location()),
+        }
     }
 
     /// The inventory's fingerprint (`plan::fingerprint`), computed on first use.

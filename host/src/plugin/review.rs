@@ -36,8 +36,8 @@ pub fn priced_part(plan: &crate::resolve::PricedPlan<'_>, ledger: &[wit::LedgerE
             .map(|c| wit::PricedAction {
                 id: c.id.clone(),
                 image_id: c.image_id.clone(),
-                account: c.account.clone(),
-                region: c.region.clone(),
+                account: c.location.account.clone(),
+                region: c.location.region.clone(),
                 action: (&c.action).into(),
                 plugins: c.plugins.iter().cloned().collect(),
                 reasons: c.reasons.clone(),
@@ -64,8 +64,7 @@ mod tests {
         let candidate = |n: usize| crate::resolve::Candidate {
             id: format!("cand-{n:06}"),
             image_id: "ami-00000000000000001".into(),
-            account: "111111111111".into(),
-            region: "us-east-1".into(),
+            location: model::Location { account: "111111111111".into(), region: "us-east-1".into() }.into(),
             action: model::Action::Retain,
             plugins: Default::default(),
             reasons: Vec::new(),

@@ -54,8 +54,8 @@ pub fn finish(
         }
         let refuse = |kind, reason| Refusal {
             image_id: c.image_id.clone(),
-            account: c.account.clone(),
-            region: c.region.clone(),
+            account: c.location.account.clone(),
+            region: c.location.region.clone(),
             image_name: image.map(|i| i.name.clone()).unwrap_or_default(),
             action: c.action.clone(),
             plugins: c.plugins.clone(),
@@ -186,8 +186,8 @@ fn keep_unrecoverable_snapshots(
         if !why.is_empty() {
             refused.push(Refusal {
                 image_id: c.image_id.clone(),
-                account: c.account.clone(),
-                region: c.region.clone(),
+                account: c.location.account.clone(),
+                region: c.location.region.clone(),
                 image_name: image.name.clone(),
                 action: Action::Deregister { delete_snapshots: true },
                 plugins: c.plugins.clone(),
@@ -284,9 +284,9 @@ fn expand(c: Candidate, image: &Image, out: &mut Vec<PlannedAction>) {
         Action::Retain => return,
     };
     let action = PlannedAction {
-        id: PlannedAction::id_for(&c.account, &c.region, &c.image_id, &op),
-        account: c.account,
-        region: c.region,
+        id: PlannedAction::id_for(&c.location.account, &c.location.region, &c.image_id, &op),
+        account: c.location.account.clone(),
+        region: c.location.region.clone(),
         image_id: c.image_id,
         image_name: image.name.clone(),
         op,

@@ -23,16 +23,16 @@ use rayon::prelude::*;
 use crate::config::Policy;
 use crate::cost::{LedgerEntry, Pricing};
 use crate::inventory::Inventory;
-use crate::model::{Action, ActionKind, Image, Micros, PluginError, Proposal, Proposed, Timestamp};
-use crate::plan::{Kept, PluginSets, Plugins, Refusal, RefusalKind};
+use crate::model::{Action, ActionKind, Image, Location, Micros, PluginError, Proposal, Proposed, Timestamp};
+use crate::plan::{Kept, PluginSets, Plugins, Refusal, RefusalKind, Shared};
 
 /// A merged action on one image, priced, before review.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
     pub id: String,
     pub image_id: String,
-    pub account: String,
-    pub region: String,
+    /// The image's account and region, held once per location (`Inventory::location`).
+    pub location: Shared<Location>,
     pub action: Action,
     pub plugins: Plugins,
     pub reasons: Vec<String>,
@@ -280,8 +280,7 @@ pub fn candidate(
     Candidate {
         id: crate::model::id::stable_id("cand", seed.as_bytes(), 20),
         image_id: image.id.clone(),
-        account: image.account.clone(),
-        region: image.region.clone(),
+        location: inventory.location(image),
         action,
         plugins: who(names, ps),
         reasons: reasons(ps),
@@ -296,9 +295,9 @@ pub fn priced_plan<'a>(inventory: &Inventory, candidates: &'a [Candidate], now: 
     let changes = candidates.iter().map(|c| {
         let target = match &c.action {
             Action::CopyToRegion(req) => req.region.as_str(),
-            _ => c.region.as_str(),
+            _ => c.location.region.as_str(),
         };
-        (c.account.as_str(), target, c.monthly_cost_delta, c.one_time_cost)
+        (c.location.account.as_str(), target, c.monthly_cost_delta, c.one_time_cost)
     });
     PricedPlan {
         candidates,
@@ -314,8 +313,8 @@ pub fn priced_plan<'a>(inventory: &Inventory, candidates: &'a [Candidate], now: 
 /// them).
 pub fn order_candidates(candidates: &mut [Candidate]) {
     candidates.par_sort_unstable_by(|a, b| {
-        (a.action.kind().phase(), &a.account, &a.region, &a.image_id, &a.action)
-            .cmp(&(b.action.kind().phase(), &b.account, &b.region, &b.image_id, &b.action))
+        (a.action.kind().phase(), &a.location, &a.image_id, &a.action)
+            .cmp(&(b.action.kind().phase(), &b.location, &b.image_id, &b.action))
             .then_with(|| {
                 (&a.plugins, &a.reasons, a.monthly_cost_delta, a.one_time_cost, &a.snapshots, &a.id).cmp(&(
                     &b.plugins,
