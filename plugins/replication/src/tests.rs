@@ -200,3 +200,37 @@ fn a_replica_known_only_by_tags_is_retired_when_its_source_is_gone() {
     let inventory = [source(9), tagged];
     assert_eq!(propose(&inventory, 2).iter().map(|p| p.action.clone()).collect::<Vec<_>>(), [Action::Deregister(true)]);
 }
+
+#[test]
+fn a_region_name_is_what_the_pattern_says_without_compiling_it() {
+    let pattern = regex::Regex::new(r"^[a-z]{2}(-[a-z]+)+-[0-9]+$").unwrap();
+    let names = [
+        "eu-west-1",
+        "us-gov-west-1",
+        "ap-southeast-2",
+        "il-central-1",
+        "us-east-10",
+        "eu-west",
+        "eu-west-",
+        "eu--west-1",
+        "-eu-west-1",
+        "eu-west-1-",
+        "e-west-1",
+        "eus-west-1",
+        "EU-west-1",
+        "eu-West-1",
+        "eu-west1-1",
+        "eu-west-1a",
+        "eu-1",
+        "eu-west-x",
+        "",
+        "-",
+        "--",
+        "eu-west-١",
+        "eu_west-1",
+        "eu-west-1 ",
+    ];
+    for name in names {
+        assert_eq!(config::is_region_name(name), pattern.is_match(name), "{name:?}");
+    }
+}
