@@ -162,17 +162,15 @@ fn parse_tag_match(text: &str) -> Result<(String, Option<String>), String> {
 
 /// A principal from its text: a 12-digit account id, an organization or OU ARN, or `public`.
 pub fn parse_principal(text: &str) -> Result<Principal, String> {
-    const ORG: &str = r"^arn:aws(-[a-z]+)*:organizations::\d{12}:organization/o-[a-z0-9]+$";
-    const OU: &str = r"^arn:aws(-[a-z]+)*:organizations::\d{12}:ou/o-[a-z0-9]+/ou-[a-z0-9]+-[a-z0-9]+$";
-    let matches = |pattern: &str| Regex::new(pattern).is_ok_and(|r| r.is_match(text));
     if text == "public" {
         Ok(Principal::Public)
     } else if text.len() == 12 && text.bytes().all(|b| b.is_ascii_digit()) {
         Ok(Principal::Account(text.into()))
-    } else if matches(ORG) {
-        Ok(Principal::Organization(text.into()))
-    } else if matches(OU) {
-        Ok(Principal::OrganizationalUnit(text.into()))
+    } else if let Some(kind) = organization_arn(text) {
+        Ok(match kind {
+            OrgArn::Organization => Principal::Organization(text.into()),
+            OrgArn::Unit => Principal::OrganizationalUnit(text.into()),
+        })
     } else {
         Err(format!(
             "`{text}` is not a principal (a 12-digit account id, an organization ARN \
@@ -180,6 +178,35 @@ pub fn parse_principal(text: &str) -> Result<Principal, String> {
              arn:aws:organizations::ACCOUNT:ou/o-ID/ou-ID, or public)"
         ))
     }
+}
+
+/// What an organization ARN names.
+#[derive(Debug, PartialEq)]
+pub(crate) enum OrgArn {
+    Organization,
+    Unit,
+}
+
+/// Whether `text` is `arn:aws(-[a-z]+)*:organizations::` and a 12-digit account, then
+/// `organization/o-[a-z0-9]+` or `ou/o-[a-z0-9]+/ou-[a-z0-9]+-[a-z0-9]+`. Checked by hand:
+/// regexes compiled for it were paid in every fresh instance, so by every live event
+/// (docs/design-notes.md).
+pub(crate) fn organization_arn(text: &str) -> Option<OrgArn> {
+    let word = |s: &str, digits: bool| {
+        !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || (digits && b.is_ascii_digit()))
+    };
+    let (partition, rest) = text.strip_prefix("arn:aws")?.split_once(':')?;
+    let (account, resource) = rest.strip_prefix("organizations::")?.split_once(':')?;
+    let partition_ok = partition.is_empty() || partition.strip_prefix('-')?.split('-').all(|w| word(w, false));
+    if !partition_ok || account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if let Some(org) = resource.strip_prefix("organization/o-") {
+        return word(org, true).then_some(OrgArn::Organization);
+    }
+    let (org, unit) = resource.strip_prefix("ou/o-")?.split_once('/')?;
+    let (root, unit) = unit.strip_prefix("ou-")?.split_once('-')?;
+    (word(org, true) && word(root, true) && word(unit, true)).then_some(OrgArn::Unit)
 }
 
 #[cfg(test)]
@@ -201,6 +228,51 @@ mod tests {
         for bad in ["12345678901", "1234567890123", "all", "arn:aws:organizations::123:organization/o-abc", ""] {
             assert!(parse_principal(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn an_organization_arn_is_what_the_patterns_say_without_compiling_them() {
+        let org = Regex::new(r"^arn:aws(-[a-z]+)*:organizations::[0-9]{12}:organization/o-[a-z0-9]+$").unwrap();
+        let ou =
+            Regex::new(r"^arn:aws(-[a-z]+)*:organizations::[0-9]{12}:ou/o-[a-z0-9]+/ou-[a-z0-9]+-[a-z0-9]+$").unwrap();
+        let account = "123456789012";
+        let mut texts = vec![String::new(), "arn:aws".into(), "public".into(), account.into()];
+        for partition in ["aws", "aws-cn", "aws-us-gov", "aws-", "aws--cn", "aws-CN", "aws-c1", "awscn", "azure"] {
+            for acct in [account, "12345678901", "1234567890123", "12345678901x", ""] {
+                for resource in [
+                    "organization/o-abc123",
+                    "organization/o-",
+                    "organization/o-ab/c",
+                    "organization/o-AB",
+                    "organization/abc",
+                    "ou/o-abc/ou-ab12-cdef3456",
+                    "ou/o-abc/ou-ab12cdef3456",
+                    "ou/o-abc/ou-ab12-cdef-3456",
+                    "ou/o-abc/ou--cdef",
+                    "ou/o-abc/ou-ab12-",
+                    "ou/o-/ou-ab12-cdef",
+                    "ou/o-abc/ab12-cdef",
+                    "ou/o-abc",
+                    "ou/o-abc/ou-ab12-cdef/x",
+                    "ou/o-abc/ou-ab12-cd:ef",
+                ] {
+                    texts.push(format!("arn:{partition}:organizations::{acct}:{resource}"));
+                }
+            }
+        }
+        texts.push(format!("arn:aws:organizations:us-east-1:{account}:organization/o-abc"));
+        texts.push(format!("arn:aws:iam::{account}:organization/o-abc"));
+        for text in &texts {
+            let want = if org.is_match(text) {
+                Some(OrgArn::Organization)
+            } else if ou.is_match(text) {
+                Some(OrgArn::Unit)
+            } else {
+                None
+            };
+            assert_eq!(organization_arn(text), want, "{text}");
+        }
+        assert!(texts.iter().filter(|t| organization_arn(t).is_some()).count() >= 6);
     }
 
     #[test]
