@@ -229,9 +229,11 @@ fn name_kept_snapshots(inventory: &Inventory, kept: &mut [Candidate]) {
 }
 
 /// How many images `actions` touch, and how many of them destructively: each marked by its
-/// position in the inventory. Hash sets of the ids (a sorted set before them was a tenth of
-/// a large plan's serial time) were ~90 MiB at 1,000,000 images, the plan's peak once the
-/// candidates were freed piece by piece (BENCHMARKS §14).
+/// position in the inventory and counted when first marked, so the work is the actions'
+/// (a live event's few), not the inventory's. Hash sets of the ids (a sorted set before
+/// them was a tenth of a large plan's serial time) were ~90 MiB at 1,000,000 images, the
+/// plan's peak once the candidates were freed piece by piece; counting the marks by
+/// scanning them all was ~8 % of a live event's CPU (BENCHMARKS §14).
 fn images_touched(inventory: &Inventory, actions: &[PlannedAction]) -> (usize, usize) {
     const TOUCHED: u8 = 1;
     const DESTROYED: u8 = 2;
@@ -239,15 +241,18 @@ fn images_touched(inventory: &Inventory, actions: &[PlannedAction]) -> (usize, u
     // Every action's image is in the inventory (`expand` is only given those); any other
     // would still be counted, by id.
     let mut elsewhere: BTreeMap<&str, u8> = BTreeMap::new();
+    let (mut touched, mut destroyed) = (0, 0);
     for a in actions {
         let mark = if a.op.is_destructive() { TOUCHED | DESTROYED } else { TOUCHED };
-        match inventory.find(&a.image_id) {
-            Some((i, _)) => marks[i] |= mark,
-            None => *elsewhere.entry(&a.image_id).or_default() |= mark,
-        }
+        let seen = match inventory.find(&a.image_id) {
+            Some((i, _)) => &mut marks[i],
+            None => elsewhere.entry(&a.image_id).or_default(),
+        };
+        touched += usize::from(*seen == 0);
+        destroyed += usize::from(mark & DESTROYED != 0 && *seen & DESTROYED == 0);
+        *seen |= mark;
     }
-    let count = |flag: u8| marks.iter().chain(elsewhere.values()).filter(|m| *m & flag != 0).count();
-    (count(TOUCHED), count(DESTROYED))
+    (touched, destroyed)
 }
 
 /// Candidates per piece in `in_pieces`: ~3 MB.
