@@ -47,17 +47,17 @@ pub struct Inventory {
     /// positions in `images` only, hashed by the image's id (a copy of each id as a key
     /// was ~90 MB of a 1,000,000-image plan).
     by_id: HashTable<Pos>,
-    by_location: BTreeMap<Location, Vec<Pos>>,
-    /// Each account and region once, shared by every candidate of a plan there (two strings
-    /// each were ~80 MiB of a 1,000,000-image plan's candidates).
-    locations: Vec<Shared<Location>>,
+    /// Each account and region once, in order, with its images: the location is shared by
+    /// every candidate of a plan there (two strings each were ~80 MiB of a 1,000,000-image
+    /// plan's candidates), and found by halving, without building a key.
+    by_location: Vec<(Shared<Location>, Vec<Pos>)>,
     by_tag_key: BTreeMap<String, Vec<Pos>>,
     /// By tag key, then value: the family queries of ranking plugins.
     by_tag: BTreeMap<String, BTreeMap<String, Vec<Pos>>>,
     by_source: BTreeMap<String, Vec<Pos>>,
     /// The images behind each snapshot: (position in `images`, block device) once per
-    /// (image, snapshot), hashed by the snapshot's id, so a snapshot shared by images is found under its hash
-    /// once per image (one, nearly always; no copy of the id, no list per snapshot).
+    /// (image, snapshot), hashed by the snapshot's id, so a snapshot shared by images is
+    /// found under its hash once per image (no copy of the id, no list per snapshot).
     snapshot_users: HashTable<(Pos, u32)>,
     /// Hashes the ids of both tables.
     hasher: foldhash::fast::RandomState,
@@ -121,7 +121,13 @@ impl Inventory {
         for (i, image) in images.iter().enumerate() {
             let at = i as Pos;
             inv.by_id.insert_unique(hash(&image.id), at, |&i| hash(&images[i as usize].id));
-            inv.by_location.entry(image.location()).or_default().push(at);
+            // Images are in (account, region) order: a new location starts a new entry.
+            match inv.by_location.last_mut() {
+                Some((location, list)) if location.account == image.account && location.region == image.region => {
+                    list.push(at);
+                }
+                _ => inv.by_location.push((Shared::from(image.location()), vec![at])),
+            }
             for (key, value) in &image.tags {
                 inv.by_tag_key.entry(key.clone()).or_default().push(at);
                 inv.by_tag.entry(key.clone()).or_default().entry(value.clone()).or_default().push(at);
@@ -138,17 +144,22 @@ impl Inventory {
                 }
             }
         }
-        inv.locations = inv.by_location.keys().cloned().map(Shared::from).collect();
         Ok(inv)
     }
 
     /// `image`'s account and region, shared.
     pub fn location(&self, image: &Image) -> Shared<Location> {
-        let key = (image.account.as_str(), image.region.as_str());
-        match self.locations.binary_search_by(|l| (l.account.as_str(), l.region.as_str()).cmp(&key)) {
-            Ok(i) => self.locations[i].clone(),
-            Err(_) => Shared::from(image.location()),
+        match self.in_location(&image.account, &image.region) {
+            Some((location, _)) => location.clone(),
+            None => Shared::from(image.location()),
         }
+    }
+
+    /// The entry of `by_location` for an account and region.
+    fn in_location(&self, account: &str, region: &str) -> Option<&(Shared<Location>, Vec<Pos>)> {
+        let key = (account, region);
+        let found = self.by_location.binary_search_by(|(l, _)| (l.account.as_str(), l.region.as_str()).cmp(&key));
+        found.ok().map(|i| &self.by_location[i])
     }
 
     /// The inventory's fingerprint (`plan::fingerprint`), computed on first use.
@@ -162,7 +173,7 @@ impl Inventory {
             let mut by: BTreeMap<Location, Micros> = BTreeMap::new();
             for (location, list) in &self.by_location {
                 let sum = crate::cost::total(list.iter().map(|&i| self.at(i).monthly_cost));
-                by.insert(location.clone(), sum);
+                by.insert(Location::clone(location), sum);
             }
             by
         })
@@ -278,9 +289,7 @@ impl Inventory {
         // Every query a plugin makes goes through here: no allocation.
         let by_source = query.source_image_id.as_ref().map(|source| found(self.by_source.get(source)));
         let by_location = match (&query.account, &query.region) {
-            (Some(account), Some(region)) => {
-                Some(found(self.by_location.get(&Location { account: account.clone(), region: region.clone() })))
-            }
+            (Some(account), Some(region)) => Some(found(self.in_location(account, region).map(|(_, list)| list))),
             _ => None,
         };
         let by_tag = query.tag_key.as_ref().map(|key| match &query.tag_value {
