@@ -5,13 +5,17 @@
 //! Run: `CARGO_TARGET_DIR=target/bench BENCH_IMAGES=100000 cargo bench -p amiwarden-tests --bench live`.
 //! Prints the decision latency (event JSON parsed → plan finished) median, p90, p99 and
 //! max over `BENCH_EVENTS` events (default 400), with the four plugins and with each
-//! alone (which one the latency is made of).
+//! alone (which one the latency is made of). The four run twice over the same events:
+//! first on an inventory no event has ranked a family of yet (each family's first event
+//! builds its ranking), then warm, as a worker runs after its first events. Last, what
+//! building one family's ranking costs, on an inventory of its own.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use amiwarden::config::Policy;
+use amiwarden::inventory::{Inventory, Query};
 use amiwarden::model::Timestamp;
 use amiwarden::plugin::{Plugin, Runtime, load_plugins, needs};
 use amiwarden::run::{Source, collect, plan_on};
@@ -85,8 +89,11 @@ fn main() {
     );
     println!("| plugins | median ms | p90 ms | p99 ms | max ms | actions planned |");
     println!("|---|---|---|---|---|---|");
-    // All four, then each alone: which one the latency is made of.
-    let mut subsets: Vec<(String, Vec<&Plugin>)> = vec![("all four".to_string(), plugins.iter().collect())];
+    // All four, first events and warm, then each alone: which one the latency is made of.
+    let mut subsets: Vec<(String, Vec<&Plugin>)> = vec![
+        ("all four, first events".to_string(), plugins.iter().collect()),
+        ("all four, warm".to_string(), plugins.iter().collect()),
+    ];
     subsets.extend(plugins.iter().map(|p| (p.name.to_string(), vec![p])));
     for (label, subset) in subsets {
         let mut only = policy.clone();
@@ -110,4 +117,40 @@ fn main() {
             latencies[latencies.len() - 1]
         );
     }
+    let fresh = collect(&policy, &backend, &needs(&policy, &plugins)).expect("collect");
+    first_rankings(&fresh);
+}
+
+/// The first `rank` of each (account, region, family) of `inventory`, which builds the
+/// family's ranking, against a second one, answered from the cache: median µs of each.
+fn first_rankings(inventory: &Inventory) {
+    let mut seen = std::collections::BTreeSet::new();
+    let (mut first, mut again) = (Vec::new(), Vec::new());
+    for image in inventory.images() {
+        let Some(family) = image.tags.get("family") else { continue };
+        if !seen.insert((image.account.as_str(), image.region.as_str(), family.as_str())) {
+            continue;
+        }
+        let query = Query {
+            account: Some(image.account.clone()),
+            region: Some(image.region.clone()),
+            tag_key: Some("family".into()),
+            tag_value: Some(family.clone()),
+            ..Query::default()
+        };
+        for times in [&mut first, &mut again] {
+            let started = Instant::now();
+            assert!(inventory.rank(&query, &image.id).is_some(), "{} ranks in its family", image.id);
+            times.push(started.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    first.sort_by(f64::total_cmp);
+    again.sort_by(f64::total_cmp);
+    println!(
+        "\nA family's ranking: {} families (account, region, tag value), first rank median {:.1} µs (max {:.1}), from the cache {:.2} µs",
+        first.len(),
+        percentile(&first, 0.5),
+        first[first.len() - 1],
+        percentile(&again, 0.5),
+    );
 }
