@@ -135,3 +135,30 @@ fn an_image_named_many_times_in_one_event_is_decided_once() {
     assert_eq!(actions(&once).as_array().unwrap().len(), 1, "one share of the one image");
     assert!(stderr(&many).contains("3999 repeated mention(s) of an image merged"), "{}", stderr(&many));
 }
+
+/// Where the address space is limited (`ulimit -v`) and wasmtime's instance pool cannot
+/// be reserved, plugin stores map their own memory: the plan is the same, with a warning.
+#[test]
+fn a_limited_address_space_plans_the_same_without_the_instance_pool() {
+    let dir = setup();
+    let args = [PLAN, &["--event", "event.json", "--format", "json"]].concat();
+    let pooled = amiwarden(dir.path(), &args);
+    assert_eq!(pooled.status.code(), Some(0), "{}", stderr(&pooled));
+    assert!(!stderr(&pooled).contains("instance pool"), "{}", stderr(&pooled));
+    // 64 GiB: room for stores that map their own 4 GiB each, not for the pool's slots.
+    let limited = Command::new("sh")
+        .current_dir(dir.path())
+        .arg("-c")
+        .arg("ulimit -v 67108864 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_amiwarden"))
+        .args(&args)
+        .arg("--cache-dir")
+        .arg(concat!(env!("CARGO_TARGET_TMPDIR"), "/events-cache"))
+        .output()
+        .unwrap();
+    assert_eq!(limited.status.code(), Some(0), "{}", stderr(&limited));
+    assert!(stderr(&limited).contains("plugin stores map their own memory"), "{}", stderr(&limited));
+    let actions = |o: &Output| serde_json::from_slice::<Value>(&o.stdout).unwrap()["actions"].clone();
+    assert_eq!(actions(&limited), actions(&pooled));
+    assert_eq!(actions(&pooled).as_array().unwrap().len(), 1);
+}

@@ -116,7 +116,14 @@ impl Runtime {
         let mut config = Config::new();
         config.wasm_component_model(true).epoch_interruption(true).consume_fuel(true).max_wasm_stack(1 << 20);
         config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(sandbox::instance_pool()));
-        let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("cannot start wasmtime: {e}"))?;
+        let engine = Engine::new(&config).or_else(|pool| {
+            // The pool reserves ~4 TiB of address space up front; where that is refused
+            // (`ulimit -v`), each store maps its own memory, slower and otherwise alike.
+            tracing::warn!("plugin stores map their own memory (slower): wasmtime's instance pool: {pool:#}");
+            config.allocation_strategy(wasmtime::InstanceAllocationStrategy::OnDemand);
+            Engine::new(&config)
+        });
+        let engine = engine.map_err(|e| anyhow::anyhow!("cannot start wasmtime: {e}"))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow::anyhow!("{e}"))?;
         Policy::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut linker, |s| s)
