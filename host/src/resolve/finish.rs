@@ -84,26 +84,28 @@ pub fn finish(
     // Sized once rather than grown by doubling, and each piece of candidates freed as
     // soon as it is expanded (the order they are expanded in does not matter: sorted next).
     let mut actions = Vec::with_capacity(kept.iter().map(|c| 1 + c.snapshots.len()).sum());
+    let mut touched = Touched::new(inventory.images().len());
     for piece in in_pieces(kept) {
         for c in piece {
-            let Some(image) = inventory.get(&c.image_id) else { continue };
+            let Some((at, image)) = inventory.find(&c.image_id) else { continue };
+            let first = actions.len();
             expand(c, image, &mut actions);
+            touched.mark(at, &actions[first..]);
         }
     }
     sort_actions(&mut actions);
     let destructive = actions.iter().filter(|a| a.op.is_destructive()).count();
-    let (touched, destroyed) = images_touched(inventory, &actions);
     let in_scope = inventory.images().len();
-    let stop = guardrails::blast_radius(policy, destructive, destroyed, in_scope).map(GuardrailStop);
+    let stop = guardrails::blast_radius(policy, destructive, touched.destroyed, in_scope).map(GuardrailStop);
     merged.refused.sort();
     errors.sort_by(|a, b| (&a.plugin, &a.image, a.stage).cmp(&(&b.plugin, &b.image, b.stage)));
     let monthly_before = crate::cost::total(inventory.monthly_by_location().values().copied());
     let delta = crate::cost::total(actions.iter().map(|a| a.monthly_cost_delta));
     let totals = Totals {
         images_in_scope: in_scope,
-        images_touched: touched,
+        images_touched: touched.touched,
         actions: actions.len(),
-        destructive: actions.iter().filter(|a| a.op.is_destructive()).count(),
+        destructive,
         refused: merged.refused.len(),
         plugin_errors: errors.len(),
         monthly_cost_before: monthly_before,
@@ -228,31 +230,41 @@ fn name_kept_snapshots(inventory: &Inventory, kept: &mut [Candidate]) {
     }
 }
 
-/// How many images `actions` touch, and how many of them destructively: each marked by its
-/// position in the inventory and counted when first marked, so the work is the actions'
-/// (a live event's few), not the inventory's. Hash sets of the ids (a sorted set before
-/// them was a tenth of a large plan's serial time) were ~90 MiB at 1,000,000 images, the
-/// plan's peak once the candidates were freed piece by piece; counting the marks by
-/// scanning them all was ~8 % of a live event's CPU (BENCHMARKS §14).
-fn images_touched(inventory: &Inventory, actions: &[PlannedAction]) -> (usize, usize) {
+/// How many images a plan's actions touch, and how many of them destructively: each image
+/// marked by its inventory position as its candidates are expanded and counted when first
+/// marked, so the work is the actions' (a live event's few), not the inventory's. Hash
+/// sets of the ids (a sorted set before them was a tenth of a large plan's serial time)
+/// were ~90 MiB at 1,000,000 images, the plan's peak once the candidates were freed piece
+/// by piece; counting the marks by scanning them all was ~8 % of a live event's CPU
+/// (BENCHMARKS §14).
+struct Touched {
+    marks: Vec<u8>,
+    touched: usize,
+    destroyed: usize,
+}
+
+impl Touched {
     const TOUCHED: u8 = 1;
     const DESTROYED: u8 = 2;
-    let mut marks = vec![0u8; inventory.images().len()];
-    // Every action's image is in the inventory (`expand` is only given those); any other
-    // would still be counted, by id.
-    let mut elsewhere: BTreeMap<&str, u8> = BTreeMap::new();
-    let (mut touched, mut destroyed) = (0, 0);
-    for a in actions {
-        let mark = if a.op.is_destructive() { TOUCHED | DESTROYED } else { TOUCHED };
-        let seen = match inventory.find(&a.image_id) {
-            Some((i, _)) => &mut marks[i],
-            None => elsewhere.entry(&a.image_id).or_default(),
-        };
-        touched += usize::from(*seen == 0);
-        destroyed += usize::from(mark & DESTROYED != 0 && *seen & DESTROYED == 0);
+
+    /// None of `images` (the inventory's count) marked.
+    fn new(images: usize) -> Touched {
+        Touched { marks: vec![0; images], touched: 0, destroyed: 0 }
+    }
+
+    /// Marks the image at inventory position `at` with the actions one of its candidates
+    /// became (none for a retain).
+    fn mark(&mut self, at: usize, actions: &[PlannedAction]) {
+        if actions.is_empty() {
+            return;
+        }
+        let destroys = actions.iter().any(|a| a.op.is_destructive());
+        let mark = if destroys { Self::TOUCHED | Self::DESTROYED } else { Self::TOUCHED };
+        let seen = &mut self.marks[at];
+        self.touched += usize::from(*seen == 0);
+        self.destroyed += usize::from(destroys && *seen & Self::DESTROYED == 0);
         *seen |= mark;
     }
-    (touched, destroyed)
 }
 
 /// Candidates per piece in `in_pieces`: ~3 MB.
@@ -317,6 +329,33 @@ fn expand(c: Candidate, image: &Image, out: &mut Vec<PlannedAction>) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_image_is_touched_once_and_destroyed_once_however_many_of_its_actions() {
+        use crate::plan::{Op, PlannedAction};
+        let action = |op| PlannedAction {
+            id: String::new(),
+            account: String::new(),
+            region: String::new(),
+            image_id: String::new(),
+            image_name: String::new(),
+            op,
+            plugins: Default::default(),
+            reasons: Vec::<String>::new().into(),
+            monthly_cost_delta: 0,
+            one_time_cost: 0,
+        };
+        let mut touched = super::Touched::new(3);
+        // Image 0: a share, then a deregistration with a snapshot deletion, then a disable.
+        touched.mark(0, &[action(Op::Share { principal: crate::model::Principal::Public })]);
+        let snapshot = Op::DeleteSnapshot { snapshot_id: "snap-1".into() };
+        touched.mark(0, &[action(snapshot), action(Op::Deregister)]);
+        touched.mark(0, &[action(Op::Disable)]);
+        // Image 1: a retain (no action); image 2: an untag only, which destroys nothing.
+        touched.mark(1, &[]);
+        touched.mark(2, &[action(Op::Untag { keys: ["team".to_string()].into() })]);
+        assert_eq!((touched.touched, touched.destroyed), (2, 1));
+    }
+
     #[test]
     fn candidates_in_pieces_are_all_of_them_once_and_no_piece_keeps_the_whole_buffer() {
         for n in [0, 1, super::PIECE, super::PIECE + 1, 3 * super::PIECE + 7] {
