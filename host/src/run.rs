@@ -65,6 +65,12 @@ pub fn millis(seconds: f64) -> f64 {
     (seconds * 1000.0).round() / 1000.0
 }
 
+/// Seconds rounded to the microsecond: a plugin's seconds in a small run, a few calls on
+/// pooled stores (~10 µs each), often round to 0 ms, as if it had not been called.
+pub fn to_microsecond(seconds: f64) -> f64 {
+    (seconds * 1e6).round() / 1e6
+}
+
 /// Collects and prices the inventory of the policy's whole scope.
 pub fn collect(policy: &Policy, backend: &dyn Backend, needs: &BTreeSet<InventoryNeed>) -> anyhow::Result<Inventory> {
     collect_scope(policy, &policy.scope, backend, needs)
@@ -161,10 +167,10 @@ pub fn plan_on(
     let priced = resolve::priced_plan(&inventory, &merged.candidates, now);
     let reviewed = timings.stage("review", || plugin::review(plugins, &inventory, &priced, now));
     for (plugin, seconds) in &proposals.seconds {
-        timings.plugins.entry(plugin.clone()).or_default().propose = millis(*seconds);
+        timings.plugins.entry(plugin.clone()).or_default().propose = to_microsecond(*seconds);
     }
     for (plugin, seconds) in &reviewed.seconds {
-        timings.plugins.entry(plugin.clone()).or_default().review = millis(*seconds);
+        timings.plugins.entry(plugin.clone()).or_default().review = to_microsecond(*seconds);
     }
     let mut errors = proposals.failures;
     errors.extend(reviewed.failures);

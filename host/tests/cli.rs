@@ -415,7 +415,10 @@ fn a_recorded_run_keeps_its_plan_outcomes_and_metadata() {
     let plugins = meta["plugins"].as_object().unwrap();
     assert_eq!(plugins.len(), 2, "each plugin's seconds: {meta:#}");
     // Neither plugin reviews (plugin-info), so neither is called to.
-    assert!(plugins.values().all(|p| p["propose"].as_f64().unwrap() > 0.0 && p["review"].as_f64().unwrap() == 0.0));
+    assert!(
+        plugins.values().all(|p| p["propose"].as_f64().unwrap() > 0.0 && p["review"].as_f64().unwrap() == 0.0),
+        "{meta:#}"
+    );
     let sum = |v: &serde_json::Value| v.as_object().unwrap().values().map(|n| n.as_u64().unwrap()).sum::<u64>();
     assert_eq!(sum(&meta["actions_by_operation"]), total as u64, "{meta:#}");
     assert_eq!(sum(&meta["actions_by_location"]), total as u64, "{meta:#}");
