@@ -1,6 +1,7 @@
 //! Plugin benchmarks: evaluations per second on one core, wasm beside the same logic
-//! compiled natively; per-call latency with a fresh instance and a warm one; cold
-//! compile versus cached load. Run: `cargo bench -p amiwarden-tests --bench plugins`.
+//! compiled natively; per-call latency with a fresh instance, a warm one, and a warm one
+//! on a bare image (the floor of any call); cold compile versus cached load. Run:
+//! `cargo bench -p amiwarden-tests --bench plugins`.
 //! Prints a markdown table; BENCHMARKS.md holds a run's output.
 
 use std::collections::BTreeSet;
@@ -110,6 +111,22 @@ fn subjects() -> Vec<Subject> {
     ]
 }
 
+/// The event with its image cut to what every image has (id, account, region, times,
+/// enums): a call on it is the floor of a call, whatever a plugin reads.
+fn bare(event: &model::ImageEvent) -> Lowered {
+    let mut event = event.clone();
+    let image = &mut event.image;
+    image.name.clear();
+    image.description.clear();
+    image.tags = Default::default();
+    image.block_devices.clear();
+    image.launch_permissions = None;
+    image.usage = Default::default();
+    image.source_image_id = None;
+    image.source_region = None;
+    Lowered::from(&event)
+}
+
 fn per_sec(n: usize, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64()
 }
@@ -140,9 +157,9 @@ fn main() {
 
     println!("## Plugins: evaluations per second on one core ({images} synthetic images, scheduled events)\n");
     println!(
-        "| plugin | wasm µs/event | native µs/event | wasm ÷ native | wasm events/s | fresh-instance call µs | warm call µs |"
+        "| plugin | wasm µs/event | native µs/event | wasm ÷ native | wasm events/s | fresh-instance call µs | warm call µs | warm call, bare image µs |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     let cache = tempfile::tempdir().expect("temp dir");
     let runtime = Runtime::new(Some(cache.path().to_path_buf())).expect("runtime");
     let mut compile_rows = Vec::new();
@@ -195,10 +212,16 @@ fn main() {
             let _ = session.propose_lowered(e);
         }
         let warm = start.elapsed();
+        let bare_events: Vec<Lowered> = events[..fresh_n].iter().map(bare).collect();
+        let start = Instant::now();
+        for e in &bare_events {
+            let _ = session.propose_lowered(e);
+        }
+        let warm_bare = start.elapsed();
 
         let us = |d: Duration, n: usize| d.as_secs_f64() * 1e6 / n as f64;
         println!(
-            "| {} | {:.1} | {:.1} | {:.2}× | {:.0} | {:.1} | {:.1} |",
+            "| {} | {:.1} | {:.1} | {:.2}× | {:.0} | {:.1} | {:.1} | {:.1} |",
             s.name,
             us(wasm, events.len()),
             us(native, events.len()),
@@ -206,6 +229,7 @@ fn main() {
             per_sec(events.len(), wasm),
             us(fresh, fresh_n),
             us(warm, fresh_n),
+            us(warm_bare, fresh_n),
         );
     }
     println!("\n## Compile: cold versus cached load (includes describe and configure)\n");
