@@ -64,7 +64,7 @@ pub fn copy_name(action: &PlannedAction, request: &CopyRequest) -> String {
 /// which a copy not yet tagged (its tagging failed, or the answer to its CopyImage was
 /// lost) is recognised instead of being made again.
 pub fn copy_description(action: &PlannedAction) -> String {
-    format!("[Copied {} from {}] amiwarden {}", action.image_id, action.region, action.id)
+    format!("[Copied {} from {}] amiwarden {}", action.image_id, action.location.region, action.id)
 }
 
 /// The tags a copy gets: with `copy_tags`, the source's tags but those reserved to AWS
@@ -80,7 +80,7 @@ pub fn copy_tags<'a>(
         BTreeMap::new()
     };
     tags.insert(SOURCE_IMAGE_TAG.to_string(), action.image_id.clone());
-    tags.insert(SOURCE_REGION_TAG.to_string(), action.region.clone());
+    tags.insert(SOURCE_REGION_TAG.to_string(), action.location.region.clone());
     tags.insert(ACTION_TAG.to_string(), action.id.clone());
     tags
 }

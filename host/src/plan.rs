@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::model::{Action, ActionKind, CopyRequest, Image, Micros, PluginError, Principal, Timestamp};
+use crate::model::{Action, ActionKind, CopyRequest, Image, Location, Micros, PluginError, Principal, Timestamp};
 
 /// The version of the plan file schema. 2 added the policy fingerprint, the source and
 /// `stopped`; a plan of another version is refused.
@@ -177,8 +177,12 @@ impl PluginSets {
 pub struct PlannedAction {
     /// Stable id: the same inputs give the same id; doubles as EC2's client token.
     pub id: String,
-    pub account: String,
-    pub region: String,
+    /// Its image's account and region, held once per location by a fresh plan (a plan
+    /// of 1,000,000s of actions has a few hundred locations). On disk, `account` and
+    /// `region`.
+    #[serde(flatten, deserialize_with = "shared_location")]
+    #[schemars(with = "Location")]
+    pub location: Shared<Location>,
     pub image_id: String,
     pub image_name: String,
     #[serde(flatten)]
@@ -199,6 +203,23 @@ impl PlannedAction {
         let seed = format!("{account}/{region}/{image_id}/{}", serde_json::to_string(op).unwrap_or_default());
         crate::model::id::stable_id("act", seed.as_bytes(), 20)
     }
+}
+
+/// Reads a location, held once per thread however many actions of a plan file name it.
+fn shared_location<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Shared<Location>, D::Error> {
+    thread_local! {
+        /// Every location a plan file on this thread named (a few hundred at most).
+        static READ: std::cell::RefCell<BTreeSet<Shared<Location>>> = Default::default();
+    }
+    let location = Location::deserialize(d)?;
+    Ok(READ.with_borrow_mut(|read| match read.get(&location) {
+        Some(shared) => shared.clone(),
+        None => {
+            let shared = Shared::from(location);
+            read.insert(shared.clone());
+            shared
+        }
+    }))
 }
 
 /// Why a proposal did not make it into the plan.
@@ -308,13 +329,7 @@ pub fn sort_actions(actions: &mut [PlannedAction]) {
     // sort gives the one order whatever the thread count, in place: a stable one copies
     // the whole plan into a buffer beside it.
     actions.par_sort_unstable_by(|a, b| {
-        (a.op.phase(), &a.account, &a.region, &a.image_id, &a.op).cmp(&(
-            b.op.phase(),
-            &b.account,
-            &b.region,
-            &b.image_id,
-            &b.op,
-        ))
+        (a.op.phase(), &a.location, &a.image_id, &a.op).cmp(&(b.op.phase(), &b.location, &b.image_id, &b.op))
     });
 }
 
@@ -327,5 +342,38 @@ mod properties {
         fn arbitrary_bytes_as_a_plan_file_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
             let _ = serde_json::from_slice::<super::Plan>(&bytes);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_files_actions_share_their_location_and_write_it_as_account_and_region() {
+        let action = |account: &str, image: &str| {
+            serde_json::json!({
+                "id": "act-1", "account": account, "region": "us-east-1", "image_id": image,
+                "image_name": "web", "op": "deregister", "plugins": ["retention"], "reasons": ["old"],
+                "monthly_cost_delta": -5, "one_time_cost": 0
+            })
+        };
+        let json = serde_json::json!([
+            action("111111111111", "ami-01"),
+            action("111111111111", "ami-02"),
+            action("222222222222", "ami-03")
+        ]);
+        let read: Vec<PlannedAction> = serde_json::from_value(json.clone()).unwrap();
+        assert!(Arc::ptr_eq(&read[0].location.0, &read[1].location.0), "one location, held once");
+        assert!(!Arc::ptr_eq(&read[0].location.0, &read[2].location.0));
+        assert_eq!(
+            (read[2].location.account.as_str(), read[2].location.region.as_str()),
+            ("222222222222", "us-east-1")
+        );
+        assert_eq!(serde_json::to_value(&read).unwrap(), json, "written back as it was read");
+        let mut missing = action("111111111111", "ami-01");
+        missing.as_object_mut().unwrap().remove("account");
+        let error = serde_json::from_value::<PlannedAction>(missing).unwrap_err().to_string();
+        assert!(error.contains("missing field `account`"), "{error}");
     }
 }

@@ -27,8 +27,7 @@ const GONE: &str = "ami-0123456789abcdef0";
 fn action(image: &str, op: Op) -> PlannedAction {
     PlannedAction {
         id: PlannedAction::id_for(ACCOUNT, EAST, image, &op),
-        account: ACCOUNT.into(),
-        region: EAST.into(),
+        location: amiwarden::model::Location { account: ACCOUNT.into(), region: EAST.into() }.into(),
         image_id: image.into(),
         image_name: "golden-a".into(),
         op,

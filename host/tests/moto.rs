@@ -41,8 +41,7 @@ const FRIEND: &str = "210987654321";
 fn action(image: &str, image_name: &str, op: Op) -> PlannedAction {
     PlannedAction {
         id: PlannedAction::id_for(ACCOUNT, EAST, image, &op),
-        account: ACCOUNT.into(),
-        region: EAST.into(),
+        location: amiwarden::model::Location { account: ACCOUNT.into(), region: EAST.into() }.into(),
         image_id: image.into(),
         image_name: image_name.into(),
         op,

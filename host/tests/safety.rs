@@ -124,8 +124,7 @@ fn action(account: &str, image: &str, op: Value, plugin: &str) -> Value {
     let id = amiwarden::plan::PlannedAction::id_for(account, "us-east-1", image, &op);
     let mut a = serde_json::to_value(amiwarden::plan::PlannedAction {
         id,
-        account: account.into(),
-        region: "us-east-1".into(),
+        location: amiwarden::model::Location { account: account.into(), region: "us-east-1".into() }.into(),
         image_id: image.into(),
         image_name: "x".into(),
         op,

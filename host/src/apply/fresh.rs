@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use crate::backend::Backend;
-use crate::model::{Image, Location};
+use crate::model::Image;
 use crate::plan::{Op, PlannedAction};
 
 /// Images (or snapshots) one re-read covers: the `image-id` and snapshot-id filters take
@@ -20,10 +20,6 @@ pub const RECHECK_BATCH: usize = 100;
 pub struct Fresh {
     images: BTreeMap<String, (Instant, Option<Image>)>,
     snapshots: BTreeMap<String, (Instant, Vec<String>)>,
-}
-
-fn location(action: &PlannedAction) -> Location {
-    Location { account: action.account.clone(), region: action.region.clone() }
 }
 
 use crate::backend::recheck_expiry as expiry;
@@ -61,7 +57,7 @@ fn batch(
         if ids.len() >= RECHECK_BATCH {
             break;
         }
-        if next.account != action.account || next.region != action.region {
+        if next.location != action.location {
             continue;
         }
         if let Some(id) = key(next)
@@ -104,7 +100,7 @@ impl Fresh {
         );
         let with_permissions = ids.iter().any(|id| permissions(id));
         let started = Instant::now();
-        let read = backend.refresh_many(&location(action), &ids, with_permissions)?;
+        let read = backend.refresh_many(&action.location, &ids, with_permissions)?;
         let expires = expiry(started);
         for (id, image) in read {
             self.images.insert(id, (expires, image));
@@ -136,7 +132,7 @@ impl Fresh {
             pending,
         );
         let started = Instant::now();
-        let mut users = backend.snapshot_users(&location(action), &ids)?;
+        let mut users = backend.snapshot_users(&action.location, &ids)?;
         let expires = expiry(started);
         for id in ids {
             let found = users.remove(&id).unwrap_or_default();

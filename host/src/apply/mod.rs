@@ -78,8 +78,8 @@ pub fn check(checks: &Checks<'_>, plan: &Plan) -> Result<(), GuardrailStop> {
                 a.id,
                 a.op.verb(),
                 a.image_id,
-                a.account,
-                a.region,
+                a.location.account,
+                a.location.region,
                 crate::model::text::escape(&v.reason)
             ),
             None => format!("  {}", v.reason),

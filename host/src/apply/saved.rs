@@ -109,8 +109,8 @@ fn differences(saved: &Plan, again: &Plan) -> Vec<String> {
             a.id,
             crate::model::text::escape(&a.op.verb()),
             crate::model::text::escape(&a.image_id),
-            crate::model::text::escape(&a.account),
-            crate::model::text::escape(&a.region)
+            crate::model::text::escape(&a.location.account),
+            crate::model::text::escape(&a.location.region)
         )
     };
     let planned: std::collections::BTreeMap<&str, &crate::plan::PlannedAction> =

@@ -40,8 +40,7 @@ fn state(protection: Option<&str>) -> SimState {
 fn planned(op: Op) -> PlannedAction {
     PlannedAction {
         id: PlannedAction::id_for("111111111111", "us-east-1", "ami-0aaaaaaaaaaaaaaa1", &op),
-        account: "111111111111".into(),
-        region: "us-east-1".into(),
+        location: crate::model::Location { account: "111111111111".into(), region: "us-east-1".into() }.into(),
         image_id: "ami-0aaaaaaaaaaaaaaa1".into(),
         image_name: "web-1".into(),
         op,

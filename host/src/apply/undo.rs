@@ -19,7 +19,7 @@ use super::journal::{Binding, JournalEntry, Phase, append, open_append, read_ent
 use crate::backend::{ActionOutcome, Backend, Restore};
 use crate::config::Policy;
 use crate::error::InputError;
-use crate::model::{Location, Principal};
+use crate::model::Principal;
 use crate::plan::Plan;
 use crate::plan::{Op, PlannedAction};
 use crate::resolve::guardrails::share_forbidden;
@@ -145,10 +145,6 @@ impl UndoStep {
             Step::Share(p) => format!("share {} with {p}", self.action.image_id),
         }
     }
-
-    fn location(&self) -> Location {
-        Location { account: self.action.account.clone(), region: self.action.region.clone() }
-    }
 }
 
 /// What an undo of a run will do, and what it leaves and why.
@@ -266,14 +262,19 @@ pub fn run_undo(
     let mut failed_images: BTreeSet<&str> = BTreeSet::new();
     for step in &plan.steps {
         let outcome = match &step.step {
-            Step::Restore(what) => backend.restore(&step.location(), what),
+            Step::Restore(what) => backend.restore(&step.action.location, what),
             Step::Share(_) if failed_images.contains(step.action.image_id.as_str()) => {
                 ActionOutcome::Skipped { reason: format!("{} was not restored", step.action.image_id) }
             }
             Step::Share(principal) => {
                 let op = Op::Share { principal: principal.clone() };
                 let share = PlannedAction {
-                    id: PlannedAction::id_for(&step.action.account, &step.action.region, &step.action.image_id, &op),
+                    id: PlannedAction::id_for(
+                        &step.action.location.account,
+                        &step.action.location.region,
+                        &step.action.image_id,
+                        &op,
+                    ),
                     op,
                     ..step.action.clone()
                 };

@@ -207,7 +207,7 @@ async fn copy_image(
             .client
             .copy_image()
             .source_image_id(&action.image_id)
-            .source_region(&action.region)
+            .source_region(&action.location.region)
             .name(name)
             .description(copy_description(action))
             .encrypted(request.encrypted)

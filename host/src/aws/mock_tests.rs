@@ -97,8 +97,7 @@ fn snapshot(id: &str, gib: i32, tier: ec2::StorageTier) -> ec2::Snapshot {
 fn action(region: &str, image: &str, op: Op) -> PlannedAction {
     PlannedAction {
         id: PlannedAction::id_for(ACCOUNT, region, image, &op),
-        account: ACCOUNT.into(),
-        region: region.into(),
+        location: Location { account: ACCOUNT.into(), region: region.into() }.into(),
         image_id: image.into(),
         image_name: format!("golden-{image}"),
         op,

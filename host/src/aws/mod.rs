@@ -198,10 +198,10 @@ impl AwsBackend {
 
     /// The client of an action's location and, for a copy, of its destination.
     fn clients_for(&self, action: &PlannedAction) -> anyhow::Result<(Ec2, Option<Ec2>)> {
-        let ec2 = self.ec2(&Location { account: action.account.clone(), region: action.region.clone() })?;
+        let ec2 = self.ec2(&action.location)?;
         let destination = match &action.op {
             Op::Copy { request } => {
-                Some(self.ec2(&Location { account: action.account.clone(), region: request.region.clone() })?)
+                Some(self.ec2(&Location { account: action.location.account.clone(), region: request.region.clone() })?)
             }
             _ => None,
         };

@@ -44,7 +44,7 @@ pub async fn check(ec2: &Ec2, destination: Option<&Ec2>, action: &PlannedAction)
                 .copy_image()
                 .dry_run(true)
                 .source_image_id(image)
-                .source_region(&action.region)
+                .source_region(&action.location.region)
                 .name(request.name.clone().unwrap_or_else(|| action.image_name.clone()))
                 .encrypted(request.encrypted)
                 .set_kms_key_id(request.kms_key_id.clone());

@@ -256,8 +256,8 @@ fn results<'a>(prepared: &'a enforce::Prepared, report: &'a crate::apply::Report
             };
             Some(ActionResult {
                 id: &a.id,
-                account: &a.account,
-                region: &a.region,
+                account: &a.location.account,
+                region: &a.location.region,
                 image_id: &a.image_id,
                 op: &a.op,
                 outcome,

@@ -123,8 +123,8 @@ fn show(plan: &UndoPlan, run: &str, format: Format) -> anyhow::Result<()> {
             a.id,
             escape(&a.op.verb()),
             a.image_id,
-            a.account,
-            a.region
+            a.location.account,
+            a.location.region
         );
     }
     for (a, why) in &plan.left {

@@ -149,7 +149,7 @@ impl Image {
 }
 
 /// An account and region: the unit of inventory, rate limits and ledgers.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Location {
     pub account: String,
     pub region: String,

@@ -215,7 +215,7 @@ pub fn view(plan: &Plan, about: Option<&About>) -> View {
     });
     let mut groups: BTreeMap<(&str, &str), Vec<ActionRow>> = BTreeMap::new();
     for a in &plan.actions {
-        groups.entry((&a.account, &a.region)).or_default().push(row(a));
+        groups.entry((&a.location.account, &a.location.region)).or_default().push(row(a));
     }
     let empty = match (plan.actions.is_empty(), plan.errors.is_empty()) {
         (false, _) => None,

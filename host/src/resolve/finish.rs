@@ -302,8 +302,7 @@ fn expand(c: Candidate, image: &Image, out: &mut Vec<PlannedAction>) {
     };
     let action = PlannedAction {
         id: PlannedAction::id_for(&c.location.account, &c.location.region, &c.image_id, &op),
-        account: c.location.account.clone(),
-        region: c.location.region.clone(),
+        location: c.location,
         image_id: c.image_id,
         image_name: image.name.clone(),
         op,
@@ -316,7 +315,7 @@ fn expand(c: Candidate, image: &Image, out: &mut Vec<PlannedAction>) {
         for (snapshot_id, cost) in c.snapshots {
             let op = Op::DeleteSnapshot { snapshot_id };
             out.push(PlannedAction {
-                id: PlannedAction::id_for(&action.account, &action.region, &action.image_id, &op),
+                id: PlannedAction::id_for(&action.location.account, &action.location.region, &action.image_id, &op),
                 op,
                 monthly_cost_delta: cost,
                 one_time_cost: 0,
@@ -334,8 +333,7 @@ mod tests {
         use crate::plan::{Op, PlannedAction};
         let action = |op| PlannedAction {
             id: String::new(),
-            account: String::new(),
-            region: String::new(),
+            location: crate::model::Location { account: String::new(), region: String::new() }.into(),
             image_id: String::new(),
             image_name: String::new(),
             op,

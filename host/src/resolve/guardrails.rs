@@ -119,15 +119,15 @@ pub fn check_planned(
     let deregistered: BTreeSet<(&str, &str, &str)> = actions
         .iter()
         .filter(|a| a.op == Op::Deregister)
-        .map(|a| (a.account.as_str(), a.region.as_str(), a.image_id.as_str()))
+        .map(|a| (a.location.account.as_str(), a.location.region.as_str(), a.image_id.as_str()))
         .collect();
     for a in actions {
         let mut refuse = |reason: String| out.push(Violation { action_id: a.id.clone(), reason });
-        if !policy.scope.accounts.contains(&a.account) || !policy.scope.regions.contains(&a.region) {
-            refuse(format!("{}/{} is outside the policy's scope", a.account, a.region));
+        if !policy.scope.accounts.contains(&a.location.account) || !policy.scope.regions.contains(&a.location.region) {
+            refuse(format!("{}/{} is outside the policy's scope", a.location.account, a.location.region));
             continue;
         }
-        if a.id != PlannedAction::id_for(&a.account, &a.region, &a.image_id, &a.op) {
+        if a.id != PlannedAction::id_for(&a.location.account, &a.location.region, &a.image_id, &a.op) {
             // Ids double as EC2 client tokens: a forged one could alias another action.
             refuse(format!("its id is not the id of {} on {}", a.op.verb(), a.image_id));
         }
@@ -141,10 +141,11 @@ pub fn check_planned(
                 refuse(format!("the policy does not grant `{plugin}` the `{kind}` action"));
             }
         }
-        let image = inventory.get(&a.image_id).filter(|i| i.account == a.account && i.region == a.region);
+        let image =
+            inventory.get(&a.image_id).filter(|i| i.account == a.location.account && i.region == a.location.region);
         match &a.op {
             Op::Share { principal } => refuse_if(&mut refuse, share_forbidden(policy, principal)),
-            Op::Copy { request } => refuse_if(&mut refuse, copy_forbidden(policy, &a.region, &request.region)),
+            Op::Copy { request } => refuse_if(&mut refuse, copy_forbidden(policy, &a.location.region, &request.region)),
             Op::Tag { tags } => {
                 refuse_if(&mut refuse, tags_forbidden(tags.keys()));
                 if tags.len() > model::MAX_TAGS
@@ -165,7 +166,11 @@ pub fn check_planned(
                 refuse(format!("deprecation at {at} is more than 10 years ahead (EC2's limit)"));
             }
             Op::DeleteSnapshot { snapshot_id } => {
-                if !deregistered.contains(&(a.account.as_str(), a.region.as_str(), a.image_id.as_str())) {
+                if !deregistered.contains(&(
+                    a.location.account.as_str(),
+                    a.location.region.as_str(),
+                    a.image_id.as_str(),
+                )) {
                     refuse(format!("{snapshot_id} is deleted without deregistering {} in the same plan", a.image_id));
                 }
                 if let Some(image) = image
@@ -276,8 +281,7 @@ grants = ["tag"]
         let image_id = format!("ami-0{n:016x}");
         PlannedAction {
             id: PlannedAction::id_for(account, "us-east-1", &image_id, &op),
-            account: account.into(),
-            region: "us-east-1".into(),
+            location: crate::model::Location { account: account.into(), region: "us-east-1".into() }.into(),
             image_id,
             image_name: String::new(),
             op,

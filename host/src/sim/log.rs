@@ -208,8 +208,8 @@ mod tests {
                     ] {
                         actions.push(PlannedAction {
                             id: PlannedAction::id_for(account, region, &image.id, &op),
-                            account: account.clone(),
-                            region: region.clone(),
+                            location: crate::model::Location { account: account.clone(), region: region.clone() }
+                                .into(),
                             image_id: image.id.clone(),
                             image_name: image.name.clone(),
                             op,

@@ -282,9 +282,9 @@ impl Backend for SimBackend {
         // CopyImage is called in (and throttled by) the destination region.
         let region = match &action.op {
             Op::Copy { request } => request.region.clone(),
-            _ => action.region.clone(),
+            _ => action.location.region.clone(),
         };
-        self.call(call, &Location { account: action.account.clone(), region });
+        self.call(call, &Location { account: action.location.account.clone(), region });
         let mut state = self.lock();
         let outcome = ops::execute(&mut state, action, self.now);
         if self.log.is_some() && log::changed(&outcome) {
@@ -381,8 +381,7 @@ mod tests {
         assert!(backend.refresh_many(&location, &[images[0].id.clone()], false).is_err());
         let action = crate::plan::PlannedAction {
             id: "act-1".into(),
-            account: images[0].account.clone(),
-            region: images[0].region.clone(),
+            location: location.clone().into(),
             image_id: images[0].id.clone(),
             image_name: String::new(),
             op: Op::Disable,

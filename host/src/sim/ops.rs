@@ -17,8 +17,12 @@ use crate::plan::{Op, PlannedAction};
 
 /// Executes `action` on `state` at `now`.
 pub(super) fn execute(state: &mut SimState, action: &PlannedAction, now: Timestamp) -> ActionOutcome {
-    let Some(region) = state.accounts.get_mut(&action.account).and_then(|a| a.regions.get_mut(&action.region)) else {
-        return ActionOutcome::Failed { error: format!("no such account/region {}/{}", action.account, action.region) };
+    let Some(region) =
+        state.accounts.get_mut(&action.location.account).and_then(|a| a.regions.get_mut(&action.location.region))
+    else {
+        return ActionOutcome::Failed {
+            error: format!("no such account/region {}/{}", action.location.account, action.location.region),
+        };
     };
     if let Op::DeleteSnapshot { snapshot_id } = &action.op {
         if let Some(user) =
@@ -167,8 +171,8 @@ fn copy(
     request: &crate::model::CopyRequest,
     now: Timestamp,
 ) -> ActionOutcome {
-    let Some(account) = state.accounts.get_mut(&action.account) else {
-        return ActionOutcome::Failed { error: format!("no such account {}", action.account) };
+    let Some(account) = state.accounts.get_mut(&action.location.account) else {
+        return ActionOutcome::Failed { error: format!("no such account {}", action.location.account) };
     };
     let target = account.regions.entry(request.region.clone()).or_default();
     if let Some(existing) = target.images.iter().find(|i| i.tags.get(ACTION_TAG) == Some(&action.id)) {
@@ -218,7 +222,7 @@ fn copy(
             block_devices: devices,
             deprecation_time: None,
             source_image_id: Some(source.id.clone()),
-            source_region: Some(action.region.clone()),
+            source_region: Some(action.location.region.clone()),
             last_launched_time: None,
             deregistration_protection: None,
         },
@@ -247,8 +251,7 @@ mod tests {
         state.accounts.entry("111111111111".into()).or_default().regions.insert("us-east-1".into(), region.clone());
         let action = PlannedAction {
             id: "act-1".into(),
-            account: "111111111111".into(),
-            region: "us-east-1".into(),
+            location: crate::model::Location { account: "111111111111".into(), region: "us-east-1".into() }.into(),
             image_id: "ami-0aaaaaaaaaaaaaaa1".into(),
             image_name: "a".into(),
             op,
