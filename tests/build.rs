@@ -25,6 +25,7 @@ fn main() {
     let guests = [
         Guest { package: "amiwarden-guest-hostile", dir: manifest_dir.join("guests/hostile") },
         Guest { package: "amiwarden-guest-trivial", dir: manifest_dir.join("guests/trivial") },
+        Guest { package: "amiwarden-guest-probe", dir: manifest_dir.join("guests/probe") },
         Guest { package: "amiwarden-plugin-required-tags", dir: root.join("plugins/required-tags-rust") },
     ];
     for (package, path) in build(&root, &guests) {

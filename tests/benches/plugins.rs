@@ -9,11 +9,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use amiwarden::event::scheduled_event;
-use amiwarden::model::{self, Timestamp};
+use amiwarden::model;
 use amiwarden::plugin::{Limits, Lowered, PluginSpec, Runtime};
 use amiwarden_sdk as sdk;
 
-const NOW: Timestamp = Timestamp(1_795_478_400); // 2026-11-24
+mod common;
+use common::NOW;
 
 /// The same image in the SDK's (guest) types, for the native runs.
 fn to_sdk(i: &model::Image) -> sdk::Image {
@@ -132,16 +133,10 @@ fn per_sec(n: usize, d: Duration) -> f64 {
 }
 
 fn main() {
-    let images: usize = std::env::var("BENCH_IMAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
-    let state = amiwarden::sim::synth::generate(images, NOW, 1);
-    let backend = amiwarden::sim::SimBackend::in_memory(state, NOW);
-    let policy = amiwarden::config::Policy::parse(
-        "[scope]\naccounts = [\"111111111111\", \"222222222222\"]\nregions = [\"us-east-1\", \"eu-west-1\", \"ap-southeast-2\"]\n",
-    )
-    .expect("policy");
+    let images = common::images();
     let all_needs: BTreeSet<model::InventoryNeed> =
         [model::InventoryNeed::LaunchPermissions, model::InventoryNeed::Usage, model::InventoryNeed::Snapshots].into();
-    let inventory = Arc::new(amiwarden::run::collect(&policy, &backend, &all_needs).expect("collect"));
+    let inventory = common::inventory(images, &all_needs);
     let events: Vec<model::ImageEvent> = inventory.images().iter().map(|i| scheduled_event(i, NOW)).collect();
     let wit_events: Vec<Lowered> = events.iter().map(Lowered::from).collect();
     let sdk_events: Vec<sdk::ImageEvent> = events

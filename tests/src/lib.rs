@@ -4,6 +4,8 @@
 pub const HOSTILE: &str = env!("GUEST_HOSTILE");
 /// The smallest useful plugin (retains images tagged keep=true).
 pub const TRIVIAL: &str = env!("GUEST_TRIVIAL");
+/// The measuring probe of image handles (tests/fixtures/wit-probe), for `benches/probe.rs`.
+pub const PROBE: &str = env!("GUEST_PROBE");
 /// The reference policy required-tags, in Rust (plugins/required-tags-rust).
 pub const REQUIRED_TAGS_RUST: &str = env!("PLUGIN_REQUIRED_TAGS");
 /// The reference policy required-tags, in Python (plugins/required-tags-py, componentize-py).

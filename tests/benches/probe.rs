@@ -1,0 +1,222 @@
+//! What a plugin call would cost on a contract where images stay in the host and a
+//! plugin reads them field by field, one call per event or one per batch: the probe of
+//! `tests/fixtures/wit-probe` (keep-tagged, and a sharing-like read) against the same
+//! logic natively, beside a warm `amiwarden:policy@0.2.0` call of the trivial plugin,
+//! all in one run. Run: `cargo bench -p amiwarden-tests --bench probe`. The engine is
+//! configured as the host's (fuel and epoch deadlines on), and every call sets its fuel
+//! and deadline as the host does.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use amiwarden::event::scheduled_event;
+use amiwarden::model::{self, Principal};
+use amiwarden::plugin::{Limits, Lowered, PluginSpec, Runtime};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        world: "measure",
+        path: "fixtures/wit-probe",
+        imports: { default: trappable },
+    });
+}
+
+use bindings::Measure;
+use bindings::amiwarden::probe::images as wit;
+use bindings::exports::amiwarden::probe::probe::Proposal;
+
+mod common;
+use common::NOW;
+
+/// The store of a probe instance: the images of the call in progress are
+/// `images[first..first + count]`, found by their index in the call.
+struct State {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    images: Arc<Vec<model::Image>>,
+    first: usize,
+    count: usize,
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl State {
+    fn image(&self, index: u32) -> wasmtime::Result<&model::Image> {
+        let index = index as usize;
+        if index >= self.count {
+            wasmtime::bail!("image {index} is not in this call's {} images", self.count);
+        }
+        Ok(&self.images[self.first + index])
+    }
+}
+
+impl wit::Host for State {
+    fn id(&mut self, image: u32) -> wasmtime::Result<String> {
+        Ok(self.image(image)?.id.clone())
+    }
+
+    fn account(&mut self, image: u32) -> wasmtime::Result<String> {
+        Ok(self.image(image)?.account.clone())
+    }
+
+    fn tag(&mut self, image: u32, key: String) -> wasmtime::Result<Option<String>> {
+        Ok(self.image(image)?.tags.get(&key).cloned())
+    }
+
+    fn launch_permissions(&mut self, image: u32) -> wasmtime::Result<Option<Vec<wit::Principal>>> {
+        Ok(self.image(image)?.launch_permissions.as_ref().map(|ps| {
+            ps.iter()
+                .map(|p| match p {
+                    Principal::Account(a) => wit::Principal::Account(a.clone()),
+                    Principal::Organization(a) => wit::Principal::Organization(a.clone()),
+                    Principal::OrganizationalUnit(a) => wit::Principal::OrganizationalUnit(a.clone()),
+                    Principal::Public => wit::Principal::Public,
+                })
+                .collect()
+        }))
+    }
+}
+
+/// The guest's keep-tagged, natively.
+fn native_keep(image: &model::Image) -> Vec<Proposal> {
+    match image.tags.get("keep").map(String::as_str) {
+        Some("true") => vec![Proposal { image_id: image.id.clone(), reason: "tagged keep=true".into() }],
+        _ => Vec::new(),
+    }
+}
+
+/// The guest's sharing-like read, natively.
+fn native_share(image: &model::Image) -> Vec<Proposal> {
+    let Some(permissions) = &image.launch_permissions else { return Vec::new() };
+    if permissions.is_empty() {
+        return Vec::new();
+    }
+    let wanted = image.tags.get("share-with").cloned().unwrap_or_default();
+    permissions
+        .iter()
+        .filter_map(|p| match p {
+            Principal::Account(a) if *a == image.account || wanted.split(',').any(|w| w == a) => None,
+            Principal::Account(a) | Principal::Organization(a) | Principal::OrganizationalUnit(a) => Some(a.clone()),
+            Principal::Public => Some("public".into()),
+        })
+        .map(|p| Proposal { image_id: image.id.clone(), reason: format!("{p} is not desired") })
+        .collect()
+}
+
+/// The probe's policies, by name.
+#[derive(Clone, Copy)]
+enum Which {
+    Keep,
+    Share,
+}
+
+/// Runs `which` over every image in calls of `batch` images; returns the proposals
+/// made and the time taken.
+fn run(store: &mut Store<State>, probe: &Measure, which: Which, batch: usize) -> (usize, Duration) {
+    let total = store.data().images.len();
+    let start = Instant::now();
+    let mut made = 0;
+    for first in (0..total).step_by(batch) {
+        let count = batch.min(total - first);
+        store.data_mut().first = first;
+        store.data_mut().count = count;
+        // As the host does before every call.
+        store.set_epoch_deadline(1_000);
+        store.set_fuel(1_000_000_000).expect("fuel is on");
+        let p = probe.amiwarden_probe_probe();
+        let out = match which {
+            Which::Keep => p.call_keep(&mut *store, count as u32),
+            Which::Share => p.call_share(&mut *store, count as u32),
+        }
+        .expect("probe call");
+        assert_eq!(out.len(), count);
+        made += out.iter().map(Vec::len).sum::<usize>();
+    }
+    (made, start.elapsed())
+}
+
+fn main() {
+    let needs: BTreeSet<model::InventoryNeed> = [model::InventoryNeed::LaunchPermissions].into();
+    let inventory = common::inventory(common::images(), &needs);
+    let all: Arc<Vec<model::Image>> = Arc::new(inventory.images().to_vec());
+    let us = |d: Duration| d.as_secs_f64() * 1e6 / all.len() as f64;
+
+    // The contract as it is: the trivial plugin's warm call, the image lowered whole.
+    let runtime = Runtime::new(None).expect("runtime");
+    let trivial = std::fs::read(amiwarden_tests::TRIVIAL).expect("trivial guest");
+    let spec = PluginSpec {
+        name: "trivial".into(),
+        origin: "trivial".into(),
+        sha256: None,
+        limits: Limits::default(),
+        data_dir: None,
+        config: "{}".into(),
+    };
+    let plugin = runtime.load(&trivial, spec).expect("load trivial");
+    let lowered: Vec<Lowered> = all.iter().map(|i| Lowered::from(&scheduled_event(i, NOW))).collect();
+    let mut session = plugin.session(Arc::clone(&inventory), NOW).expect("session");
+    let start = Instant::now();
+    let made_0_2: usize = lowered.iter().map(|e| session.propose_lowered(e).expect("propose").len()).sum();
+    let contract = start.elapsed();
+
+    let mut config = Config::new();
+    config.wasm_component_model(true).epoch_interruption(true).consume_fuel(true);
+    let engine = Engine::new(&config).expect("engine");
+    let component = Component::from_file(&engine, amiwarden_tests::PROBE).expect("probe component");
+    let mut linker: Linker<State> = Linker::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).expect("wasi");
+    wit::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).expect("probe imports");
+    let state = State {
+        wasi: WasiCtx::builder().build(),
+        table: ResourceTable::new(),
+        images: Arc::clone(&all),
+        first: 0,
+        count: 0,
+    };
+    let mut store = Store::new(&engine, state);
+    store.epoch_deadline_trap();
+    store.set_epoch_deadline(1_000);
+    store.set_fuel(1_000_000_000).expect("fuel is on");
+    let probe = Measure::instantiate(&mut store, &component, &linker).expect("instantiate");
+
+    println!("## Images as host-held handles: one call per event or per batch ({} images)\n", all.len());
+    println!("| policy | calls of | wasm µs/event | native µs/event | wasm ÷ native |");
+    println!("|---|---|---|---|---|");
+    for (name, which, native) in [
+        ("keep-tagged", Which::Keep, native_keep as fn(&model::Image) -> Vec<Proposal>),
+        ("sharing's reads", Which::Share, native_share),
+    ] {
+        let start = Instant::now();
+        let native_made: usize = all.iter().map(|i| native(i).len()).sum();
+        let native_time = start.elapsed();
+        // Warm the instance's memory before timing.
+        run(&mut store, &probe, which, 64);
+        for batch in [1, 16, 64, 256] {
+            let (made, wasm) = run(&mut store, &probe, which, batch);
+            assert_eq!(made, native_made, "{name}: wasm and native disagree");
+            println!(
+                "| {name} | {batch} | {:.2} | {:.2} | {:.1}× |",
+                us(wasm),
+                us(native_time),
+                wasm.as_secs_f64() / native_time.as_secs_f64()
+            );
+        }
+        if let Which::Keep = which {
+            assert_eq!(made_0_2, native_made, "the trivial plugin and the probe disagree");
+            println!(
+                "| keep-tagged, contract 0.2.0 (the image lowered whole, a call per event) | 1 | {:.2} | {:.2} | {:.1}× |",
+                us(contract),
+                us(native_time),
+                contract.as_secs_f64() / native_time.as_secs_f64()
+            );
+        }
+    }
+}
