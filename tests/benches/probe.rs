@@ -1,8 +1,8 @@
 //! What a plugin call would cost on a contract where images stay in the host and a
-//! plugin reads them field by field, one call per event or one per batch: the probe of
-//! `tests/fixtures/wit-probe` (keep-tagged, and a sharing-like read) against the same
-//! logic natively, beside a warm `amiwarden:policy@0.2.0` call of the trivial plugin,
-//! all in one run. Run: `cargo bench -p amiwarden-tests --bench probe`. The engine is
+//! plugin reads them field by field, or are lowered with only the fields it reads; one
+//! call per event or one per batch: the probe of `tests/fixtures/wit-probe`
+//! (keep-tagged, and a sharing-like read) against the same logic natively, beside a warm
+//! `amiwarden:policy@0.2.0` call of the trivial plugin, all in one run. Run: `cargo bench -p amiwarden-tests --bench probe`. The engine is
 //! configured as the host's (fuel and epoch deadlines on), and every call sets its fuel
 //! and deadline as the host does.
 
@@ -27,7 +27,7 @@ mod bindings {
 
 use bindings::Measure;
 use bindings::amiwarden::probe::images as wit;
-use bindings::exports::amiwarden::probe::probe::Proposal;
+use bindings::exports::amiwarden::probe::probe::{KeepImage, Proposal, ShareImage, Tag};
 
 mod common;
 use common::NOW;
@@ -72,17 +72,26 @@ impl wit::Host for State {
     }
 
     fn launch_permissions(&mut self, image: u32) -> wasmtime::Result<Option<Vec<wit::Principal>>> {
-        Ok(self.image(image)?.launch_permissions.as_ref().map(|ps| {
-            ps.iter()
-                .map(|p| match p {
-                    Principal::Account(a) => wit::Principal::Account(a.clone()),
-                    Principal::Organization(a) => wit::Principal::Organization(a.clone()),
-                    Principal::OrganizationalUnit(a) => wit::Principal::OrganizationalUnit(a.clone()),
-                    Principal::Public => wit::Principal::Public,
-                })
-                .collect()
-        }))
+        Ok(permissions(self.image(image)?))
     }
+}
+
+fn permissions(image: &model::Image) -> Option<Vec<wit::Principal>> {
+    image.launch_permissions.as_ref().map(|ps| {
+        ps.iter()
+            .map(|p| match p {
+                Principal::Account(a) => wit::Principal::Account(a.clone()),
+                Principal::Organization(a) => wit::Principal::Organization(a.clone()),
+                Principal::OrganizationalUnit(a) => wit::Principal::OrganizationalUnit(a.clone()),
+                Principal::Public => wit::Principal::Public,
+            })
+            .collect()
+    })
+}
+
+/// The image's tag `key` as a projection lowers it: `none` when the image has none.
+fn declared_tag(image: &model::Image, key: &str) -> Option<Vec<Tag>> {
+    image.tags.get(key).map(|value| vec![Tag { key: key.to_string(), value: value.clone() }])
 }
 
 /// The guest's keep-tagged, natively.
@@ -111,11 +120,13 @@ fn native_share(image: &model::Image) -> Vec<Proposal> {
         .collect()
 }
 
-/// The probe's policies, by name.
+/// The probe's policies, by name, on handles or on lowered images.
 #[derive(Clone, Copy)]
 enum Which {
     Keep,
     Share,
+    KeepLowered,
+    ShareLowered,
 }
 
 /// Runs `which` over every image in calls of `batch` images; returns the proposals
@@ -132,9 +143,27 @@ fn run(store: &mut Store<State>, probe: &Measure, which: Which, batch: usize) ->
         store.set_epoch_deadline(1_000);
         store.set_fuel(1_000_000_000).expect("fuel is on");
         let p = probe.amiwarden_probe_probe();
+        let images = &store.data().images[first..first + count];
         let out = match which {
             Which::Keep => p.call_keep(&mut *store, count as u32),
             Which::Share => p.call_share(&mut *store, count as u32),
+            Which::KeepLowered => {
+                let lowered: Vec<KeepImage> =
+                    images.iter().map(|i| KeepImage { id: i.id.clone(), tags: declared_tag(i, "keep") }).collect();
+                p.call_keep_lowered(&mut *store, &lowered)
+            }
+            Which::ShareLowered => {
+                let lowered: Vec<ShareImage> = images
+                    .iter()
+                    .map(|i| ShareImage {
+                        id: i.id.clone(),
+                        account: i.account.clone(),
+                        tags: declared_tag(i, "share-with"),
+                        launch_permissions: permissions(i),
+                    })
+                    .collect();
+                p.call_share_lowered(&mut *store, &lowered)
+            }
         }
         .expect("probe call");
         assert_eq!(out.len(), count);
@@ -188,31 +217,33 @@ fn main() {
     let probe = Measure::instantiate(&mut store, &component, &linker).expect("instantiate");
 
     println!("## Images as host-held handles: one call per event or per batch ({} images)\n", all.len());
-    println!("| policy | calls of | wasm µs/event | native µs/event | wasm ÷ native |");
-    println!("|---|---|---|---|---|");
-    for (name, which, native) in [
-        ("keep-tagged", Which::Keep, native_keep as fn(&model::Image) -> Vec<Proposal>),
-        ("sharing's reads", Which::Share, native_share),
+    println!("| policy | images | calls of | wasm µs/event | native µs/event | wasm ÷ native |");
+    println!("|---|---|---|---|---|---|");
+    for (name, handles, lowered, native) in [
+        ("keep-tagged", Which::Keep, Which::KeepLowered, native_keep as fn(&model::Image) -> Vec<Proposal>),
+        ("sharing's reads", Which::Share, Which::ShareLowered, native_share),
     ] {
         let start = Instant::now();
         let native_made: usize = all.iter().map(|i| native(i).len()).sum();
         let native_time = start.elapsed();
-        // Warm the instance's memory before timing.
-        run(&mut store, &probe, which, 64);
-        for batch in [1, 16, 64, 256] {
-            let (made, wasm) = run(&mut store, &probe, which, batch);
-            assert_eq!(made, native_made, "{name}: wasm and native disagree");
-            println!(
-                "| {name} | {batch} | {:.2} | {:.2} | {:.1}× |",
-                us(wasm),
-                us(native_time),
-                wasm.as_secs_f64() / native_time.as_secs_f64()
-            );
+        for (how, which) in [("left in the host", handles), ("lowered with what it reads", lowered)] {
+            // Warm the instance's memory before timing.
+            run(&mut store, &probe, which, 64);
+            for batch in [1, 16, 64, 256] {
+                let (made, wasm) = run(&mut store, &probe, which, batch);
+                assert_eq!(made, native_made, "{name}, {how}: wasm and native disagree");
+                println!(
+                    "| {name} | {how} | {batch} | {:.2} | {:.2} | {:.1}× |",
+                    us(wasm),
+                    us(native_time),
+                    wasm.as_secs_f64() / native_time.as_secs_f64()
+                );
+            }
         }
-        if let Which::Keep = which {
+        if let Which::Keep = handles {
             assert_eq!(made_0_2, native_made, "the trivial plugin and the probe disagree");
             println!(
-                "| keep-tagged, contract 0.2.0 (the image lowered whole, a call per event) | 1 | {:.2} | {:.2} | {:.1}× |",
+                "| keep-tagged | contract 0.2.0: lowered whole | 1 | {:.2} | {:.2} | {:.1}× |",
                 us(contract),
                 us(native_time),
                 contract.as_secs_f64() / native_time.as_secs_f64()
