@@ -208,7 +208,9 @@ impl PlannedAction {
 /// Reads a location, held once per thread however many actions of a plan file name it.
 fn shared_location<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Shared<Location>, D::Error> {
     thread_local! {
-        /// Every location a plan file on this thread named (a few hundred at most).
+        /// Every location a plan file read on this thread named: a plan's are a few
+        /// hundred; a hostile file's are bounded by its size, which `files::open_input`
+        /// limits, and the plan is refused once read (its locations are outside the scope).
         static READ: std::cell::RefCell<BTreeSet<Shared<Location>>> = Default::default();
     }
     let location = Location::deserialize(d)?;
