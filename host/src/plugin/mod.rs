@@ -7,6 +7,7 @@
 mod bindings;
 mod cache;
 mod host_api;
+mod output;
 mod review;
 mod sandbox;
 mod set;

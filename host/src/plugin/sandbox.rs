@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, ResourceLimiter};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use super::output::OutputPipe;
 use crate::config::Limits;
 use crate::inventory::Inventory;
 use crate::model::Timestamp;
@@ -131,10 +131,11 @@ pub struct StoreState {
     pub limiter: Limiter,
     wasi: WasiCtx,
     table: ResourceTable,
-    stdout: MemoryOutputPipe,
-    stderr: MemoryOutputPipe,
-    /// Bytes of stdout and stderr already sent to the log.
-    flushed: [usize; 2],
+    stdout: OutputPipe,
+    stderr: OutputPipe,
+    /// Whether stdout's and stderr's going past their budget was noted in the log.
+    output_noted: [bool; 2],
+    output_budget: usize,
     /// Bytes of `log` messages this store may still emit (`limits.output_bytes`).
     log_left: usize,
     /// `log` calls dropped once the budget ran out, not yet reported.
@@ -184,8 +185,8 @@ impl StoreState {
         limits: &Limits,
         data_dir: Option<&PathBuf>,
     ) -> anyhow::Result<StoreState> {
-        let stdout = MemoryOutputPipe::new(limits.output_bytes);
-        let stderr = MemoryOutputPipe::new(limits.output_bytes);
+        let stdout = OutputPipe::new(limits.output_bytes);
+        let stderr = OutputPipe::new(limits.output_bytes);
         let mut wasi = WasiCtxBuilder::new();
         wasi.stdout(stdout.clone())
             .stderr(stderr.clone())
@@ -213,7 +214,8 @@ impl StoreState {
             table: ResourceTable::new(),
             stdout,
             stderr,
-            flushed: [0; 2],
+            output_noted: [false; 2],
+            output_budget: limits.output_bytes,
             log_left: limits.output_bytes,
             log_dropped: 0,
             host_work_left: limits.host_work(),
@@ -250,8 +252,9 @@ impl StoreState {
         true
     }
 
-    /// Sends what the plugin wrote to stdout and stderr to the log under its name, and
-    /// says how many `log` messages went over the budget.
+    /// Sends what the plugin wrote to stdout and stderr since the last call to the log
+    /// under its name, says how many `log` messages went over the budget, and says once
+    /// per stream when its output went over the budget.
     pub fn flush_output(&mut self) {
         if self.log_dropped > 0 {
             tracing::warn!(
@@ -261,12 +264,16 @@ impl StoreState {
             );
         }
         for (i, (stream, pipe)) in [("stdout", &self.stdout), ("stderr", &self.stderr)].into_iter().enumerate() {
-            // The pipe keeps everything written to it: log only what is new since the last call.
-            let bytes = pipe.contents();
-            let new = bytes.get(self.flushed[i]..).unwrap_or_default();
-            self.flushed[i] = bytes.len();
-            for line in String::from_utf8_lossy(new).lines() {
+            let (new, dropped) = pipe.take();
+            for line in String::from_utf8_lossy(&new).lines() {
                 tracing::info!(plugin = %self.plugin, stream, "{line}");
+            }
+            if dropped > 0 && !std::mem::replace(&mut self.output_noted[i], true) {
+                tracing::warn!(
+                    plugin = %self.plugin,
+                    "{dropped} byte(s) of {stream} dropped, and what it writes for the rest of this batch: over the {} bytes one batch may write (limits.output_bytes)",
+                    self.output_budget
+                );
             }
         }
     }

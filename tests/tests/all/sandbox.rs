@@ -313,6 +313,31 @@ fn what_a_plugin_prints_is_logged_once_per_call() {
     }
 }
 
+#[test]
+fn printing_past_the_output_budget_is_cut_with_a_note_and_fails_nothing() {
+    // ~30 bytes to stdout and ~35 to stderr per event: a 1 KiB budget is spent by the
+    // ~35th event of the batch; every later event still gets its proposals.
+    let limits = Limits { output_bytes: 1024, ..Limits::default() };
+    let plugin = hostile("print", limits.clone());
+    let images: Vec<_> = (0..200).map(|i| image(&format!("ami-{i:017x}"), &[])).collect();
+    let inv = inventory(images.clone());
+    let (proposals, text) = logged(|| {
+        let mut session = plugin.session(inv, NOW).unwrap();
+        images.iter().map(|img| session.propose(&scheduled(img.clone())).map(|p| probe(&p))).collect::<Vec<_>>()
+    });
+    for (img, got) in images.iter().zip(&proposals) {
+        assert_eq!(got.as_deref().ok(), Some("printed"), "{}: {got:?}", img.id);
+    }
+    assert_eq!(text.matches("hello from ami-00000000000000000 ").count(), 1, "the first event's line is logged");
+    assert!(!text.contains("hello from ami-000000000000000c7"), "the last event's line is past the budget");
+    for stream in ["stdout", "stderr"] {
+        let notes: Vec<&str> = text.lines().filter(|l| l.contains(&format!("of {stream} dropped"))).collect();
+        assert_eq!(notes.len(), 1, "one note per stream, when the budget is first passed: {notes:?}");
+    }
+    let printed = text.lines().filter(|l| l.contains("hello from") || l.contains("warning about")).count();
+    assert!((50..=80).contains(&printed), "{printed} lines within two 1 KiB budgets:\n{text}");
+}
+
 /// Runs the hostile guest in `mode` on the first of `n` images.
 fn propose_among(mode: &str, n: usize) -> Result<Vec<Proposal>, PluginError> {
     let plugin = hostile(mode, Limits::default());
