@@ -203,7 +203,10 @@ fn record(found: &mut BTreeMap<String, SnapshotInfo>, snapshots: &[aws_sdk_ec2::
 }
 
 /// DescribeImageAttribute(launchPermission), one call per image, concurrently under
-/// the rate limiter. An image deregistered meanwhile is left out.
+/// the rate limiter. An image deregistered meanwhile is left out: EC2 answers NotFound
+/// for it; moto answers a bare HTTP 500 (its lookup of the image fails), so a failed read
+/// is followed by a DescribeImages of the image, and an image gone by then is left out
+/// too. Any other failure fails the read.
 pub async fn launch_permissions(ec2: &Ec2, ids: &[String]) -> Result<BTreeMap<String, BTreeSet<Principal>>, ApiError> {
     let limit = Arc::new(Semaphore::new(PERMISSION_CONCURRENCY));
     let mut tasks = JoinSet::new();
@@ -226,7 +229,11 @@ pub async fn launch_permissions(ec2: &Ec2, ids: &[String]) -> Result<BTreeMap<St
                 found.insert(id, principals);
             }
             Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(e),
+            Err(e) => match describe_images(ec2, Some(vec![id.clone()]), Vec::new()).await {
+                Ok(now) if now.iter().all(|i| i.state() == Some(&aws_sdk_ec2::types::ImageState::Deregistered)) => {}
+                Err(again) if again.is_not_found() => {}
+                _ => return Err(e),
+            },
         }
     }
     Ok(found)

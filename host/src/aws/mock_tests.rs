@@ -226,6 +226,52 @@ fn launch_permissions_are_fetched_only_when_a_plugin_needs_them() {
     assert!(!counts(&backend).contains_key("DescribeInstances"));
 }
 
+/// Re-reads images a and b with their permissions, where moto fails b's
+/// DescribeImageAttribute with its bare 500, and a DescribeImages of b alone finds `b_now`.
+fn reread_with_b_failing(b_now: Option<ec2::Image>) -> anyhow::Result<Vec<(String, Option<crate::model::Image>)>> {
+    let both = mock!(Client::describe_images).match_requests(|r| r.image_ids().len() == 2).then_output(|| {
+        DescribeImagesOutput::builder()
+            .images(ec2_image("ami-0000000a", &[]))
+            .images(ec2_image("ami-0000000b", &[]))
+            .build()
+    });
+    let b_again = mock!(Client::describe_images)
+        .match_requests(|r| r.image_ids() == ["ami-0000000b"])
+        .then_output(move || DescribeImagesOutput::builder().set_images(b_now.clone().map(|i| vec![i])).build());
+    let references =
+        mock!(Client::describe_image_references).then_output(|| DescribeImageReferencesOutput::builder().build());
+    let a = mock!(Client::describe_image_attribute)
+        .match_requests(|r| r.image_id() == Some("ami-0000000a"))
+        .then_output(|| {
+            DescribeImageAttributeOutput::builder()
+                .launch_permissions(ec2::LaunchPermission::builder().user_id("222222222222").build())
+                .build()
+        });
+    let b = mock!(Client::describe_image_attribute)
+        .match_requests(|r| r.image_id() == Some("ami-0000000b"))
+        .sequence()
+        .http_status(500, Some(MOTO_500.into()))
+        .repeatedly()
+        .build();
+    let backend = backend("us-east-1", RuleMode::MatchAny, &[&both, &b_again, &references, &a, &b]);
+    backend.refresh_many(&location("us-east-1"), &["ami-0000000a".into(), "ami-0000000b".into()], true)
+}
+
+#[test]
+fn a_permission_read_failing_for_an_image_gone_meanwhile_leaves_it_out_and_fails_otherwise() {
+    // Gone when asked again (deregistered by another worker between the two calls).
+    let read = reread_with_b_failing(None).expect("the re-read goes on");
+    let a = read[0].1.as_ref().expect("a is there");
+    assert_eq!(a.launch_permissions, Some([Principal::Account("222222222222".into())].into()));
+    assert_eq!(read[1].1.as_ref().map(|b| b.launch_permissions.is_none()), Some(true), "b's permissions unread");
+    let deregistered = ec2::Image::builder().image_id("ami-0000000b").state(ec2::ImageState::Deregistered).build();
+    assert!(reread_with_b_failing(Some(deregistered)).is_ok());
+    // Still there: the failure is the endpoint's, and the re-read fails naming it.
+    let error = format!("{:#}", reread_with_b_failing(Some(ec2_image("ami-0000000b", &[]))).unwrap_err());
+    assert!(error.contains("launch permissions in 123456789012/us-east-1"), "{error}");
+    assert!(error.contains("DescribeImageAttribute"), "{error}");
+}
+
 #[test]
 fn a_policy_that_needs_nothing_more_reads_only_describe_images() {
     let images = mock!(Client::describe_images)
