@@ -133,8 +133,9 @@ pub struct StoreState {
     table: ResourceTable,
     stdout: OutputPipe,
     stderr: OutputPipe,
-    /// Whether stdout's and stderr's going past their budget was noted in the log.
-    output_noted: [bool; 2],
+    /// Whether `log` messages, stdout and stderr going past their budget was noted in
+    /// the log: once per store, not once per call for the rest of its batch.
+    output_noted: [bool; 3],
     output_budget: usize,
     /// Bytes of `log` messages this store may still emit (`limits.output_bytes`).
     log_left: usize,
@@ -214,7 +215,7 @@ impl StoreState {
             table: ResourceTable::new(),
             stdout,
             stderr,
-            output_noted: [false; 2],
+            output_noted: [false; 3],
             output_budget: limits.output_bytes,
             log_left: limits.output_bytes,
             log_dropped: 0,
@@ -253,14 +254,15 @@ impl StoreState {
     }
 
     /// Sends what the plugin wrote to stdout and stderr since the last call to the log
-    /// under its name, says how many `log` messages went over the budget, and says once
-    /// per stream when its output went over the budget.
+    /// under its name, and says once per store, when it first happens, that `log`
+    /// messages, stdout or stderr went over the budget.
     pub fn flush_output(&mut self) {
-        if self.log_dropped > 0 {
+        let log_dropped = std::mem::take(&mut self.log_dropped);
+        if log_dropped > 0 && !std::mem::replace(&mut self.output_noted[0], true) {
             tracing::warn!(
                 plugin = %self.plugin,
-                "{} log message(s) dropped: over the bytes one batch may log (limits.output_bytes)",
-                std::mem::take(&mut self.log_dropped)
+                "{log_dropped} log message(s) dropped, and any more in this batch: over the {} bytes one batch may log (limits.output_bytes)",
+                self.output_budget
             );
         }
         for (i, (stream, pipe)) in [("stdout", &self.stdout), ("stderr", &self.stderr)].into_iter().enumerate() {
@@ -268,10 +270,10 @@ impl StoreState {
             for line in String::from_utf8_lossy(&new).lines() {
                 tracing::info!(plugin = %self.plugin, stream, "{line}");
             }
-            if dropped > 0 && !std::mem::replace(&mut self.output_noted[i], true) {
+            if dropped > 0 && !std::mem::replace(&mut self.output_noted[i + 1], true) {
                 tracing::warn!(
                     plugin = %self.plugin,
-                    "{dropped} byte(s) of {stream} dropped, and what it writes for the rest of this batch: over the {} bytes one batch may write (limits.output_bytes)",
+                    "{dropped} byte(s) of {stream} dropped, and any more in this batch: over the {} bytes one batch may write (limits.output_bytes)",
                     self.output_budget
                 );
             }

@@ -298,6 +298,22 @@ fn a_log_flood_is_cut_at_the_output_budget_with_one_note() {
 }
 
 #[test]
+fn a_log_flood_on_every_event_of_a_batch_is_noted_once() {
+    let plugin = hostile("log-flood:100", Limits::default());
+    let images: Vec<_> = (0..10).map(|i| image(&format!("ami-{i:017x}"), &[])).collect();
+    let inv = inventory(images.clone());
+    let (_, text) = logged(|| {
+        let mut session = plugin.session(inv, NOW).unwrap();
+        for img in &images {
+            assert_eq!(probe(&session.propose(&scheduled(img.clone())).unwrap()), "flooded");
+        }
+    });
+    let notes: Vec<&str> = text.lines().filter(|l| l.contains("dropped")).collect();
+    assert_eq!(notes.len(), 1, "one note for the batch, not one per event: {notes:?}");
+    assert!(notes[0].contains("and any more in this batch"), "{}", notes[0]);
+}
+
+#[test]
 fn what_a_plugin_prints_is_logged_once_per_call() {
     let plugin = hostile("print", Limits::default());
     let images = [image("ami-0000000000000000a", &[]), image("ami-0000000000000000b", &[])];
