@@ -4,6 +4,9 @@
 
 mod config;
 
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
 use amiwarden_sdk::prelude::*;
 use amiwarden_sdk::{CopyRequest, ImageState, SOURCE_IMAGE_TAG};
 use config::Config;
@@ -12,6 +15,10 @@ use config::Config;
 #[derive(Default)]
 pub struct Replication {
     config: Option<Config>,
+    /// Whether any image of an account and region was inventoried, as learned once per
+    /// instance: an instance sees one run's inventory, and a batch of replicas whose
+    /// source is gone would otherwise list their source region once each.
+    inventoried: RefCell<BTreeMap<(String, String), bool>>,
 }
 
 impl Policy for Replication {
@@ -34,7 +41,7 @@ impl Policy for Replication {
             if matches!(event.kind, EventKind::Deregistered) {
                 return Ok(Vec::new());
             }
-            return retire_orphan(config, image, source, now);
+            return self.retire_orphan(config, image, source, now);
         }
         if matches!(event.kind, EventKind::Deregistered) {
             if !config.source_regions.contains(&image.region) {
@@ -89,38 +96,49 @@ fn copy(config: &Config, image: &Image, now: Timestamp) -> Result<Vec<Proposal>,
     Ok(proposals)
 }
 
-/// Retires `replica` if its source is gone for sure: the source's region is a source
-/// region, it was inventoried in this run, and the source is not in it.
-fn retire_orphan(config: &Config, replica: &Image, source: &str, now: Timestamp) -> Result<Vec<Proposal>, PolicyError> {
-    let Some(source_region) = replica.copied_from_region() else {
-        return Ok(Vec::new());
-    };
-    if !config.source_regions.iter().any(|r| r == source_region)
-        || get_summary(source).is_some_and(|s| s.state != ImageState::Deregistered)
-    {
-        return Ok(Vec::new());
+impl Replication {
+    /// Retires `replica` if its source is gone for sure: the source's region is a source
+    /// region, it was inventoried in this run, and the source is not in it.
+    fn retire_orphan(
+        &self,
+        config: &Config,
+        replica: &Image,
+        source: &str,
+        now: Timestamp,
+    ) -> Result<Vec<Proposal>, PolicyError> {
+        let Some(source_region) = replica.copied_from_region() else {
+            return Ok(Vec::new());
+        };
+        if !config.source_regions.iter().any(|r| r == source_region)
+            || get_summary(source).is_some_and(|s| s.state != ImageState::Deregistered)
+        {
+            return Ok(Vec::new());
+        }
+        if !self.inventoried(&replica.account, source_region)? {
+            let message = format!(
+                "{}: its source {source} is not in scope, but no image of {} in {source_region} is either; \
+                 not treating the source as gone",
+                replica.id, replica.account
+            );
+            log(LogLevel::Info, &message);
+            return Ok(Vec::new());
+        }
+        let gone = format!("{source} in {source_region}, which no longer exists");
+        Ok(retire(config, replica, &gone, now).into_iter().collect())
     }
-    let query = ImageQuery {
-        account: Some(replica.account.clone()),
-        region: Some(source_region.to_string()),
-        tag_key: None,
-        tag_value: None,
-        name_prefix: None,
-        source_image_id: None,
-    };
-    let inventoried = query_summaries(&query)
-        .map_err(|err| PolicyError::Failed(format!("listing {}/{source_region}: {err}", replica.account)))?;
-    if inventoried.is_empty() {
-        let message = format!(
-            "{}: its source {source} is not in scope, but no image of {} in {source_region} is either; \
-             not treating the source as gone",
-            replica.id, replica.account
-        );
-        log(LogLevel::Info, &message);
-        return Ok(Vec::new());
+
+    /// Whether any image of `account` in `region` was inventoried in this run.
+    fn inventoried(&self, account: &str, region: &str) -> Result<bool, PolicyError> {
+        let key = (account.to_string(), region.to_string());
+        if let Some(&known) = self.inventoried.borrow().get(&key) {
+            return Ok(known);
+        }
+        let found = !query_summaries(&ImageQuery::location(account, region))
+            .map_err(|err| PolicyError::Failed(format!("listing {account}/{region}: {err}")))?
+            .is_empty();
+        self.inventoried.borrow_mut().insert(key, found);
+        Ok(found)
     }
-    let gone = format!("{source} in {source_region}, which no longer exists");
-    Ok(retire(config, replica, &gone, now).into_iter().collect())
 }
 
 /// Deregisters a replica of a gone source in a target region, or retains it while in use.

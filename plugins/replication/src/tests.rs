@@ -183,6 +183,32 @@ fn a_source_region_with_nothing_in_scope_does_not_count_as_proof_the_source_is_g
 }
 
 #[test]
+fn one_instance_decides_every_orphan_of_a_batch_as_fresh_instances_do() {
+    // An instance learns once per account and region whether it was inventoried; what
+    // it decides must not depend on which replicas it saw first.
+    let mut elsewhere = replica(&source(5), 6, "eu-west-1");
+    elsewhere.account = "222222222222".into();
+    let inventory = [source(9), replica(&source(1), 2, "eu-west-1"), elsewhere, replica(&source(3), 4, "eu-west-1")];
+    set_inventory(inventory.to_vec(), NOW);
+    let event = |n: u32| ImageEvent {
+        kind: EventKind::Scheduled,
+        image: inventory.iter().find(|i| i.id == id(n)).expect("in inventory").clone(),
+        evaluation_time: NOW,
+        raw: String::new(),
+    };
+    let one = replication(&config());
+    let kept: Vec<Vec<Proposal>> = [2, 6, 4, 6, 2].map(|n| one.propose(&event(n)).expect("propose")).to_vec();
+    let fresh: Vec<Vec<Proposal>> =
+        [2, 6, 4, 6, 2].map(|n| replication(&config()).propose(&event(n)).expect("propose")).to_vec();
+    assert_eq!(kept, fresh);
+    let retired = |p: &Vec<Proposal>| p.iter().map(|p| p.action.clone()).collect::<Vec<_>>();
+    assert_eq!(
+        kept.iter().map(retired).collect::<Vec<_>>()[..3],
+        [vec![Action::Deregister(true)], vec![], vec![Action::Deregister(true)]]
+    );
+}
+
+#[test]
 fn replicas_from_other_source_regions_or_in_other_regions_are_not_ours() {
     let mut foreign = source(1);
     foreign.region = "ap-southeast-2".into();

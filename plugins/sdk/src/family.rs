@@ -96,14 +96,7 @@ impl Family {
     /// The host query that finds `family`'s members in one account and region, or a
     /// superset of them (a name regex narrows only to its literal prefix).
     fn query(&self, account: &str, region: &str, family: &str) -> ImageQuery {
-        let mut query = ImageQuery {
-            account: Some(account.to_string()),
-            region: Some(region.to_string()),
-            tag_key: None,
-            tag_value: None,
-            name_prefix: None,
-            source_image_id: None,
-        };
+        let mut query = ImageQuery::location(account, region);
         match self {
             Family::Tag(key) => {
                 query.tag_key = Some(key.clone());

@@ -1,6 +1,8 @@
 //! Convenience methods on the generated contract types.
 
-use crate::{Action, ActionKind, Image, ImageSummary, InventoryNeed, PluginInfo, Principal, Proposal, Verdict};
+use crate::{
+    Action, ActionKind, Image, ImageQuery, ImageSummary, InventoryNeed, PluginInfo, Principal, Proposal, Verdict,
+};
 use crate::{Architecture, Decision, ImageState, Platform, RootDeviceType, Tag, Timestamp, Usage};
 
 /// The tag the host writes on a copy it makes: the id of the source image.
@@ -195,6 +197,20 @@ impl From<&Image> for ImageSummary {
             source_image_id: image.copied_from().map(str::to_string),
             source_region: image.copied_from_region().map(str::to_string),
             monthly_cost: image.monthly_cost,
+        }
+    }
+}
+
+impl ImageQuery {
+    /// Every image of one account and region.
+    pub fn location(account: &str, region: &str) -> ImageQuery {
+        ImageQuery {
+            account: Some(account.to_string()),
+            region: Some(region.to_string()),
+            tag_key: None,
+            tag_value: None,
+            name_prefix: None,
+            source_image_id: None,
         }
     }
 }
