@@ -240,6 +240,31 @@ fn main() {
                 );
             }
         }
+        if let Which::Share = handles {
+            // A plugin-info saying which images a plugin wants at all: the host calls
+            // sharing's reads only on images with launch permissions. The time counts the
+            // host's scan for them (positions), not the copy this probe makes of them.
+            let start = Instant::now();
+            let positions: Vec<u32> = (0..all.len() as u32)
+                .filter(|&k| all[k as usize].launch_permissions.as_ref().is_some_and(|p| !p.is_empty()))
+                .collect();
+            let select = start.elapsed();
+            let wanted: Vec<model::Image> = positions.iter().map(|&k| all[k as usize].clone()).collect();
+            store.data_mut().images = Arc::new(wanted);
+            run(&mut store, &probe, Which::Share, 64);
+            for batch in [16, 64, 256] {
+                let (made, wasm) = run(&mut store, &probe, Which::Share, batch);
+                assert_eq!(made, native_made, "{name}, only wanted images: wasm and native disagree");
+                println!(
+                    "| {name} | left in the host, only the {} it wants | {batch} | {:.2} | {:.2} | {:.1}× |",
+                    positions.len(),
+                    us(wasm + select),
+                    us(native_time),
+                    (wasm + select).as_secs_f64() / native_time.as_secs_f64()
+                );
+            }
+            store.data_mut().images = Arc::clone(&all);
+        }
         if let Which::Keep = handles {
             assert_eq!(made_0_2, native_made, "the trivial plugin and the probe disagree");
             println!(
