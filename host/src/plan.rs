@@ -155,6 +155,24 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Shared<T> {
     }
 }
 
+impl<T: std::fmt::Display> std::fmt::Display for Shared<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<T: Ord> Shared<T> {
+    /// The value in `held` equal to `value`, shared; `value`, added to `held`, if none is.
+    fn held_once(held: &mut BTreeSet<Shared<T>>, value: T) -> Shared<T> {
+        if let Some(shared) = held.get(&value) {
+            return Shared(Arc::clone(&shared.0));
+        }
+        let shared = Shared::from(value);
+        held.insert(Shared(Arc::clone(&shared.0)));
+        shared
+    }
+}
+
 /// Hands out one shared `Plugins` per distinct set of names, to every thread of a merge.
 #[derive(Debug, Default)]
 pub struct PluginSets(std::sync::Mutex<BTreeSet<Plugins>>);
@@ -162,13 +180,7 @@ pub struct PluginSets(std::sync::Mutex<BTreeSet<Plugins>>);
 impl PluginSets {
     /// The shared set equal to `names`.
     pub fn get(&self, names: BTreeSet<String>) -> Plugins {
-        let mut held = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(shared) = held.get(&names) {
-            return shared.clone();
-        }
-        let shared = Plugins::from(names);
-        held.insert(shared.clone());
-        shared
+        Shared::held_once(&mut self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner), names)
     }
 }
 
@@ -214,14 +226,7 @@ fn shared_location<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Shared<Loca
         static READ: std::cell::RefCell<BTreeSet<Shared<Location>>> = Default::default();
     }
     let location = Location::deserialize(d)?;
-    Ok(READ.with_borrow_mut(|read| match read.get(&location) {
-        Some(shared) => shared.clone(),
-        None => {
-            let shared = Shared::from(location);
-            read.insert(shared.clone());
-            shared
-        }
-    }))
+    Ok(READ.with_borrow_mut(|read| Shared::held_once(read, location)))
 }
 
 /// Why a proposal did not make it into the plan.

@@ -15,7 +15,8 @@ rounds=${4:-3}
 cd "$(dirname "$0")/../.."
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-awk '/^\[plugin\.limits\]/{skip=1; next} /^\[/{skip=0} !skip' scripts/bench/policy.toml > "$work/policy.toml"
+source scripts/bench/lib.sh
+default_limits_policy "$work/policy.toml"
 "$new" synth --images "$images" --out "$work/org.json"
 python3 - "$work/org.json" <<'PY'
 import json, sys

@@ -13,8 +13,8 @@ bin=$CARGO_TARGET_DIR/release/amiwarden
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 if [ "${2:-}" = "--default-limits" ]; then
-  # A [plugin.limits] table runs until the next table header.
-  awk '/^\[plugin\.limits\]/{skip=1; next} /^\[/{skip=0} !skip' scripts/bench/policy.toml > "$work/policy.toml"
+  source scripts/bench/lib.sh
+  default_limits_policy "$work/policy.toml"
   policy=$work/policy.toml
 fi
 "$bin" synth --images "$images" --out "$work/org.json"

@@ -19,8 +19,8 @@ cargo build --release --quiet --locked -p amiwarden --bin amiwarden
 bin=$CARGO_TARGET_DIR/release/amiwarden
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-# The benchmark policy without its [plugin.limits] tables: default limits everywhere.
-awk '/^\[plugin\.limits\]/{skip=1; next} /^\[/{skip=0} !skip' scripts/bench/policy.toml > "$work/policy.toml"
+source scripts/bench/lib.sh
+default_limits_policy "$work/policy.toml"
 mkdir -p docs/bench
 csv=docs/bench/scale.csv
 echo "images,round,wall_s,cpu_s,peak_rss_mib,actions,plugin_errors,exit" > "$work/raw.csv"

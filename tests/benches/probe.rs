@@ -219,6 +219,10 @@ fn main() {
     println!("## Images as host-held handles: one call per event or per batch ({} images)\n", all.len());
     println!("| policy | images | calls of | wasm µs/event | native µs/event | wasm ÷ native |");
     println!("|---|---|---|---|---|---|");
+    let row = |name: &str, how: &str, batch: usize, wasm: Duration, native: Duration| {
+        let ratio = wasm.as_secs_f64() / native.as_secs_f64();
+        println!("| {name} | {how} | {batch} | {:.2} | {:.2} | {ratio:.1}× |", us(wasm), us(native));
+    };
     for (name, handles, lowered, native) in [
         ("keep-tagged", Which::Keep, Which::KeepLowered, native_keep as fn(&model::Image) -> Vec<Proposal>),
         ("sharing's reads", Which::Share, Which::ShareLowered, native_share),
@@ -232,12 +236,7 @@ fn main() {
             for batch in [1, 16, 64, 256] {
                 let (made, wasm) = run(&mut store, &probe, which, batch);
                 assert_eq!(made, native_made, "{name}, {how}: wasm and native disagree");
-                println!(
-                    "| {name} | {how} | {batch} | {:.2} | {:.2} | {:.1}× |",
-                    us(wasm),
-                    us(native_time),
-                    wasm.as_secs_f64() / native_time.as_secs_f64()
-                );
+                row(name, how, batch, wasm, native_time);
             }
         }
         if let Which::Share = handles {
@@ -255,24 +254,14 @@ fn main() {
             for batch in [16, 64, 256] {
                 let (made, wasm) = run(&mut store, &probe, Which::Share, batch);
                 assert_eq!(made, native_made, "{name}, only wanted images: wasm and native disagree");
-                println!(
-                    "| {name} | left in the host, only the {} it wants | {batch} | {:.2} | {:.2} | {:.1}× |",
-                    positions.len(),
-                    us(wasm + select),
-                    us(native_time),
-                    (wasm + select).as_secs_f64() / native_time.as_secs_f64()
-                );
+                let how = format!("left in the host, only the {} it wants", positions.len());
+                row(name, &how, batch, wasm + select, native_time);
             }
             store.data_mut().images = Arc::clone(&all);
         }
         if let Which::Keep = handles {
             assert_eq!(made_0_2, native_made, "the trivial plugin and the probe disagree");
-            println!(
-                "| keep-tagged | contract 0.2.0: lowered whole | 1 | {:.2} | {:.2} | {:.1}× |",
-                us(contract),
-                us(native_time),
-                contract.as_secs_f64() / native_time.as_secs_f64()
-            );
+            row(name, "contract 0.2.0: lowered whole", 1, contract, native_time);
         }
     }
 }

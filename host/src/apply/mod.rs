@@ -74,12 +74,11 @@ pub fn check(checks: &Checks<'_>, plan: &Plan) -> Result<(), GuardrailStop> {
         .iter()
         .map(|v| match by_id.get(v.action_id.as_str()) {
             Some(a) => format!(
-                "  {} {} {} in {}/{}: {}",
+                "  {} {} {} in {}: {}",
                 a.id,
                 a.op.verb(),
                 a.image_id,
-                a.location.account,
-                a.location.region,
+                a.location,
                 crate::model::text::escape(&v.reason)
             ),
             None => format!("  {}", v.reason),

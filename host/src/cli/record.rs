@@ -195,7 +195,7 @@ impl Recorder {
         let mut by_location: BTreeMap<String, usize> = BTreeMap::new();
         for a in &plan.actions {
             *by_operation.entry(a.op.kind().to_string()).or_default() += 1;
-            *by_location.entry(format!("{}/{}", a.location.account, a.location.region)).or_default() += 1;
+            *by_location.entry(a.location.to_string()).or_default() += 1;
         }
         let timings = self.timings.borrow().clone();
         let metadata = Metadata {

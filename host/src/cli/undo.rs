@@ -118,13 +118,12 @@ fn show(plan: &UndoPlan, run: &str, format: Format) -> anyhow::Result<()> {
     for step in &plan.steps {
         let a = &step.action;
         text += &format!(
-            "\n  {} (reverses {} {}, {} in {}/{})",
+            "\n  {} (reverses {} {}, {} in {})",
             escape(&step.verb()),
             a.id,
             escape(&a.op.verb()),
             a.image_id,
-            a.location.account,
-            a.location.region
+            a.location
         );
     }
     for (a, why) in &plan.left {

@@ -124,7 +124,7 @@ pub fn check_planned(
     for a in actions {
         let mut refuse = |reason: String| out.push(Violation { action_id: a.id.clone(), reason });
         if !policy.scope.accounts.contains(&a.location.account) || !policy.scope.regions.contains(&a.location.region) {
-            refuse(format!("{}/{} is outside the policy's scope", a.location.account, a.location.region));
+            refuse(format!("{} is outside the policy's scope", a.location));
             continue;
         }
         if a.id != PlannedAction::id_for(&a.location.account, &a.location.region, &a.image_id, &a.op) {

@@ -20,9 +20,7 @@ pub(super) fn execute(state: &mut SimState, action: &PlannedAction, now: Timesta
     let Some(region) =
         state.accounts.get_mut(&action.location.account).and_then(|a| a.regions.get_mut(&action.location.region))
     else {
-        return ActionOutcome::Failed {
-            error: format!("no such account/region {}/{}", action.location.account, action.location.region),
-        };
+        return ActionOutcome::Failed { error: format!("no such account/region {}", action.location) };
     };
     if let Op::DeleteSnapshot { snapshot_id } = &action.op {
         if let Some(user) =
