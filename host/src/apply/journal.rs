@@ -66,7 +66,7 @@ pub struct JournalEntry {
 
 /// The id of a plan: sha256 of its actions.
 pub fn plan_id(plan: &Plan) -> String {
-    crate::model::id::stable_id("plan", &serde_json::to_vec(&plan.actions).unwrap_or_default(), 20)
+    crate::model::id::stable_id_of_json("plan", &plan.actions, 20)
 }
 
 /// The journal key of a fresh run of `plan`: its id and when the run started. A plan
