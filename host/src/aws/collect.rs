@@ -71,8 +71,11 @@ pub async fn describe_images(
 }
 
 /// Fills what `needs` asks for (snapshot details, usage, launch permissions) into
-/// `images`, fetching them concurrently; what is not asked for is not read.
-pub async fn complete(ec2: &Ec2, images: &mut [Image], needs: &BTreeSet<InventoryNeed>) -> anyhow::Result<()> {
+/// `images`, fetching them concurrently; what is not asked for is not read. When launch
+/// permissions are asked for, an image whose read found it gone (deregistered since it
+/// was described) is dropped: it is not in the inventory any more, and an image kept
+/// with its permissions unread would look as if nobody knew whom it is shared with.
+pub async fn complete(ec2: &Ec2, images: &mut Vec<Image>, needs: &BTreeSet<InventoryNeed>) -> anyhow::Result<()> {
     let ids: Vec<String> = images.iter().map(|i| i.id.clone()).collect();
     let snapshot_ids: Vec<String> =
         images.iter().flat_map(|i| i.snapshot_ids()).map(str::to_string).collect::<BTreeSet<_>>().into_iter().collect();
@@ -119,6 +122,9 @@ pub async fn complete(ec2: &Ec2, images: &mut [Image], needs: &BTreeSet<Inventor
         if want(InventoryNeed::LaunchPermissions) {
             image.launch_permissions = permissions.get(&image.id).cloned();
         }
+    }
+    if want(InventoryNeed::LaunchPermissions) {
+        images.retain(|i| i.launch_permissions.is_some());
     }
     Ok(())
 }
@@ -222,7 +228,9 @@ pub async fn launch_permissions(ec2: &Ec2, ids: &[String]) -> Result<BTreeMap<St
     }
     let mut found = BTreeMap::new();
     while let Some(joined) = tasks.join_next().await {
-        let Ok((id, out)) = joined else { continue };
+        // A task that did not finish (it panicked) leaves an image unread: that is a
+        // failed read, not a gone image.
+        let (id, out) = joined.map_err(|e| ApiError::unfinished("DescribeImageAttribute", &e))?;
         match out {
             Ok(out) => {
                 let principals = out.launch_permissions().iter().filter_map(convert::principal).collect();

@@ -61,6 +61,11 @@ impl ApiError {
         ApiError { operation, kind, code, message }
     }
 
+    /// A call whose task did not finish (it panicked): a failed call, never an answer.
+    pub fn unfinished(operation: &'static str, err: &tokio::task::JoinError) -> ApiError {
+        ApiError { operation, kind: ErrorKind::Other, code: None, message: format!("the task making it ended: {err}") }
+    }
+
     /// Whether the thing acted on is gone.
     pub fn is_not_found(&self) -> bool {
         self.kind == ErrorKind::NotFound

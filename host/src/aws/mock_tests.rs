@@ -226,10 +226,10 @@ fn launch_permissions_are_fetched_only_when_a_plugin_needs_them() {
     assert!(!counts(&backend).contains_key("DescribeInstances"));
 }
 
-/// Re-reads images a and b with their permissions, where moto fails b's
-/// DescribeImageAttribute with its bare 500, and a DescribeImages of b alone finds `b_now`.
-fn reread_with_b_failing(b_now: Option<ec2::Image>) -> anyhow::Result<Vec<(String, Option<crate::model::Image>)>> {
-    let both = mock!(Client::describe_images).match_requests(|r| r.image_ids().len() == 2).then_output(|| {
+/// EC2 holding images a and b, where moto fails b's DescribeImageAttribute with its bare
+/// 500, and a DescribeImages of b alone finds `b_now`.
+fn b_permissions_failing(b_now: Option<ec2::Image>) -> AwsBackend {
+    let both = mock!(Client::describe_images).match_requests(|r| r.image_ids().len() != 1).then_output(|| {
         DescribeImagesOutput::builder()
             .images(ec2_image("ami-0000000a", &[]))
             .images(ec2_image("ami-0000000b", &[]))
@@ -253,23 +253,43 @@ fn reread_with_b_failing(b_now: Option<ec2::Image>) -> anyhow::Result<Vec<(Strin
         .http_status(500, Some(MOTO_500.into()))
         .repeatedly()
         .build();
-    let backend = backend("us-east-1", RuleMode::MatchAny, &[&both, &b_again, &references, &a, &b]);
-    backend.refresh_many(&location("us-east-1"), &["ami-0000000a".into(), "ami-0000000b".into()], true)
+    backend("us-east-1", RuleMode::MatchAny, &[&both, &b_again, &references, &a, &b])
+}
+
+/// Re-reads images a and b with their permissions (as an apply's re-check does).
+fn reread_with_b_failing(b_now: Option<ec2::Image>) -> anyhow::Result<Vec<(String, Option<crate::model::Image>)>> {
+    b_permissions_failing(b_now).refresh_many(
+        &location("us-east-1"),
+        &["ami-0000000a".into(), "ami-0000000b".into()],
+        true,
+    )
 }
 
 #[test]
 fn a_permission_read_failing_for_an_image_gone_meanwhile_leaves_it_out_and_fails_otherwise() {
-    // Gone when asked again (deregistered by another worker between the two calls).
+    // Gone when asked again (deregistered by another worker between the two calls): the
+    // re-read reports it gone, as it does an image EC2 answers NotFound for.
     let read = reread_with_b_failing(None).expect("the re-read goes on");
     let a = read[0].1.as_ref().expect("a is there");
     assert_eq!(a.launch_permissions, Some([Principal::Account("222222222222".into())].into()));
-    assert_eq!(read[1].1.as_ref().map(|b| b.launch_permissions.is_none()), Some(true), "b's permissions unread");
+    assert_eq!(read[1], ("ami-0000000b".to_string(), None), "b is gone");
     let deregistered = ec2::Image::builder().image_id("ami-0000000b").state(ec2::ImageState::Deregistered).build();
-    assert!(reread_with_b_failing(Some(deregistered)).is_ok());
+    let read = reread_with_b_failing(Some(deregistered)).expect("the re-read goes on");
+    assert!(read[0].1.is_some() && read[1].1.is_none(), "b is gone");
     // Still there: the failure is the endpoint's, and the re-read fails naming it.
     let error = format!("{:#}", reread_with_b_failing(Some(ec2_image("ami-0000000b", &[]))).unwrap_err());
     assert!(error.contains("launch permissions in 123456789012/us-east-1"), "{error}");
     assert!(error.contains("DescribeImageAttribute"), "{error}");
+}
+
+#[test]
+fn an_image_gone_before_its_permissions_are_read_is_not_in_the_inventory() {
+    let needs = [InventoryNeed::LaunchPermissions].into();
+    let found = b_permissions_failing(None).collect(&scope("us-east-1"), &needs).expect("collect");
+    assert_eq!(found.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), ["ami-0000000a"]);
+    assert!(found[0].launch_permissions.is_some());
+    let error = b_permissions_failing(Some(ec2_image("ami-0000000b", &[]))).collect(&scope("us-east-1"), &needs);
+    assert!(format!("{:#}", error.unwrap_err()).contains("DescribeImageAttribute"));
 }
 
 #[test]

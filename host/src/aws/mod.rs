@@ -43,27 +43,16 @@ use crate::plan::{Op, PlannedAction};
 use calls::{CallCounts, Ec2, Gaps};
 use connect::Connection;
 
-/// Fills usage (and launch permissions when asked) of images just re-read.
-async fn complete_usage(ec2: &Ec2, images: &mut [Image], permissions: bool) -> anyhow::Result<()> {
-    let ids: Vec<String> = images.iter().map(|i| i.id.clone()).collect();
-    let location = &ec2.location;
-    let (references, found) = tokio::try_join!(usage::references(ec2, &ids), async {
-        if permissions {
-            collect::launch_permissions(ec2, &ids).await.with_context(|| format!("launch permissions in {location}"))
-        } else {
-            Ok(BTreeMap::new())
-        }
-    })?;
-    for image in images {
-        if let Some(r) = references.get(&image.id) {
-            image.usage.instances = r.instances;
-            image.usage.launch_templates = r.launch_templates.iter().cloned().collect();
-        }
-        if permissions {
-            image.launch_permissions = found.get(&image.id).cloned();
-        }
+/// Usage (and launch permissions when asked) of images just re-read: what an
+/// apply's re-check reads. Snapshot sizes are for pricing, and a DescribeSnapshots per
+/// destructive action would spend a fifth of the Describe* bucket (20/s) that paces a
+/// large apply. An image whose permission read finds it gone is dropped.
+async fn complete_usage(ec2: &Ec2, images: &mut Vec<Image>, permissions: bool) -> anyhow::Result<()> {
+    let mut needs = BTreeSet::from([InventoryNeed::Usage]);
+    if permissions {
+        needs.insert(InventoryNeed::LaunchPermissions);
     }
-    Ok(())
+    collect::complete(ec2, images, &needs).await
 }
 
 /// Images an apply works on at once inside a phase, unless `--concurrency` says otherwise:
@@ -104,15 +93,13 @@ impl AwsBackend {
                 Err(e) => return Err(e).with_context(|| format!("re-reading {image_id} in {location}")),
             };
             let Some(raw) = described.first() else { return Ok(None) };
-            let mut image = convert::image(location, raw).map_err(anyhow::Error::msg)?;
+            let image = convert::image(location, raw).map_err(anyhow::Error::msg)?;
             if image.state == ImageState::Deregistered {
                 return Ok(None);
             }
-            // Usage and launch permissions only: snapshot sizes are for pricing, and a
-            // DescribeSnapshots per destructive action would spend a fifth of the
-            // Describe* bucket (20/s) that paces a large apply.
-            complete_usage(&ec2, std::slice::from_mut(&mut image), permissions).await?;
-            Ok(Some(image))
+            let mut images = vec![image];
+            complete_usage(&ec2, &mut images, permissions).await?;
+            Ok(images.pop())
         })
     }
 
