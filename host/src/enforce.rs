@@ -56,6 +56,8 @@ pub enum Origin<'a> {
 /// A plan ready to apply: checked, with what it was checked against.
 pub struct Prepared {
     pub plan: Plan,
+    /// The plan's id (`apply::plan_id`), computed once: it hashes every action.
+    pub plan_id: String,
     pub inventory: Arc<Inventory>,
     pub journal: Journal,
     /// Images plugins retain (or fail on) now: no destructive action touches them.
@@ -91,31 +93,34 @@ pub fn prepare(
         Origin::Fresh(_) => apply::unfinished_plan(journal_path)?,
         Origin::Saved(_) => None,
     };
-    let (plan, inventory, journal, resumed, notes, stop, timings) = match (origin, unfinished) {
+    let (plan, plan_id, inventory, journal, resumed, notes, stop, timings) = match (origin, unfinished) {
         (Origin::Saved(path), _) => {
             let plan = apply::saved::read(path)?;
-            let journal = Journal::open(journal_path, &apply::plan_id(&plan), binding)?;
+            let plan_id = apply::plan_id(&plan);
+            let journal = Journal::open(journal_path, &plan_id, binding)?;
             let (inventory, resumed) = if journal.is_resume() {
                 (collect(&plan.source)?, Some(Vec::new()))
             } else {
                 (apply::saved::check(policy, plugins, backend, &plan, path, now)?, None)
             };
-            (plan, inventory, journal, resumed, Vec::new(), None, Default::default())
+            (plan, plan_id, inventory, journal, resumed, Vec::new(), None, Default::default())
         }
         (Origin::Fresh(_), Some(unfinished)) => {
             let journal = Journal::open(journal_path, &unfinished.run_id, binding)?;
             let inventory = collect(&unfinished.plan.source)?;
-            (unfinished.plan, inventory, journal, Some(unfinished.failed), Vec::new(), None, Default::default())
+            let resumed = Some(unfinished.failed);
+            (unfinished.plan, unfinished.plan_id, inventory, journal, resumed, Vec::new(), None, Default::default())
         }
         (Origin::Fresh(source), None) => {
             let planned = crate::run::plan(policy, plugins, backend, source, now, progress)?;
-            let journal = Journal::open(journal_path, &apply::run_id(&planned.plan), binding)?;
-            (planned.plan, planned.inventory, journal, None, planned.notes, planned.stop, planned.timings)
+            let plan_id = apply::plan_id(&planned.plan);
+            let journal = Journal::open(journal_path, &apply::run_id(&plan_id), binding)?;
+            (planned.plan, plan_id, planned.inventory, journal, None, planned.notes, planned.stop, planned.timings)
         }
     };
     let destroyed = apply::destroyed_images(&plan, &journal);
     let retained = crate::run::retained(policy, plugins, &inventory, &destroyed, now);
-    let prepared = Prepared { plan, inventory, journal, retained, resumed, notes, stop, timings };
+    let prepared = Prepared { plan, plan_id, inventory, journal, retained, resumed, notes, stop, timings };
     if prepared.stop.is_none() {
         apply::check(&prepared.checks(policy, now), &prepared.plan)?;
     }

@@ -73,9 +73,9 @@ pub fn plan_id(plan: &Plan) -> String {
 /// computed again after an earlier run of the same actions ended (some failed, say) is a
 /// new run, not a finished one; a saved plan file keeps its plain id, so applying the
 /// same file twice does nothing the second time.
-pub fn run_id(plan: &Plan) -> String {
+pub fn run_id(plan_id: &str) -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    format!("{}-run{nanos:x}", plan_id(plan))
+    format!("{plan_id}-run{nanos:x}")
 }
 
 /// The default journal of a backend: beside a sim state file, else in the user's state
@@ -281,6 +281,8 @@ fn check_binding(path: &Path, line: usize, recorded: Option<&Binding>, now: &Bin
 #[derive(Debug)]
 pub struct Unfinished {
     pub plan: Plan,
+    /// Its id (`plan_id`).
+    pub plan_id: String,
     /// Its key in the journal.
     pub run_id: String,
     /// Actions of it that failed (final), with their errors.
@@ -325,7 +327,7 @@ pub fn unfinished_plan(path: &Path) -> anyhow::Result<Option<Unfinished>> {
             _ => None,
         })
         .collect();
-    Ok(Some(Unfinished { plan, run_id: id, failed }))
+    Ok(Some(Unfinished { plan, plan_id: own, run_id: id, failed }))
 }
 
 /// Whether a file is non-empty and does not end with a newline.

@@ -65,15 +65,17 @@ pub(super) fn apply_command(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<i32> 
         recorder.timings(&prepared.timings);
         recorder.journal(prepared.journal.path(), prepared.journal.run_key());
     }
-    let record = |plan: &crate::plan::Plan, report: Option<&crate::apply::Report>, exit: i32| -> anyhow::Result<()> {
-        if let Some(recorder) = &recorder {
-            let dir = recorder.write(&args.policy, plan, report, backend.as_ref(), exit)?;
-            say!("run recorded in {}", dir.display());
-        }
-        Ok(())
-    };
+    let record =
+        |prepared: &enforce::Prepared, report: Option<&crate::apply::Report>, exit: i32| -> anyhow::Result<()> {
+            if let Some(recorder) = &recorder {
+                let (plan, id) = (&prepared.plan, &prepared.plan_id);
+                let dir = recorder.write(&args.policy, plan, id, report, backend.as_ref(), exit)?;
+                say!("run recorded in {}", dir.display());
+            }
+            Ok(())
+        };
     if let Some(stop) = prepared.stop.take() {
-        record(&prepared.plan, None, 3)?;
+        record(&prepared, None, 3)?;
         return Err(stop.into());
     }
     if prepared.plan.actions.is_empty() {
@@ -81,7 +83,7 @@ pub(super) fn apply_command(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<i32> 
         if args.format == Format::Json {
             super::out(serde_json::to_string_pretty(&results(&prepared, &crate::apply::Report::default()))?)?;
         }
-        record(&prepared.plan, None, exit)?;
+        record(&prepared, None, exit)?;
         return Ok(exit);
     }
     if args.preflight {
@@ -125,7 +127,7 @@ pub(super) fn apply_command(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<i32> 
     let started = std::time::Instant::now();
     tracing::info!(
         "apply: {to_do} action(s) of {} on {} (journal {})",
-        crate::apply::plan_id(&prepared.plan),
+        prepared.plan_id,
         backend.name(),
         prepared.journal.path().display()
     );
@@ -167,7 +169,7 @@ pub(super) fn apply_command(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<i32> 
         super::out(serde_json::to_string_pretty(&results(&prepared, &report))?)?;
     }
     let exit = if report.failed.is_empty() { super::incomplete(&prepared.plan) } else { 1 };
-    record(&prepared.plan, Some(&report), exit)?;
+    record(&prepared, Some(&report), exit)?;
     Ok(exit)
 }
 
@@ -267,7 +269,7 @@ fn results<'a>(prepared: &'a enforce::Prepared, report: &'a crate::apply::Report
         })
         .collect();
     Results {
-        plan_id: crate::apply::plan_id(&prepared.plan),
+        plan_id: prepared.plan_id.clone(),
         journal: prepared.journal.path().display().to_string(),
         totals: ResultTotals {
             actions: prepared.plan.actions.len(),

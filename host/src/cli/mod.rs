@@ -231,7 +231,8 @@ fn plan_command(cli: &Cli, args: &PlanArgs) -> anyhow::Result<i32> {
         exit => exit,
     };
     if let Some(recorder) = &recorder {
-        let dir = recorder.write(&args.policy, &outcome.plan, None, backend.as_ref(), exit)?;
+        let plan_id = crate::apply::plan_id(&outcome.plan);
+        let dir = recorder.write(&args.policy, &outcome.plan, &plan_id, None, backend.as_ref(), exit)?;
         say!("run recorded in {}", dir.display());
     }
     let stop = outcome.stop.clone();

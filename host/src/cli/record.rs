@@ -139,17 +139,18 @@ impl Recorder {
         *self.journal.borrow_mut() = Some((path.to_path_buf(), key.to_string()));
     }
 
-    /// Writes the record of a run that planned `plan` (and, for apply, ended as `report`)
-    /// and exits with `exit`; returns its directory.
+    /// Writes the record of a run that planned `plan` (its id `plan_id`; and, for apply,
+    /// ended as `report`) and exits with `exit`; returns its directory.
     pub fn write(
         &self,
         policy: &Path,
         plan: &Plan,
+        plan_id: &str,
         report: Option<&Report>,
         backend: &dyn Backend,
         exit: i32,
     ) -> anyhow::Result<PathBuf> {
-        let name = format!("{}-{}-{}", stamp(self.started), self.command, crate::apply::plan_id(plan));
+        let name = format!("{}-{}-{plan_id}", stamp(self.started), self.command);
         std::fs::create_dir_all(&self.dir)
             .map_err(|e| anyhow::anyhow!("cannot create the run record directory {}: {e}", self.dir.display()))?;
         // The same plan run twice in one second gets a second directory, not the first's.
