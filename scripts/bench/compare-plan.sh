@@ -8,14 +8,8 @@
 # Build the old binary from a worktree, e.g.
 #   git worktree add /tmp/old ae31834 && (cd /tmp/old && cargo build --release -p amiwarden)
 set -euo pipefail
-[ $# -ge 2 ] || { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
-old=$(realpath "$1")
-new=$(realpath "$2")
-images=${3:-100000}
-rounds=${4:-3}
-cd "$(dirname "$0")/../.."
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+source "$(dirname "$0")/lib.sh"
+two_builds 2,9 "$@"
 "$new" synth --images "$images" --out "$work/org.json"
 for round in $(seq "$rounds"); do
   for which in old new; do

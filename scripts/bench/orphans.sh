@@ -7,15 +7,8 @@
 #
 #   scripts/bench/orphans.sh OLD_BIN NEW_BIN [IMAGES] [ROUNDS]   (100000, 3)
 set -euo pipefail
-[ $# -ge 2 ] || { sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
-old=$(realpath "$1")
-new=$(realpath "$2")
-images=${3:-100000}
-rounds=${4:-3}
-cd "$(dirname "$0")/../.."
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-source scripts/bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+two_builds 2,8 "$@"
 default_limits_policy "$work/policy.toml"
 "$new" synth --images "$images" --out "$work/org.json"
 python3 - "$work/org.json" <<'PY'
