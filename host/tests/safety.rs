@@ -269,6 +269,24 @@ fn a_saved_plan_made_under_another_policy_or_for_a_later_date_is_refused() {
     assert!(stderr(&out).contains("later than now"), "{}", stderr(&out));
 }
 
+#[test]
+fn an_apply_to_ec2_as_of_a_later_date_is_refused_before_any_call() {
+    // An image launched yesterday would look idle two months from now: on EC2 the
+    // future is previewed, never applied. Refused before a client is even made, so the
+    // endpoint (not loopback, never contacted) does not matter.
+    let dir = setup(POLICY, &state());
+    let endpoint = ["--aws", "--endpoint-url", "https://ec2.us-east-1.amazonaws.com"];
+    let args: Vec<&str> =
+        ["apply", "--policy", "policy.toml", "--as-of", "2999-01-01", "--yes"].into_iter().chain(endpoint).collect();
+    let out = amiwarden(dir.path(), &args);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--as-of 2999-01-01T00:00:00Z is later than now"), "{}", stderr(&out));
+    // The sim keeps its clock wherever the run puts it.
+    let sim = ["apply", "--policy", "policy.toml", "--sim", "state.json", "--as-of", "2999-01-01", "--yes"];
+    let out = amiwarden(dir.path(), &sim);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
 /// Applies on `state.json` and cuts the journal back to its plan line and the `start`
 /// of the first action: an apply killed right after its first call began.
 fn interrupted(dir: &Path, journal: &str) -> Value {

@@ -17,6 +17,7 @@ pub(super) fn apply_command(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<i32> 
     let recorder = super::record::Recorder::start(args.record.as_deref(), "apply");
     let policy = load_policy_for(&args.policy, &args.backend)?;
     let now = now(args.as_of.as_deref())?;
+    refuse_future_on_ec2(&args.backend, now)?;
     let backend = backend(&args.backend, &policy, now, super::Use::Apply)?;
     let journal_path =
         args.journal.clone().unwrap_or_else(|| crate::apply::default_path(&backend.identity(), backend.state_file()));
@@ -232,6 +233,56 @@ struct ResultTotals {
     failed: usize,
     /// Ended in an earlier, interrupted run of the same plan.
     earlier_run: usize,
+}
+
+/// On EC2 an apply acts as of now: a later `--as-of` would measure the in-use window and
+/// every plugin's ages from a day that has not come (an image launched yesterday would
+/// look idle), so it previews (`plan --as-of`) and is refused here, as a saved plan of
+/// the future is. The sim, and an endpoint on loopback (an emulator, whose images are as
+/// new as the test that made them), keep it: their clock is whatever the run says.
+fn refuse_future_on_ec2(backend: &super::BackendArgs, as_of: crate::model::Timestamp) -> anyhow::Result<()> {
+    let emulated = backend.endpoint_url.as_deref().is_some_and(on_loopback);
+    if !backend.aws || emulated || as_of <= crate::model::Timestamp::now() {
+        return Ok(());
+    }
+    Err(InputError(format!(
+        "--as-of {as_of} is later than now: an apply to EC2 acts as of now (preview the future with `amiwarden plan --as-of`)"
+    ))
+    .into())
+}
+
+/// Whether `url`'s host is this machine (`localhost`, 127.0.0.0/8, `::1`).
+fn on_loopback(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.split(':').next().unwrap_or_default(),
+    };
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn loopback_endpoints_are_told_from_others() {
+        for (url, expected) in [
+            ("http://127.0.0.1:5000", true),
+            ("http://127.3.2.1", true),
+            ("http://localhost:4566/", true),
+            ("http://[::1]:5000/x", true),
+            ("https://user@127.0.0.1:1/", true),
+            ("https://ec2-fips.us-east-1.amazonaws.com", false),
+            ("http://127.0.0.1.example.com:5000", false),
+            ("http://10.0.0.1:5000", false),
+            ("http://[::2]:5000", false),
+            ("http://localhost.attacker.net", false),
+            ("", false),
+        ] {
+            assert_eq!(super::on_loopback(url), expected, "{url}");
+        }
+    }
 }
 
 fn results<'a>(prepared: &'a enforce::Prepared, report: &'a crate::apply::Report) -> Results<'a> {

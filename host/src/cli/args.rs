@@ -156,7 +156,9 @@ pub struct ApplyArgs {
     /// totals (the preview and the per-action lines go to stderr then).
     #[arg(long, visible_alias = "output", value_enum, default_value = "table")]
     pub format: Format,
-    /// Evaluate as of this date (RFC 3339 or YYYY-MM-DD); default now.
+    /// Evaluate as of this date (RFC 3339 or YYYY-MM-DD); default now. A date later than
+    /// now is refused on EC2 (preview it with `plan --as-of`); the sim and an endpoint on
+    /// loopback (an emulator) take any date.
     #[arg(long, value_name = "DATE")]
     pub as_of: Option<String>,
     /// First run each planned call with EC2's DryRun flag and stop if any is not permitted.
