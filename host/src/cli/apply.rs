@@ -263,28 +263,6 @@ fn on_loopback(url: &str) -> bool {
     host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn loopback_endpoints_are_told_from_others() {
-        for (url, expected) in [
-            ("http://127.0.0.1:5000", true),
-            ("http://127.3.2.1", true),
-            ("http://localhost:4566/", true),
-            ("http://[::1]:5000/x", true),
-            ("https://user@127.0.0.1:1/", true),
-            ("https://ec2-fips.us-east-1.amazonaws.com", false),
-            ("http://127.0.0.1.example.com:5000", false),
-            ("http://10.0.0.1:5000", false),
-            ("http://[::2]:5000", false),
-            ("http://localhost.attacker.net", false),
-            ("", false),
-        ] {
-            assert_eq!(super::on_loopback(url), expected, "{url}");
-        }
-    }
-}
-
 fn results<'a>(prepared: &'a enforce::Prepared, report: &'a crate::apply::Report) -> Results<'a> {
     use crate::apply::Phase;
     let mut now: std::collections::HashMap<&str, (Outcome, &str)> = std::collections::HashMap::new();
@@ -378,5 +356,27 @@ impl Progress {
 
     fn finish(&self) {
         self.bar.finish_and_clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn loopback_endpoints_are_told_from_others() {
+        for (url, expected) in [
+            ("http://127.0.0.1:5000", true),
+            ("http://127.3.2.1", true),
+            ("http://localhost:4566/", true),
+            ("http://[::1]:5000/x", true),
+            ("https://user@127.0.0.1:1/", true),
+            ("https://ec2-fips.us-east-1.amazonaws.com", false),
+            ("http://127.0.0.1.example.com:5000", false),
+            ("http://10.0.0.1:5000", false),
+            ("http://[::2]:5000", false),
+            ("http://localhost.attacker.net", false),
+            ("", false),
+        ] {
+            assert_eq!(super::on_loopback(url), expected, "{url}");
+        }
     }
 }
