@@ -118,6 +118,7 @@ pub async fn complete(ec2: &Ec2, images: &mut Vec<Image>, needs: &BTreeSet<Inven
         if let Some(r) = references.get(&image.id) {
             image.usage.instances = r.instances;
             image.usage.launch_templates = r.launch_templates.iter().cloned().collect();
+            image.usage.references = r.others.iter().cloned().collect();
         }
         if want(InventoryNeed::LaunchPermissions) {
             image.launch_permissions = permissions.get(&image.id).cloned();

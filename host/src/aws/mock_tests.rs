@@ -226,6 +226,44 @@ fn launch_permissions_are_fetched_only_when_a_plugin_needs_them() {
     assert!(!counts(&backend).contains_key("DescribeInstances"));
 }
 
+#[test]
+fn an_image_an_ssm_parameter_or_a_build_recipe_refers_to_is_in_use() {
+    let images = mock!(Client::describe_images).then_output(|| {
+        DescribeImagesOutput::builder()
+            .images(ec2_image("ami-0000000a", &[]))
+            .images(ec2_image("ami-0000000b", &[]))
+            .images(ec2_image("ami-0000000c", &[]))
+            .build()
+    });
+    let reference = |image: &str, kind: ec2::ImageReferenceResourceType, arn: Option<&str>| {
+        ec2::ImageReference::builder().image_id(image).resource_type(kind).set_arn(arn.map(str::to_string)).build()
+    };
+    let parameter = "arn:aws:ssm:us-east-1:123456789012:parameter/golden/latest";
+    let references = mock!(Client::describe_image_references).then_output(move || {
+        DescribeImageReferencesOutput::builder()
+            .image_references(reference("ami-0000000a", ec2::ImageReferenceResourceType::SsmParameter, Some(parameter)))
+            .image_references(reference("ami-0000000b", ec2::ImageReferenceResourceType::ImageBuilderImageRecipe, None))
+            .build()
+    });
+    let backend = backend("us-east-1", RuleMode::MatchAny, &[&images, &references]);
+
+    // The inventory and an apply's re-read alike.
+    let found = backend.collect(&scope("us-east-1"), &[InventoryNeed::Usage].into()).expect("collect");
+    let ids = ["ami-0000000a".to_string(), "ami-0000000b".into(), "ami-0000000c".into()];
+    let reread = backend.refresh_many(&location("us-east-1"), &ids, false).expect("re-read");
+    for images in [found, reread.into_iter().filter_map(|(_, i)| i).collect()] {
+        let usage: Vec<_> = images.iter().map(|i| (i.usage.references.clone(), i.usage.in_use())).collect();
+        assert_eq!(
+            usage,
+            [
+                (vec![parameter.to_string()], true),
+                (vec!["an imagebuilder:ImageRecipe resource".to_string()], true),
+                (vec![], false)
+            ]
+        );
+    }
+}
+
 /// EC2 holding images a and b, where moto fails b's DescribeImageAttribute with its bare
 /// 500, and a DescribeImages of b alone finds `b_now`.
 fn b_permissions_failing(b_now: Option<ec2::Image>) -> AwsBackend {

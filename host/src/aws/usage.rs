@@ -15,11 +15,14 @@ const INSTANCE_FILTER_BATCH: usize = 200;
 /// Instance states that count as using an image.
 const LIVE_STATES: [&str; 5] = ["pending", "running", "shutting-down", "stopping", "stopped"];
 
-/// Instances and launch templates referring to an image.
+/// Instances, launch templates and other resources referring to an image.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct References {
     pub instances: u32,
     pub launch_templates: BTreeSet<String>,
+    /// SSM parameters, Image Builder recipes and any kind EC2 adds later, by ARN (or by
+    /// kind when EC2 gives no ARN): each makes the image in use.
+    pub others: BTreeSet<String>,
 }
 
 /// The references to each of `image_ids` (images without any are absent).
@@ -77,7 +80,12 @@ async fn image_references(ec2: &Ec2, image_ids: &[String]) -> Result<BTreeMap<St
                         let id = arn.rsplit_once("launch-template/").map_or(arn, |(_, id)| id);
                         entry.launch_templates.insert(id.to_string());
                     }
-                    _ => {}
+                    // An SSM parameter (`/golden/latest`) or a build recipe still points at
+                    // it: deregistering it breaks whatever resolves that reference.
+                    other => {
+                        let what = r.arn().map_or_else(|| format!("an {} resource", other.as_str()), str::to_string);
+                        entry.others.insert(what);
+                    }
                 }
             }
             token = next_page(page.next_token(), &mut seen);

@@ -84,13 +84,18 @@ pub struct BlockDevice {
 pub struct Usage {
     pub instances: u32,
     pub launch_templates: Vec<String>,
+    /// Other resources that refer to the image, by ARN: SSM parameters and Image
+    /// Builder recipes (EC2's DescribeImageReferences). Not in the plugin contract: the
+    /// host's in-use guardrail reads them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<String>,
     pub last_launched: Option<Timestamp>,
 }
 
 impl Usage {
-    /// Whether instances or launch templates reference the image now.
+    /// Whether instances, launch templates or other resources reference the image now.
     pub fn in_use(&self) -> bool {
-        self.instances > 0 || !self.launch_templates.is_empty()
+        self.instances > 0 || !self.launch_templates.is_empty() || !self.references.is_empty()
     }
 }
 

@@ -34,12 +34,15 @@ fn words(e: &Explanation) -> Words {
         None => "not read by this run".into(),
     };
     let templates = i.usage.launch_templates.join(", ");
-    let usage = format!(
+    let mut usage = format!(
         "usage: {} instance(s), launch templates: {}, last launched: {}",
         i.usage.instances,
         if templates.is_empty() { "none" } else { &templates },
         i.usage.last_launched.map_or("unknown".into(), |t| t.to_string())
     );
+    if !i.usage.references.is_empty() {
+        usage.push_str(&format!(", referenced by: {}", i.usage.references.join(", ")));
+    }
     let action = super::action_text;
     Words {
         facts: vec![

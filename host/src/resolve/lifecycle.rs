@@ -17,6 +17,9 @@ pub fn in_use_reason(image: &Image, policy: &Policy, now: Timestamp) -> Option<S
     if let Some(lt) = u.launch_templates.first() {
         return Some(format!("referenced by launch template {lt}"));
     }
+    if let Some(arn) = u.references.first() {
+        return Some(format!("referenced by {arn}"));
+    }
     let days = i64::from(policy.guardrails.in_use_days);
     match u.last_launched {
         Some(t) if days > 0 && t >= now.plus_days(-days) => Some(format!("launched {t}, within {days} days")),

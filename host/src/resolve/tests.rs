@@ -324,6 +324,12 @@ fn retain_beats_every_destructive_action_and_in_use_images_are_never_disabled_or
             row(&[], &[&format!("guardrail {A}")]),
         ),
         (
+            "an SSM parameter",
+            Box::new(in_use(|u| u.references = vec!["arn:aws:ssm:us-east-1:111111111111:parameter/golden".into()])),
+            vec![by("p", A, DEREGISTER)],
+            row(&[], &[&format!("guardrail {A}")]),
+        ),
+        (
             "launched 29 days ago",
             Box::new(in_use(|u| u.last_launched = Some(Timestamp(NOW.0 - 29 * 86_400)))),
             vec![by("p", A, DEREGISTER)],

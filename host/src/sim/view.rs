@@ -102,7 +102,7 @@ pub(super) fn to_image(
         source_region,
         deregistration_protection: image.deregistration_protection.filter(|p| p != "disabled"),
         recycle_bin_days,
-        usage: Usage { instances, launch_templates, last_launched: image.last_launched_time },
+        usage: Usage { instances, launch_templates, references: Vec::new(), last_launched: image.last_launched_time },
         monthly_cost: 0,
     }
 }
