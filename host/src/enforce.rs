@@ -3,7 +3,7 @@
 //! journal, a saved file, or one computed now — checked the same way on every path,
 //! then applied.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -13,7 +13,7 @@ use crate::config::Policy;
 use crate::error::GuardrailStop;
 use crate::inventory::Inventory;
 use crate::model::Timestamp;
-use crate::plan::{Plan, PlannedAction, Source};
+use crate::plan::{Op, Plan, PlannedAction, Source};
 use crate::plugin::Plugin;
 
 /// The locks an apply holds from start to end: its journal, and the sim state it
@@ -93,6 +93,7 @@ pub fn prepare(
         Origin::Fresh(_) => apply::unfinished_plan(journal_path)?,
         Origin::Saved(_) => None,
     };
+    let mut unplanned = BTreeMap::new();
     let (plan, plan_id, inventory, journal, resumed, notes, stop, timings) = match (origin, unfinished) {
         (Origin::Saved(path), _) => {
             let plan = apply::saved::read(path)?;
@@ -108,6 +109,7 @@ pub fn prepare(
         (Origin::Fresh(_), Some(unfinished)) => {
             let journal = Journal::open(journal_path, &unfinished.run_id, binding)?;
             let inventory = collect(&unfinished.plan.source)?;
+            unplanned = no_longer_planned(policy, plugins, &inventory, &unfinished.plan, &journal, now)?;
             let resumed = Some(unfinished.failed);
             (unfinished.plan, unfinished.plan_id, inventory, journal, resumed, Vec::new(), None, Default::default())
         }
@@ -119,12 +121,55 @@ pub fn prepare(
         }
     };
     let destroyed = apply::destroyed_images(&plan, &journal);
-    let retained = crate::run::retained(policy, plugins, &inventory, &destroyed, now);
+    let mut retained = crate::run::retained(policy, plugins, &inventory, &destroyed, now);
+    for (image, why) in unplanned {
+        retained.entry(image).or_insert(why);
+    }
     let prepared = Prepared { plan, plan_id, inventory, journal, retained, resumed, notes, stop, timings };
     if prepared.stop.is_none() {
         apply::check(&prepared.checks(policy, now), &prepared.plan)?;
     }
     Ok(prepared)
+}
+
+/// The images of `plan` (an interrupted one, resumed) whose pending disable or
+/// deregistration the policy would not plan on `inventory` (read now), with why. The plan
+/// was made before the interruption, and what made an image expendable may have changed
+/// since: a newer image of its family gone (so it is among the newest kept now), a
+/// reviewer that vetoes it now, a guardrail it meets now. The resumed run holds those, as
+/// a saved plan is refused unless planned again the same (`apply::saved`). Images gone
+/// from the inventory are left to the apply's re-read (gone: skipped, their snapshots
+/// deleted).
+fn no_longer_planned(
+    policy: &Policy,
+    plugins: &[Plugin],
+    inventory: &Arc<Inventory>,
+    plan: &Plan,
+    journal: &Journal,
+    now: Timestamp,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let key = |a: &PlannedAction| (a.location.to_string(), a.image_id.clone(), a.op.clone());
+    let pending: Vec<&PlannedAction> = plan
+        .actions
+        .iter()
+        .filter(|a| matches!(a.op, Op::Disable | Op::Deregister) && journal.finished(&a.id).is_none())
+        .filter(|a| inventory.get(&a.image_id).is_some())
+        .collect();
+    if pending.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let again = crate::run::plan_on(policy, plugins, Arc::clone(inventory), &plan.source, now, &|_, _| {})?;
+    let planned: BTreeSet<_> = again.plan.actions.iter().map(key).collect();
+    let mut out = BTreeMap::new();
+    for a in pending.into_iter().filter(|a| !planned.contains(&key(a))) {
+        let refused = again.plan.refused.iter().find(|r| r.image_id == a.image_id).map(|r| r.reason.clone());
+        let kept = again.plan.kept.iter().find(|k| k.image_id == a.image_id).map(|k| k.reasons.join("; "));
+        let why = refused.or(kept).unwrap_or_else(|| "no plugin proposes it any more".into());
+        out.entry(a.image_id.clone()).or_insert_with(|| {
+            format!("the policy no longer plans to {} it on the inventory of now ({why})", a.op.verb())
+        });
+    }
+    Ok(out)
 }
 
 impl Prepared {

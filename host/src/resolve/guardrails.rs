@@ -75,6 +75,22 @@ pub fn unrecoverable(policy: &Policy, what: &str, kept: Option<u32>) -> Option<S
     }
 }
 
+/// Why an image whose tags the same plan changes must not be deregistered by it, if
+/// `guardrails.recycle_bin_days` asks for the Recycle Bin's cover: the bin matches its
+/// rules on the tags an image has when it is deregistered, the plan's tag and untag
+/// calls run before its deregistrations, and the cover was judged on the tags before
+/// (an untag of the key a rule matches would leave the image uncovered, for good). A
+/// later run, which sees the new tags, deregisters it.
+pub fn retagged_cover(policy: &Policy) -> Option<String> {
+    let required = policy.guardrails.recycle_bin_days;
+    (required > 0).then(|| {
+        format!(
+            "its tags change in this plan, and the Recycle Bin's rules match the tags it has when deregistered \
+             (guardrails.recycle_bin_days = {required}): a later run deregisters it, once the new tags are set"
+        )
+    })
+}
+
 /// The blast-radius limit: why a plan with these destructive ops must stop, if it must.
 /// `destroyed` is the images those ops touch, `in_scope` the images the run looked at.
 pub fn blast_radius(policy: &Policy, destructive: usize, destroyed: usize, in_scope: usize) -> Option<String> {
@@ -116,11 +132,15 @@ pub fn check_planned(
     now: Timestamp,
 ) -> Vec<Violation> {
     let mut out = Vec::new();
-    let deregistered: BTreeSet<(&str, &str, &str)> = actions
-        .iter()
-        .filter(|a| a.op == Op::Deregister)
-        .map(|a| (a.location.account.as_str(), a.location.region.as_str(), a.image_id.as_str()))
-        .collect();
+    let images_with = |matches: fn(&Op) -> bool| -> BTreeSet<(&str, &str, &str)> {
+        actions
+            .iter()
+            .filter(|a| matches(&a.op))
+            .map(|a| (a.location.account.as_str(), a.location.region.as_str(), a.image_id.as_str()))
+            .collect()
+    };
+    let deregistered = images_with(|op| *op == Op::Deregister);
+    let retagged = images_with(|op| matches!(op, Op::Tag { .. } | Op::Untag { .. }));
     for a in actions {
         let mut refuse = |reason: String| out.push(Violation { action_id: a.id.clone(), reason });
         if !policy.scope.accounts.contains(&a.location.account) || !policy.scope.regions.contains(&a.location.region) {
@@ -195,6 +215,10 @@ pub fn check_planned(
                 }
                 if let Some(image) = image {
                     refuse_if(&mut refuse, unrecoverable(policy, "image", image.recycle_bin_days));
+                }
+                let image_key = (a.location.account.as_str(), a.location.region.as_str(), a.image_id.as_str());
+                if retagged.contains(&image_key) {
+                    refuse_if(&mut refuse, retagged_cover(policy));
                 }
             }
             _ => {}
@@ -377,6 +401,29 @@ grants = ["tag"]
             planned("111111111111", 1, Op::DeleteSnapshot { snapshot_id: format!("snap-0{:016x}", 2) }, "p"),
         ];
         assert!(verdict(&p, &foreign).is_some_and(|v| v.contains("is not a snapshot of")));
+    }
+
+    #[test]
+    fn a_plan_that_retags_an_image_it_deregisters_is_refused_when_the_bin_must_cover_it() {
+        let covered = |n: u8| {
+            let mut i = image(n);
+            i.recycle_bin_days = Some(7);
+            i.block_devices[0].recycle_bin_days = Some(7);
+            i
+        };
+        let inventory = Inventory::new((1..=8).map(covered).collect()).unwrap();
+        let acct = "111111111111";
+        let untag = |n: u8| planned(acct, n, Op::Untag { keys: ["rbin".to_string()].into() }, "p");
+        let dereg = planned(acct, 1, Op::Deregister, "p");
+        let reasons = |policy: &Policy, actions: &[PlannedAction]| -> Vec<String> {
+            check_planned(policy, &inventory, actions, NOW).into_iter().map(|v| v.reason).collect()
+        };
+        let bin = policy("recycle_bin_days = 7");
+        assert_eq!(reasons(&bin, std::slice::from_ref(&dereg)), Vec::<String>::new());
+        assert_eq!(reasons(&bin, &[untag(2), dereg.clone()]), Vec::<String>::new(), "another image's tags");
+        let refused = reasons(&bin, &[untag(1), dereg.clone()]);
+        assert!(refused.len() == 1 && refused[0].contains("its tags change in this plan"), "{refused:?}");
+        assert_eq!(reasons(&policy(""), &[untag(1), dereg]), Vec::<String>::new(), "no cover asked for");
     }
 
     #[test]

@@ -49,6 +49,12 @@ pub(super) fn resolve<'a>(
     let deprecations = by_action(group, |a| matches!(a, Action::DeprecateAt(_)));
     let disables = by_action(group, |a| *a == Action::Disable);
     let deregisters = by_action(group, |a| matches!(a, Action::Deregister { .. }));
+    // Tag and untag proposals that change the image's tags (the same tags are no change).
+    let retags = by_action(group, |a| match a {
+        Action::Tag(tags) => tags.iter().any(|(k, v)| image.tags.get(k) != Some(v)),
+        Action::Untag(keys) => keys.iter().any(|k| image.tags.get(k).is_some()),
+        _ => false,
+    });
     let mut lifecycle: Vec<(Action, Vec<&Proposed>)> = Vec::new();
     if let Some(at) = deprecations
         .iter()
@@ -96,6 +102,10 @@ pub(super) fn resolve<'a>(
             ));
         } else if let (Action::Deregister { .. }, Some(why)) =
             (&action, super::guardrails::unrecoverable(policy, "image", image.recycle_bin_days))
+        {
+            out.refused.push(refusal(image, &action, out.who(&ps), RefusalKind::Guardrail, why));
+        } else if let (Action::Deregister { .. }, false, Some(why)) =
+            (&action, retags.is_empty(), super::guardrails::retagged_cover(policy))
         {
             out.refused.push(refusal(image, &action, out.who(&ps), RefusalKind::Guardrail, why));
         } else if let (true, Some(why)) = (destructive, &in_use) {

@@ -615,6 +615,22 @@ fn the_recycle_bin_guardrail_needs_a_rule_long_enough_for_the_image_and_for_each
             row(&[&format!("deregister {A}"), &format!("delete snap-a {A}")], &[]),
         ),
         (
+            "its tags change in the same plan: the tags go, the image stays for a later run",
+            Box::new(kept(Some(7), Some(7))),
+            vec![by("p", A, DEREGISTER), by("q", A, Action::Untag(["team".to_string()].into()))],
+            row(&[&format!("untag team {A}")], &[&format!("guardrail {A}")]),
+        ),
+        (
+            "a tag it already has changes nothing",
+            Box::new(kept(Some(7), Some(7))),
+            vec![
+                by("p", A, DEREGISTER),
+                by("q", A, Action::Tag([("team".to_string(), "web".to_string())].into())),
+                by("q", A, Action::Untag(["absent".to_string()].into())),
+            ],
+            row(&[&format!("deregister {A}"), &format!("delete snap-a {A}")], &[]),
+        ),
+        (
             "a disable needs no rule (EnableImage undoes it)",
             Box::new(kept(None, None)),
             vec![by("p", A, Action::Disable)],
