@@ -102,7 +102,20 @@ fn event_image(
     if !policy.scope.accounts.contains(&e.account) || !policy.scope.regions.contains(&e.region) {
         return Err(format!("{} in {}/{} is outside the policy's scope; ignored", e.image_id, e.account, e.region));
     }
-    let known = inventory.get(&e.image_id).filter(|i| i.account == e.account && i.region == e.region);
+    let anywhere = inventory.get(&e.image_id);
+    let known = anywhere.filter(|i| i.account == e.account && i.region == e.region);
+    if let (None, Some(image)) = (known, anywhere) {
+        // Image ids are unique across regions: an event that places a live image elsewhere
+        // is wrong (or forged), and "gone" there would retire what depends on it here.
+        return Ok((
+            EventKind::Scheduled,
+            image.clone(),
+            Some(format!(
+                "it names {} in {}/{}, but EC2 lists it in {}/{}; judged as EC2 shows it",
+                e.image_id, e.account, e.region, image.account, image.region
+            )),
+        ));
+    }
     match (&e.kind, known) {
         (EventKind::Deregistered, None) => {
             Ok((EventKind::Deregistered, gone_image(None, &e.account, &e.region, &e.image_id), None))

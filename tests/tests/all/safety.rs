@@ -197,9 +197,13 @@ fn examples() -> PathBuf {
 }
 
 fn event(kind: &str, image: &str) -> Source {
+    event_in(kind, image, "us-east-1")
+}
+
+fn event_in(kind: &str, image: &str, region: &str) -> Source {
     let text = serde_json::json!({
         "version": "0", "id": "e", "detail-type": "EC2 AMI State Change", "source": "aws.ec2",
-        "account": "111111111111", "time": "2026-11-23T16:02:40Z", "region": "us-east-1", "resources": [],
+        "account": "111111111111", "time": "2026-11-23T16:02:40Z", "region": region, "resources": [],
         "detail": {"RequestId": "r", "ImageId": image, "State": kind, "ErrorReason": ""}
     });
     Source::Event { text: text.to_string(), origin: "event.json".into() }
@@ -218,6 +222,15 @@ fn a_deregistered_event_for_a_live_image_does_not_retire_its_replicas() {
     // An event about an image that really is gone still reaches the plugins.
     let gone = plan_on(&policy, &state, &event("deregistered", "ami-0123456789abcdef0"));
     assert!(gone.errors.is_empty(), "{:#?}", gone.errors);
+    // The live image said deregistered in another source region (image ids are unique
+    // across regions): judged where EC2 lists it, its replica stays.
+    let text = std::fs::read_to_string(examples().join("policy.toml")).unwrap();
+    let two_sources =
+        text.replace(r#"source_regions = ["us-east-1"]"#, r#"source_regions = ["us-east-1", "ap-southeast-2"]"#);
+    assert_ne!(two_sources, text);
+    let policy = Policy::parse(&two_sources).unwrap();
+    let plan = plan_on(&policy, &state, &event_in("deregistered", source, "ap-southeast-2"));
+    assert!(!retires(&plan), "{:#?}", plan.actions);
 }
 
 /// A plugin that traps on every image must not look like success: `plan` and `apply`
