@@ -89,6 +89,10 @@ impl Sqs {
         })
     }
 
+    fn delete(&self, url: &str) {
+        self.rt.block_on(self.client.delete_queue().queue_url(url).send()).unwrap();
+    }
+
     fn send(&self, url: &str, body: &str) {
         self.rt.block_on(self.client.send_message().queue_url(url).message_body(body).send()).unwrap();
     }
@@ -338,6 +342,59 @@ fn sigterm_mid_batch_loses_no_message_and_a_restart_finishes_them() {
     let done = done_lines(dir.path());
     assert_eq!(done.len(), n);
     assert!(done.values().all(|n| *n == 1), "{done:?}");
+}
+
+#[test]
+fn a_batch_stays_invisible_while_its_first_messages_are_worked_on() {
+    let moto = Moto::start();
+    let sqs = Sqs::new(&moto);
+    let (queue, dlq) = sqs.queue("slow", 5);
+    let dir = setup(3);
+    for i in 0..3 {
+        sqs.send(&queue, &event(ACCOUNT, &org_image_id(i)));
+    }
+    // Worker a takes the three in one receive; each event's plan and share take two
+    // simulated calls of 1.5 s, so the third is started ~6 s after the batch arrived,
+    // past the 4 s its visibility timeout gave it unless a extends it too. Worker b,
+    // idle, would receive whatever reappears.
+    let (port_a, port_b) = (free_port(), free_port());
+    let slow = ["--visibility-timeout", "4", "--sim-latency-ms", "1500", "--metrics"];
+    let mut a = worker(dir.path(), &moto, &queue, "a.log", &[&slow[..], &[&port_a.to_string()]].concat());
+    let log = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap_or_default();
+    wait_until("a at work on the batch", Duration::from_secs(60), || log("a.log").contains("inventory of"));
+    let mut b = worker(dir.path(), &moto, &queue, "b.log", &[&slow[..], &[&port_b.to_string()]].concat());
+    wait_until("every event handled", Duration::from_secs(120), || sqs.count(&queue) == 0);
+    let received = |port: u16| {
+        let text = metrics(port);
+        let line = text.lines().find(|l| l.starts_with(r#"amiwarden_messages_received_total{kind="event"}"#));
+        line.and_then(|l| l.rsplit(' ').next()).map_or(0, |n| n.parse::<u64>().unwrap())
+    };
+    let (by_a, by_b) = (received(port_a), received(port_b));
+    assert_eq!((terminate(&mut a), terminate(&mut b)), (Some(0), Some(0)));
+    assert_eq!(sqs.count(&dlq), 0);
+    assert_eq!((by_a, by_b), (3, 0), "each message received once, by a:\n{}\n{}", log("a.log"), log("b.log"));
+    assert!(done_lines(dir.path()).values().all(|n| *n == 1));
+}
+
+#[test]
+fn the_service_outlives_its_queue_failing_and_goes_on_once_it_is_back() {
+    let moto = Moto::start();
+    let sqs = Sqs::new(&moto);
+    let (queue, _) = sqs.queue("flaky", 3);
+    let dir = setup(2);
+    let mut w = worker(dir.path(), &moto, &queue, "w.log", &[]);
+    let log = || std::fs::read_to_string(dir.path().join("w.log")).unwrap_or_default();
+    wait_until("the worker serving", Duration::from_secs(60), || log().contains("serving"));
+    // Every receive now fails (the queue is gone), for a few loops.
+    sqs.delete(&queue);
+    wait_until("a failed receive logged", Duration::from_secs(60), || log().contains("receiving from the queue"));
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(w.try_wait().unwrap().is_none(), "the worker is still running:\n{}", log());
+    let (again, _) = sqs.queue("flaky", 3);
+    assert_eq!(again, queue, "moto gives the queue its old URL");
+    sqs.send(&queue, &event(ACCOUNT, &org_image_id(1)));
+    wait_until("the event handled", Duration::from_secs(120), || shares(dir.path())[&org_image_id(1)] == [PROD]);
+    assert_eq!(terminate(&mut w), Some(0));
 }
 
 #[test]

@@ -154,6 +154,11 @@ impl Metrics {
     }
 }
 
+/// The longest one connection to the metrics server is served (scrapes take milliseconds).
+const CONNECTION_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// The pause after a failed accept, so a lack of file descriptors is not a busy loop.
+const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Serves `/metrics`, `/healthz` (the process is up) and `/readyz` (plugins loaded, queue
 /// reachable) on `listener` until `stop` is notified; runs on the caller's tokio runtime.
 pub async fn serve(
@@ -166,9 +171,20 @@ pub async fn serve(
         tracing::info!("metrics on http://{addr}/metrics");
     }
     loop {
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => accepted?,
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
             () = stop.notified() => return Ok(()),
+        };
+        // A failed accept (out of file descriptors under a flood, a connection reset
+        // before it was taken) is that connection's, not the server's: `/healthz` must
+        // outlive it.
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::warn!("metrics: accepting a connection: {e}");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
         };
         let (metrics, ready) = (Arc::clone(&metrics), Arc::clone(&ready));
         tokio::spawn(async move {
@@ -177,7 +193,10 @@ pub async fn serve(
                 async move { Ok::<_, std::convert::Infallible>(respond(req.uri().path(), &metrics, &ready)) }
             });
             let io = hyper_util::rt::TokioIo::new(stream);
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+            // A client that sends nothing, or a byte a minute, holds its connection (and a
+            // file descriptor) no longer than this.
+            let connection = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
+            let _ = tokio::time::timeout(CONNECTION_LIMIT, connection).await;
         });
     }
 }

@@ -45,6 +45,18 @@ pub struct Settings {
     pub wait: Duration,
 }
 
+/// How far ahead of this worker's clock a shard's tick may be (another scheduler's clock).
+const CLOCK_SKEW_SECONDS: i64 = 300;
+/// How long an event's journal and plan are kept: SQS keeps a message at most 14 days.
+const EVENT_KEPT: Duration = Duration::from_secs(14 * 86_400);
+/// How often old event files are looked for.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// The pause after the `failures`-th failure in a row of the loop: 1, 2, 4, ... up to 60 s.
+fn retry_pause(failures: u32) -> Duration {
+    Duration::from_secs(1u64 << failures.saturating_sub(1).min(6)).min(Duration::from_secs(60))
+}
+
 /// What became of a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Disposition {
@@ -81,19 +93,63 @@ impl Service<'_> {
         let started = (self.clock)();
         std::fs::create_dir_all(&self.settings.state_dir)
             .with_context(|| format!("cannot create the state directory {}", self.settings.state_dir.display()))?;
+        // SQS or the disk failing (a network blip, a throttled receive, a full disk) is
+        // logged and tried again, waiting longer after each failure in a row: the service
+        // outlives what the next loop may not see.
+        let mut failures: u32 = 0;
+        let mut pruned: Option<Instant> = None;
         while !self.stop.load(Ordering::Relaxed) {
-            if let Some(tick) = self.tick(started)? {
-                tracing::info!(tick = %tick, "scheduled run handled");
+            if pruned.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+                self.prune_events();
+                pruned = Some(Instant::now());
             }
-            match self.queue {
-                Some(_) => {
-                    self.poll()?;
+            let step = self.tick(started).map(|tick| {
+                if let Some(tick) = tick {
+                    tracing::info!(tick = %tick, "scheduled run handled");
                 }
-                None => std::thread::sleep(Duration::from_millis(500).min(self.settings.wait)),
+            });
+            let step = step.context("the scheduler").and_then(|()| match self.queue {
+                Some(_) => self.poll().map(|_| ()).context("receiving from the queue"),
+                None => {
+                    std::thread::sleep(Duration::from_millis(500).min(self.settings.wait));
+                    Ok(())
+                }
+            });
+            match step {
+                Ok(()) => failures = 0,
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    let pause = retry_pause(failures);
+                    tracing::warn!("{e:#}; trying again in {} s", pause.as_secs());
+                    self.metrics.handled("service", "error");
+                    self.sleep_unless_stopped(pause);
+                }
             }
         }
         tracing::info!("stopped");
         Ok(())
+    }
+
+    /// Sleeps `pause`, waking early when `stop` is set.
+    fn sleep_unless_stopped(&self, pause: Duration) {
+        let until = Instant::now() + pause;
+        while !self.stop.load(Ordering::Relaxed) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(100).min(until.saturating_duration_since(Instant::now())));
+        }
+    }
+
+    /// Removes event journals and plans older than SQS's longest retention (14 days): no
+    /// message can be delivered again after that, so nothing would resume from them, and
+    /// a busy queue would otherwise fill the disk with them.
+    fn prune_events(&self) {
+        let dir = self.settings.state_dir.join("events");
+        let removed = remove_files_older_than(&dir, EVENT_KEPT);
+        if removed > 0 {
+            tracing::info!(
+                "removed {removed} event journal and plan file(s) older than 14 days from {}",
+                dir.display()
+            );
+        }
     }
 
     fn last_tick_path(&self) -> PathBuf {
@@ -132,28 +188,37 @@ impl Service<'_> {
         let Some(queue) = self.queue else { return Ok(0) };
         let messages = queue.receive(10, self.settings.wait, self.settings.visibility)?;
         let n = messages.len();
-        for (i, message) in messages.iter().enumerate() {
-            if self.stop.load(Ordering::Relaxed) {
-                for rest in &messages[i..] {
-                    let _ = queue.set_visibility(&rest.receipt, Duration::ZERO);
+        // Every message of the batch stays invisible until it is disposed of, not only the
+        // one in work: the first ones' work may outlast the later ones' visibility timeout,
+        // and those would reach another worker while this one still holds them.
+        let pending: std::sync::Mutex<Vec<&str>> =
+            std::sync::Mutex::new(messages.iter().map(|m| m.receipt.as_str()).collect());
+        with_heartbeat(queue, &pending, self.settings.visibility, || {
+            for (i, message) in messages.iter().enumerate() {
+                if self.stop.load(Ordering::Relaxed) {
+                    lock(&pending).clear();
+                    for rest in &messages[i..] {
+                        let _ = queue.set_visibility(&rest.receipt, Duration::ZERO);
+                    }
+                    break;
                 }
-                break;
+                self.handle_received(queue, message, &pending);
             }
-            self.handle_received(queue, message);
-        }
+        });
         Ok(n)
     }
 
-    fn handle_received(&self, queue: &Queue, message: &Received) {
+    fn handle_received(&self, queue: &Queue, message: &Received, pending: &std::sync::Mutex<Vec<&str>>) {
         if let Some(sent) = message.sent_ms {
             let now_ms = (self.clock)().0.saturating_mul(1000);
             self.metrics.queue_lag_seconds.observe((now_ms.saturating_sub(sent)).max(0) as f64 / 1000.0);
         }
         let started = Instant::now();
-        let disposition = with_heartbeat(queue, &message.receipt, self.settings.visibility, || {
-            self.handle(&message.id, &message.body)
-        });
+        let disposition = self.handle(&message.id, &message.body);
         self.metrics.event_seconds.observe(started.elapsed().as_secs_f64());
+        // No longer extended (under the lock: an extension in flight ends first, so none
+        // lands after the message is deleted or handed back).
+        lock(pending).retain(|r| *r != message.receipt);
         let result = match &disposition {
             Disposition::Done(_) => queue.delete(&message.receipt),
             Disposition::Retry(why) => {
@@ -231,7 +296,16 @@ impl Service<'_> {
             }
             let source = Source::Event { text: text.to_string(), origin: format!("sqs:{key}") };
             let journal = self.settings.state_dir.join("events").join(format!("{}.jsonl", safe_name(key)));
-            let disposition = self.enforce(&source, &journal, "event");
+            let disposition = match self.enforce(&source, &journal, "event") {
+                // Nothing else judges this image again (a schedule may not run): the message
+                // stays, to be tried again and, failing for good, dead-lettered for a person.
+                Disposition::Done("incomplete") => Disposition::Failed(format!(
+                    "event {key}: a plugin failed on its images (their destructive actions were blocked; the plan's \
+                 errors are in {}); left in the queue to be judged again",
+                    journal.with_extension("plan.json").display()
+                )),
+                other => other,
+            };
             if !matches!(disposition, Disposition::Done(_)) {
                 return disposition;
             }
@@ -244,6 +318,20 @@ impl Service<'_> {
         if !self.policy.scope.accounts.contains(&shard.account) {
             self.metrics.runs.get_or_create(&vec![("result", "out-of-scope".to_string())]).inc();
             return Disposition::Done("out-of-scope");
+        }
+        // The tick names the run's directory, and run directories are pruned oldest first
+        // by name: a tick that is not one the scheduler writes (a time in its canonical
+        // form, not later than now) would sort after every real run and have them pruned.
+        let now = (self.clock)();
+        match shard.tick.parse::<Timestamp>() {
+            Ok(tick) if tick.to_string() == shard.tick && tick.0 <= now.0.saturating_add(CLOCK_SKEW_SECONDS) => {}
+            _ => {
+                self.metrics.runs.get_or_create(&vec![("result", "refused".to_string())]).inc();
+                return Disposition::Failed(format!(
+                    "shard of {}: its tick {:?} is not a scheduled time (RFC 3339 in UTC, as the scheduler writes it, not after {now})",
+                    shard.account, shard.tick
+                ));
+            }
         }
         let started = Instant::now();
         let dir = self.settings.state_dir.join("runs").join(safe_name(&shard.tick));
@@ -293,6 +381,9 @@ impl Service<'_> {
         let _locks = enforce::lock(self.backend, journal, self.settings.visibility / 2)?;
         let mut prepared =
             enforce::prepare(policy, self.plugins, self.backend, journal, Origin::Fresh(source), now, &|_, _| {})?;
+        // A plugin failed on some image: the rest is applied, and the run says it is not whole.
+        let failed_somewhere = !prepared.plan.errors.is_empty();
+        let whole = |done: &'static str| if failed_somewhere { "incomplete" } else { done };
         for note in &prepared.notes {
             tracing::info!("{note}");
         }
@@ -304,10 +395,10 @@ impl Service<'_> {
         }
         if self.settings.dry_run {
             tracing::info!(actions = prepared.plan.actions.len(), plan = %plan_file.display(), "dry run: planned, nothing changed");
-            return Ok("planned");
+            return Ok(whole("planned"));
         }
         if prepared.plan.actions.is_empty() {
-            return Ok("no-change");
+            return Ok(whole("no-change"));
         }
         let metrics = &self.metrics;
         let report = prepared.execute(policy, self.backend, now, &|action, outcome| {
@@ -320,7 +411,7 @@ impl Service<'_> {
             tracing::info!(action = %action.id, image = %action.image_id, op = %action.op.verb(), result, "applied");
         })?;
         if report.failed.is_empty() {
-            Ok("applied")
+            Ok(whole("applied"))
         } else {
             anyhow::bail!("{} action(s) failed (journal {})", report.failed.len(), journal.display())
         }
@@ -339,6 +430,19 @@ impl Service<'_> {
     }
 }
 
+/// Removes the files of `dir` last modified more than `age` ago; returns how many.
+fn remove_files_older_than(dir: &Path, age: Duration) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let mut removed = 0;
+    for entry in entries.filter_map(Result::ok) {
+        let old = entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|a| a > age));
+        if old && entry.file_type().is_ok_and(|t| t.is_file()) && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 /// Sends one shard to the queue. On a FIFO queue the deduplication id comes from the tick
 /// and account, so every scheduler that enqueues the same tick makes one message.
 pub fn enqueue(queue: &Queue, shard: &Shard) -> anyhow::Result<()> {
@@ -347,16 +451,28 @@ pub fn enqueue(queue: &Queue, shard: &Shard) -> anyhow::Result<()> {
     queue.send(&body, queue.is_fifo().then_some((shard.account.as_str(), dedup.as_str())))
 }
 
-/// Runs `work` while a second thread extends the message's visibility every half
-/// timeout, so a long run never lets the message reappear to another worker.
-fn with_heartbeat<T>(queue: &Queue, receipt: &str, visibility: Duration, work: impl FnOnce() -> T) -> T {
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Runs `work` while a second thread extends the visibility of every message still in
+/// `pending` every half timeout, so a long run never lets a message reappear to another
+/// worker while this one holds it.
+fn with_heartbeat<T>(
+    queue: &Queue,
+    pending: &std::sync::Mutex<Vec<&str>>,
+    visibility: Duration,
+    work: impl FnOnce() -> T,
+) -> T {
     let (done, wait) = std::sync::mpsc::channel::<()>();
     std::thread::scope(|scope| {
         scope.spawn(move || {
             let every = (visibility / 2).max(Duration::from_secs(1));
             while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(every) {
-                if let Err(e) = queue.set_visibility(receipt, visibility) {
-                    tracing::warn!("extending a message's visibility: {e:#}");
+                for receipt in lock(pending).iter() {
+                    if let Err(e) = queue.set_visibility(receipt, visibility) {
+                        tracing::warn!("extending a message's visibility: {e:#}");
+                    }
                 }
             }
         });
@@ -364,4 +480,35 @@ fn with_heartbeat<T>(queue: &Queue, receipt: &str, visibility: Duration, work: i
         drop(done);
         out
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_in_a_row_wait_longer_each_time_up_to_a_minute() {
+        let pauses: Vec<u64> = (1..=9).map(|n| retry_pause(n).as_secs()).collect();
+        assert_eq!(pauses, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(retry_pause(u32::MAX).as_secs(), 60);
+    }
+
+    #[test]
+    fn only_files_older_than_the_age_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = std::time::SystemTime::now() - Duration::from_secs(15 * 86_400);
+        for (name, modified) in [("old.jsonl", Some(old)), ("old.plan.json", Some(old)), ("new.jsonl", None)] {
+            let file = std::fs::File::create(dir.path().join(name)).unwrap();
+            if let Some(t) = modified {
+                file.set_modified(t).unwrap();
+            }
+        }
+        std::fs::create_dir(dir.path().join("a-directory")).unwrap();
+        assert_eq!(remove_files_older_than(dir.path(), EVENT_KEPT), 2);
+        let mut left: Vec<String> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+        left.sort();
+        assert_eq!(left, ["a-directory", "new.jsonl"]);
+        assert_eq!(remove_files_older_than(&dir.path().join("absent"), EVENT_KEPT), 0);
+    }
 }

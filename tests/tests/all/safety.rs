@@ -253,3 +253,79 @@ fn plugin_errors_make_plan_and_apply_exit_4() {
     let apply = amiwarden::cli::run_args(["amiwarden", "apply", "--yes"].iter().chain(&common).copied());
     assert_eq!(apply, 4, "apply with a trapping plugin");
 }
+
+fn as_of() -> Timestamp {
+    AS_OF
+}
+
+/// A worker of `amiwarden serve` without a queue, on `backend`: `handle` and `run_shard`
+/// as a received message would call them.
+fn worker<'a>(
+    policy: &'a Policy,
+    plugins: &'a [amiwarden::plugin::Plugin],
+    backend: &'a SimBackend,
+    dir: &std::path::Path,
+) -> amiwarden::serve::Service<'a> {
+    amiwarden::serve::Service {
+        settings: amiwarden::serve::Settings {
+            schedule: None,
+            dry_run: false,
+            state_dir: dir.to_path_buf(),
+            keep_runs: 2,
+            visibility: std::time::Duration::from_secs(30),
+            wait: std::time::Duration::from_secs(1),
+        },
+        policy,
+        plugins,
+        backend,
+        queue: None,
+        metrics: std::sync::Arc::new(amiwarden::serve::Metrics::default()),
+        clock: &as_of,
+        stop: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    }
+}
+
+/// An event whose image a plugin fails on is not acknowledged: nothing else would judge
+/// that image again (a service may run without a schedule), so the message stays in the
+/// queue to be tried again and, failing for good, reaches the dead-letter queue.
+#[test]
+fn a_plugin_failing_on_an_events_image_keeps_the_message_in_the_queue() {
+    let Source::Event { text, .. } = event("available", "ami-0aaaaaaaaaaaaaaa1") else { unreachable!() };
+    for (mode, kept) in [("trap", true), ("policy-error", true), ("ok", false)] {
+        let policy = policy(mode, "", "");
+        let runtime = Runtime::new(Some(crate::support::cache_dir())).unwrap();
+        let plugins = load_plugins(&runtime, &policy).unwrap();
+        let backend = SimBackend::in_memory(SimState::parse(STATE, "state.json").unwrap(), AS_OF);
+        let dir = tempfile::tempdir().unwrap();
+        let disposition = worker(&policy, &plugins, &backend, dir.path()).handle("m-1", &text);
+        match disposition {
+            amiwarden::serve::Disposition::Failed(why) if kept => {
+                assert!(why.contains("a plugin failed on its images") && why.contains("left in the queue"), "{why}");
+            }
+            amiwarden::serve::Disposition::Done("handled") if !kept => {}
+            other => panic!("{mode}: {other:?}"),
+        }
+    }
+}
+
+/// A shard's tick names its run directory, and run directories are pruned oldest first
+/// by name: a forged tick that sorts after every real one would have them pruned.
+#[test]
+fn a_shard_whose_tick_is_not_a_scheduled_time_is_refused() {
+    let policy = policy("ok", "", "");
+    let runtime = Runtime::new(Some(crate::support::cache_dir())).unwrap();
+    let plugins = load_plugins(&runtime, &policy).unwrap();
+    let backend = SimBackend::in_memory(SimState::parse(STATE, "state.json").unwrap(), AS_OF);
+    let dir = tempfile::tempdir().unwrap();
+    let service = worker(&policy, &plugins, &backend, dir.path());
+    let shard = |tick: &str| amiwarden::serve::Shard::new(tick, "111111111111");
+    for tick in ["9999", "2999-01-01T00:00:00Z", "2026-11-24T00:00:00+00:00", "../../etc", ""] {
+        match service.run_shard(&shard(tick)) {
+            amiwarden::serve::Disposition::Failed(why) => assert!(why.contains("is not a scheduled time"), "{why}"),
+            other => panic!("{tick:?}: {other:?}"),
+        }
+    }
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "no run directory made");
+    assert_eq!(service.run_shard(&shard("2026-11-24T00:00:00Z")), amiwarden::serve::Disposition::Done("applied"));
+    assert!(dir.path().join("runs/2026-11-24T00_00_00Z/111111111111.jsonl").is_file());
+}
