@@ -7,7 +7,9 @@
 
 mod message;
 pub mod metrics;
+mod receive;
 mod schedule;
+mod upkeep;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,7 +22,7 @@ pub use message::{Message, Shard};
 pub use metrics::Metrics;
 pub use schedule::Schedule;
 
-use crate::aws::queue::{Queue, Received};
+use crate::aws::queue::Queue;
 use crate::backend::{ActionOutcome, Backend};
 use crate::config::Policy;
 use crate::enforce::{self, Origin};
@@ -28,6 +30,7 @@ use crate::error::{Busy, GuardrailStop};
 use crate::model::Timestamp;
 use crate::plan::Source;
 use crate::plugin::Plugin;
+use upkeep::{PRUNE_EVERY, retry_pause};
 
 /// How the service runs.
 #[derive(Debug, Clone)]
@@ -47,16 +50,6 @@ pub struct Settings {
 
 /// How far ahead of this worker's clock a shard's tick may be (another scheduler's clock).
 const CLOCK_SKEW_SECONDS: i64 = 300;
-/// How long an event's journal and plan are kept: SQS keeps a message at most 14 days.
-const EVENT_KEPT: Duration = Duration::from_secs(14 * 86_400);
-/// How often old event files are looked for.
-const PRUNE_EVERY: Duration = Duration::from_secs(3600);
-
-/// The pause after the `failures`-th failure in a row of the loop: 1, 2, 4, ... up to 60 s.
-fn retry_pause(failures: u32) -> Duration {
-    Duration::from_secs(1u64 << failures.saturating_sub(1).min(6)).min(Duration::from_secs(60))
-}
-
 /// What became of a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Disposition {
@@ -130,28 +123,6 @@ impl Service<'_> {
         Ok(())
     }
 
-    /// Sleeps `pause`, waking early when `stop` is set.
-    fn sleep_unless_stopped(&self, pause: Duration) {
-        let until = Instant::now() + pause;
-        while !self.stop.load(Ordering::Relaxed) && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(100).min(until.saturating_duration_since(Instant::now())));
-        }
-    }
-
-    /// Removes event journals and plans older than SQS's longest retention (14 days): no
-    /// message can be delivered again after that, so nothing would resume from them, and
-    /// a busy queue would otherwise fill the disk with them.
-    fn prune_events(&self) {
-        let dir = self.settings.state_dir.join("events");
-        let removed = remove_files_older_than(&dir, EVENT_KEPT);
-        if removed > 0 {
-            tracing::info!(
-                "removed {removed} event journal and plan file(s) older than 14 days from {}",
-                dir.display()
-            );
-        }
-    }
-
     fn last_tick_path(&self) -> PathBuf {
         self.settings.state_dir.join("last-tick")
     }
@@ -180,62 +151,6 @@ impl Service<'_> {
         crate::files::write_atomically(&self.last_tick_path(), format!("{tick}\n").as_bytes())?;
         self.prune_runs();
         Ok(Some(tick))
-    }
-
-    /// Receives one batch and handles it: each message's visibility is extended while it
-    /// is in work; on stop, messages not yet started are handed back at once.
-    pub fn poll(&self) -> anyhow::Result<usize> {
-        let Some(queue) = self.queue else { return Ok(0) };
-        let messages = queue.receive(10, self.settings.wait, self.settings.visibility)?;
-        let n = messages.len();
-        // Every message of the batch stays invisible until it is disposed of, not only the
-        // one in work: the first ones' work may outlast the later ones' visibility timeout,
-        // and those would reach another worker while this one still holds them.
-        let pending: std::sync::Mutex<Vec<&str>> =
-            std::sync::Mutex::new(messages.iter().map(|m| m.receipt.as_str()).collect());
-        with_heartbeat(queue, &pending, self.settings.visibility, || {
-            for (i, message) in messages.iter().enumerate() {
-                if self.stop.load(Ordering::Relaxed) {
-                    lock(&pending).clear();
-                    for rest in &messages[i..] {
-                        let _ = queue.set_visibility(&rest.receipt, Duration::ZERO);
-                    }
-                    break;
-                }
-                self.handle_received(queue, message, &pending);
-            }
-        });
-        Ok(n)
-    }
-
-    fn handle_received(&self, queue: &Queue, message: &Received, pending: &std::sync::Mutex<Vec<&str>>) {
-        if let Some(sent) = message.sent_ms {
-            let now_ms = (self.clock)().0.saturating_mul(1000);
-            self.metrics.queue_lag_seconds.observe((now_ms.saturating_sub(sent)).max(0) as f64 / 1000.0);
-        }
-        let started = Instant::now();
-        let disposition = self.handle(&message.id, &message.body);
-        self.metrics.event_seconds.observe(started.elapsed().as_secs_f64());
-        // No longer extended (under the lock: an extension in flight ends first, so none
-        // lands after the message is deleted or handed back).
-        lock(pending).retain(|r| *r != message.receipt);
-        let result = match &disposition {
-            Disposition::Done(_) => queue.delete(&message.receipt),
-            Disposition::Retry(why) => {
-                tracing::info!(message = %message.id, "handed back: {why}");
-                queue.set_visibility(&message.receipt, Duration::from_secs(2))
-            }
-            Disposition::Failed(why) => {
-                tracing::error!(message = %message.id, receive_count = message.receive_count, "failed: {why}");
-                if queue.max_receive_count().ok().flatten().is_some_and(|max| message.receive_count >= max) {
-                    self.metrics.dead_lettered.get_or_create(&vec![("kind", "message".to_string())]).inc();
-                }
-                Ok(())
-            }
-        };
-        if let Err(e) = result {
-            tracing::warn!(message = %message.id, "{e:#}");
-        }
     }
 
     /// Handles one message body (the queue does the rest).
@@ -416,31 +331,6 @@ impl Service<'_> {
             anyhow::bail!("{} action(s) failed (journal {})", report.failed.len(), journal.display())
         }
     }
-
-    /// Keeps the newest `keep_runs` run directories.
-    fn prune_runs(&self) {
-        let runs = self.settings.state_dir.join("runs");
-        let Ok(entries) = std::fs::read_dir(&runs) else { return };
-        let mut dirs: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_dir()).collect();
-        dirs.sort();
-        let excess = dirs.len().saturating_sub(self.settings.keep_runs.max(1));
-        for dir in &dirs[..excess] {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
-}
-
-/// Removes the files of `dir` last modified more than `age` ago; returns how many.
-fn remove_files_older_than(dir: &Path, age: Duration) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
-    let mut removed = 0;
-    for entry in entries.filter_map(Result::ok) {
-        let old = entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|a| a > age));
-        if old && entry.file_type().is_ok_and(|t| t.is_file()) && std::fs::remove_file(entry.path()).is_ok() {
-            removed += 1;
-        }
-    }
-    removed
 }
 
 /// Sends one shard to the queue. On a FIFO queue the deduplication id comes from the tick
@@ -449,66 +339,4 @@ pub fn enqueue(queue: &Queue, shard: &Shard) -> anyhow::Result<()> {
     let body = serde_json::to_string(shard)?;
     let dedup = shard.dedup_id();
     queue.send(&body, queue.is_fifo().then_some((shard.account.as_str(), dedup.as_str())))
-}
-
-fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Runs `work` while a second thread extends the visibility of every message still in
-/// `pending` every half timeout, so a long run never lets a message reappear to another
-/// worker while this one holds it.
-fn with_heartbeat<T>(
-    queue: &Queue,
-    pending: &std::sync::Mutex<Vec<&str>>,
-    visibility: Duration,
-    work: impl FnOnce() -> T,
-) -> T {
-    let (done, wait) = std::sync::mpsc::channel::<()>();
-    std::thread::scope(|scope| {
-        scope.spawn(move || {
-            let every = (visibility / 2).max(Duration::from_secs(1));
-            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(every) {
-                for receipt in lock(pending).iter() {
-                    if let Err(e) = queue.set_visibility(receipt, visibility) {
-                        tracing::warn!("extending a message's visibility: {e:#}");
-                    }
-                }
-            }
-        });
-        let out = work();
-        drop(done);
-        out
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn failures_in_a_row_wait_longer_each_time_up_to_a_minute() {
-        let pauses: Vec<u64> = (1..=9).map(|n| retry_pause(n).as_secs()).collect();
-        assert_eq!(pauses, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
-        assert_eq!(retry_pause(u32::MAX).as_secs(), 60);
-    }
-
-    #[test]
-    fn only_files_older_than_the_age_are_removed() {
-        let dir = tempfile::tempdir().unwrap();
-        let old = std::time::SystemTime::now() - Duration::from_secs(15 * 86_400);
-        for (name, modified) in [("old.jsonl", Some(old)), ("old.plan.json", Some(old)), ("new.jsonl", None)] {
-            let file = std::fs::File::create(dir.path().join(name)).unwrap();
-            if let Some(t) = modified {
-                file.set_modified(t).unwrap();
-            }
-        }
-        std::fs::create_dir(dir.path().join("a-directory")).unwrap();
-        assert_eq!(remove_files_older_than(dir.path(), EVENT_KEPT), 2);
-        let mut left: Vec<String> =
-            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
-        left.sort();
-        assert_eq!(left, ["a-directory", "new.jsonl"]);
-        assert_eq!(remove_files_older_than(&dir.path().join("absent"), EVENT_KEPT), 0);
-    }
 }
