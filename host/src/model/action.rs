@@ -156,6 +156,27 @@ pub struct Proposal {
     pub reason: String,
 }
 
+impl Proposal {
+    /// Roughly the bytes it holds in the host's memory (as a `Proposed`): its fields and
+    /// the text they own. What the run-level budget of a plugin's proposals counts.
+    pub fn held_bytes(&self) -> usize {
+        let text = |s: &str| s.len() + 16;
+        let action = match &self.action {
+            Action::Share(p) | Action::Unshare(p) => text(p.as_str()),
+            Action::CopyToRegion(c) => {
+                std::mem::size_of::<CopyRequest>()
+                    + text(&c.region)
+                    + c.kms_key_id.as_deref().map_or(0, text)
+                    + c.name.as_deref().map_or(0, text)
+            }
+            Action::Tag(tags) => tags.iter().map(|(k, v)| text(k) + text(v) + 32).sum(),
+            Action::Untag(keys) => keys.iter().map(|k| text(k) + 16).sum(),
+            Action::DeprecateAt(_) | Action::Disable | Action::Deregister { .. } | Action::Retain => 0,
+        };
+        std::mem::size_of::<Proposed>() + text(&self.image_id) + text(&self.reason) + action
+    }
+}
+
 /// A proposal with the plugin that made it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Proposed {

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 
@@ -143,6 +144,9 @@ pub fn propose(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Proposals {
     let total = events.len(inventory);
+    // What each plugin's proposals hold so far, against its budget for the run.
+    let spent: Vec<AtomicUsize> = plugins.iter().map(|_| AtomicUsize::new(0)).collect();
+    let budgets: Vec<usize> = plugins.iter().map(|p| output_budget(p, total)).collect();
     let chunk = chunk_size(plugins);
     let starts: Vec<usize> = (0..total).step_by(chunk).collect();
     let results: Vec<Proposals> = starts
@@ -152,14 +156,16 @@ pub fn propose(
             let lowered = Lowered::range(events, inventory, first..end);
             // The plugins of one chunk run in parallel too: a live event is one chunk,
             // and its plugins would otherwise run one after the other on one core.
-            let batches: Vec<(&Plugin, &[_])> = plugins
+            let batches: Vec<(usize, &[_])> = plugins
                 .iter()
-                .flat_map(|plugin| lowered.chunks(plugin.limits.batch.max(1)).map(move |events| (plugin, events)))
+                .enumerate()
+                .flat_map(|(n, plugin)| lowered.chunks(plugin.limits.batch.max(1)).map(move |events| (n, events)))
                 .collect();
             batches
                 .into_par_iter()
-                .map(|(plugin, events)| {
-                    let out = propose_batch(policy, plugin, inventory, events, now);
+                .map(|(n, events)| {
+                    let budget = (&spent[n], budgets[n]);
+                    let out = propose_batch(policy, &plugins[n], inventory, events, now, budget);
                     progress(events.len() as u64);
                     out
                 })
@@ -173,6 +179,33 @@ pub fn propose(
         all.failures.extend(r.failures);
         for (plugin, seconds) in r.seconds {
             *all.seconds.entry(plugin).or_default() += seconds;
+        }
+    }
+    // A plugin over its budget failed for the whole run: whether it went over does not
+    // depend on which of its batches ran first (its output is the same, the sum only
+    // grows), so neither does the plan.
+    let over: BTreeSet<&str> = plugins
+        .iter()
+        .zip(&spent)
+        .zip(&budgets)
+        .filter(|((_, spent), budget)| spent.load(Ordering::Relaxed) > **budget)
+        .map(|((plugin, _), _)| &*plugin.name)
+        .collect();
+    if !over.is_empty() {
+        all.proposed.retain(|p| !over.contains(p.plugin.as_str()));
+        for (plugin, budget) in plugins.iter().zip(&budgets).filter(|(p, _)| over.contains(&*p.name)) {
+            all.failures.push(PluginError {
+                plugin: plugin.name.to_string(),
+                stage: Stage::Propose,
+                image: None,
+                failure: PluginFailure::Malformed(format!(
+                    "its proposals in this run came to more than {} MiB, its budget ({} MiB, its memory limit, and {} \
+                     KiB per event, for {total} events): every proposal of it is dropped and destructive actions are blocked",
+                    budget >> 20,
+                    plugin.limits.memory_mib,
+                    OUTPUT_PER_EVENT >> 10
+                )),
+            });
         }
     }
     // Ordered by every field, so equal proposals are the same proposal: sorted in place.
@@ -200,17 +233,36 @@ fn chunk_size(plugins: &[Plugin]) -> usize {
 
 /// One plugin's `propose` on one batch of lowered events, in one session (a fresh one
 /// after a trap, which can leave the instance unusable).
+/// Bytes per event a plugin's proposals may hold in one run, beyond its memory limit.
+pub const OUTPUT_PER_EVENT: usize = 2 << 10;
+
+/// The most a plugin's proposals may hold in the host's memory over a run of `events`
+/// events: its own memory limit, and `OUTPUT_PER_EVENT` per event. `max_proposals`
+/// bounds one call; this bounds the run (1,000 proposals of 4 KiB reasons on every one
+/// of 100,000 images would be ~400 GB).
+fn output_budget(plugin: &Plugin, events: usize) -> usize {
+    let memory = usize::try_from(plugin.limits.memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+    memory.saturating_add(events.saturating_mul(OUTPUT_PER_EVENT))
+}
+
+/// One batch of `plugin`'s events in one store; `budget` is what the plugin's proposals
+/// hold so far in the run (every batch adds to it) and the most they may: once over it,
+/// the plugin is not called again in this run.
 fn propose_batch(
     policy: &Policy,
     plugin: &Plugin,
     inventory: &Arc<Inventory>,
     events: &[Lowered],
     now: Timestamp,
+    (spent, budget): (&AtomicUsize, usize),
 ) -> Proposals {
     let started = std::time::Instant::now();
     let mut out = Proposals::default();
     let mut session = None;
     for event in events {
+        if spent.load(Ordering::Relaxed) > budget {
+            break;
+        }
         if session.is_none() {
             match plugin.session(Arc::clone(inventory), now) {
                 Ok(s) => session = Some(s),
@@ -230,9 +282,11 @@ fn propose_batch(
                 failure: PluginFailure::Malformed(m),
             })
         }) {
-            Ok(ps) => out
-                .proposed
-                .extend(ps.into_iter().map(|proposal| Proposed { plugin: plugin.name.to_string(), proposal })),
+            Ok(ps) => {
+                spent.fetch_add(ps.iter().map(Proposal::held_bytes).sum(), Ordering::Relaxed);
+                out.proposed
+                    .extend(ps.into_iter().map(|proposal| Proposed { plugin: plugin.name.to_string(), proposal }));
+            }
             Err(e) => {
                 if !matches!(e.failure, PluginFailure::Malformed(_) | PluginFailure::Policy(..)) {
                     session = None;

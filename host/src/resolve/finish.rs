@@ -33,8 +33,13 @@ pub fn finish(
             vetoers.entry(v.action_id.as_str()).or_default().insert(plugin.clone());
         }
     }
-    let review_failed: Vec<&str> =
-        errors.iter().filter(|e| e.stage == Stage::Review).map(|e| e.plugin.as_str()).collect();
+    // A plugin that failed in review, or in propose for the whole run (not on one image),
+    // leaves no destructive action standing.
+    let review_failed: Vec<&str> = errors
+        .iter()
+        .filter(|e| e.stage == Stage::Review || (e.stage == Stage::Propose && e.image.is_none()))
+        .map(|e| e.plugin.as_str())
+        .collect();
     // Filtered in place: a second vector grown beside the candidates was, for a moment,
     // twice their size again.
     let mut kept = std::mem::take(&mut merged.candidates);
@@ -69,7 +74,10 @@ pub fn finish(
         } else if c.is_destructive() && !review_failed.is_empty() {
             refused.push(refuse(
                 RefusalKind::PluginFailed,
-                format!("plugin(s) {} failed in review; destructive actions are blocked", review_failed.join(", ")),
+                format!(
+                    "plugin(s) {} failed in review or for the whole run; destructive actions are blocked",
+                    review_failed.join(", ")
+                ),
             ));
         } else if image.is_none() {
             refused.push(refuse(RefusalKind::Guardrail, "image is not in the inventory".into()));

@@ -389,12 +389,16 @@ fn a_plugin_failure_blocks_destructive_actions_on_its_image_only() {
         summary(&plan),
         row(&[&format!("tag owner=ops {A}"), &format!("disable {B}")], &[&format!("plugin-failed {A}")])
     );
-    // A failure in review blocks every destructive action of the plan.
-    let (plan, _) = plan_with(&policy(""), |_| {}, proposed(), vec![failure(None, Stage::Review)], Vec::new());
-    assert_eq!(
-        summary(&plan),
-        row(&[&format!("tag owner=ops {A}")], &[&format!("plugin-failed {A}"), &format!("plugin-failed {B}")])
-    );
+    // A failure in review, or in propose for the whole run (its proposals over the run's
+    // budget), blocks every destructive action of the plan.
+    for stage in [Stage::Review, Stage::Propose] {
+        let (plan, _) = plan_with(&policy(""), |_| {}, proposed(), vec![failure(None, stage)], Vec::new());
+        assert_eq!(
+            summary(&plan),
+            row(&[&format!("tag owner=ops {A}")], &[&format!("plugin-failed {A}"), &format!("plugin-failed {B}")]),
+            "{stage:?}"
+        );
+    }
 }
 
 #[test]

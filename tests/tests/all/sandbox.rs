@@ -107,6 +107,39 @@ fn a_million_proposals_are_refused() {
     }
 }
 
+/// The propose stage of a run over `n` images, the hostile guest in `mode` with
+/// `memory_mib`: its proposals, and its failures for the whole run (no image).
+fn run_of(n: usize, mode: &str, memory_mib: u64) -> (usize, Vec<String>) {
+    let policy = amiwarden::config::Policy::parse(
+        "[scope]\naccounts = [\"111111111111\"]\nregions = [\"us-east-1\"]\n[[plugin]]\nname = \"hostile\"\n\
+         source = \"builtin:retention\"\ngrants = [\"retain\"]\n",
+    )
+    .unwrap();
+    let limits = Limits { memory_mib, batch: 50, ..Limits::default() };
+    let plugins = [hostile(mode, limits)];
+    let images = (0..n).map(|i| image(&format!("ami-{i:017x}"), &[])).collect();
+    let events = amiwarden::event::Events::Scheduled(NOW);
+    let out = amiwarden::plugin::propose(&policy, &plugins, &inventory(images), &events, NOW, &|_| {});
+    let whole_run = out.failures.iter().filter(|f| f.image.is_none()).map(|f| f.failure.to_string()).collect();
+    (out.proposed.len(), whole_run)
+}
+
+/// `max_proposals` bounds one call; a run's worth of them is bounded too, by the
+/// plugin's memory limit and 2 KiB per event: 1,000 proposals (~160 KB) on each of 200
+/// events is over 16 MiB + 400 KiB, and the plugin fails for the whole run.
+#[test]
+fn a_runs_worth_of_proposals_within_the_budget_is_kept_and_over_it_the_plugin_fails_for_the_run() {
+    let (kept, failed) = run_of(200, "proposals:10", 16);
+    assert_eq!((kept, failed.len()), (2000, 0), "{failed:?}");
+    let (kept, failed) = run_of(200, "proposals:1000", 16);
+    assert_eq!(kept, 0, "every proposal of the plugin is dropped");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(
+        failed[0].contains("its budget (16 MiB, its memory limit, and 2 KiB per event, for 200 events)"),
+        "{failed:?}"
+    );
+}
+
 #[test]
 fn a_reason_within_the_text_limit_is_accepted() {
     assert_eq!(propose("big-string:4000", Limits::default()).unwrap().len(), 1);
