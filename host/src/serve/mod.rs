@@ -5,6 +5,7 @@
 //! message that keeps failing stays in the queue until SQS moves it to the dead-letter
 //! queue. See docs/serve.md.
 
+mod ledger;
 mod message;
 pub mod metrics;
 mod receive;
@@ -169,7 +170,8 @@ impl Service<'_> {
                 self.metrics.received("event");
                 let mut last = Disposition::Done("no events");
                 for (n, text) in events.iter().enumerate() {
-                    last = self.handle_event(&format!("{id}-{n}"), text);
+                    // A message is one run, however many events it holds.
+                    last = self.handle_event(&format!("{id}-{n}"), text, &format!("message {id}"));
                     if !matches!(last, Disposition::Done(_)) {
                         break;
                     }
@@ -179,7 +181,7 @@ impl Service<'_> {
         }
     }
 
-    fn handle_event(&self, key: &str, text: &str) -> Disposition {
+    fn handle_event(&self, key: &str, text: &str, run: &str) -> Disposition {
         let parsed = match crate::event::parse(text) {
             Ok(parsed) => parsed,
             Err(why) => {
@@ -211,7 +213,7 @@ impl Service<'_> {
             }
             let source = Source::Event { text: text.to_string(), origin: format!("sqs:{key}") };
             let journal = self.settings.state_dir.join("events").join(format!("{}.jsonl", safe_name(key)));
-            let disposition = match self.enforce(&source, &journal, "event") {
+            let disposition = match self.enforce(&source, &journal, "event", run) {
                 // Nothing else judges this image again (a schedule may not run): the message
                 // stays, to be tried again and, failing for good, dead-lettered for a person.
                 Disposition::Done("incomplete") => Disposition::Failed(format!(
@@ -252,7 +254,7 @@ impl Service<'_> {
         let dir = self.settings.state_dir.join("runs").join(safe_name(&shard.tick));
         let journal = dir.join(format!("{}.jsonl", shard.account));
         let source = Source::Shard { account: shard.account.clone() };
-        let disposition = self.enforce(&source, &journal, "shard");
+        let disposition = self.enforce(&source, &journal, "shard", &format!("scheduled run {}", shard.tick));
         self.metrics.run_seconds.observe(started.elapsed().as_secs_f64());
         let result = match &disposition {
             Disposition::Done(r) => *r,
@@ -265,9 +267,9 @@ impl Service<'_> {
 
     /// Plans (and, unless a dry run, applies) `source`, journaling to `journal`; the plan
     /// is kept beside the journal. A shard or an event collects only its account.
-    fn enforce(&self, source: &Source, journal: &Path, kind: &str) -> Disposition {
+    fn enforce(&self, source: &Source, journal: &Path, kind: &str, run: &str) -> Disposition {
         let before = self.backend.call_counts();
-        let result = self.enforce_inner(self.policy, source, journal);
+        let result = self.enforce_inner(self.policy, source, journal, run);
         self.metrics.ec2_calls(&before, &self.backend.call_counts());
         let disposition = match result {
             Ok(result) => Disposition::Done(result),
@@ -287,7 +289,15 @@ impl Service<'_> {
         disposition
     }
 
-    fn enforce_inner(&self, policy: &Policy, source: &Source, journal: &Path) -> anyhow::Result<&'static str> {
+    /// `run` names the run this piece belongs to (its destructive actions are counted
+    /// with the other pieces' against `guardrails.max_destructive`).
+    fn enforce_inner(
+        &self,
+        policy: &Policy,
+        source: &Source,
+        journal: &Path,
+        run: &str,
+    ) -> anyhow::Result<&'static str> {
         if let Some(dir) = journal.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         }
@@ -315,6 +325,21 @@ impl Service<'_> {
         if prepared.plan.actions.is_empty() {
             return Ok(whole("no-change"));
         }
+        let ledger = ledger::Ledger::in_dir(&self.settings.state_dir);
+        let pending = prepared
+            .plan
+            .actions
+            .iter()
+            .filter(|a| a.op.is_destructive() && prepared.journal.finished(&a.id).is_none())
+            .count();
+        let (earlier, limit) = (ledger.count(run), policy.guardrails.max_destructive);
+        if pending > 0 && earlier + pending > limit {
+            return Err(GuardrailStop(format!(
+                "the {run} has done {earlier} destructive action(s) in its other pieces; these {pending} would take it \
+                 past guardrails.max_destructive = {limit}; nothing was changed"
+            ))
+            .into());
+        }
         let metrics = &self.metrics;
         let report = prepared.execute(policy, self.backend, now, &|action, outcome| {
             let result = match outcome {
@@ -323,6 +348,12 @@ impl Service<'_> {
                 ActionOutcome::Failed { .. } => "failed",
             };
             metrics.action(&action.op.kind().to_string(), result);
+            if action.op.is_destructive()
+                && matches!(outcome, ActionOutcome::Done { .. })
+                && let Err(e) = ledger.record(run, &action.id, now)
+            {
+                tracing::warn!("recording a destructive action of the {run}: {e:#}");
+            }
             tracing::info!(action = %action.id, image = %action.image_id, op = %action.op.verb(), result, "applied");
         })?;
         if report.failed.is_empty() {

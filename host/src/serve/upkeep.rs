@@ -31,6 +31,9 @@ impl Service<'_> {
     pub(super) fn prune_events(&self) {
         let dir = self.settings.state_dir.join("events");
         let removed = remove_files_older_than(&dir, EVENT_KEPT);
+        if let Err(e) = super::ledger::Ledger::in_dir(&self.settings.state_dir).prune((self.clock)(), 14) {
+            tracing::warn!("pruning the ledger of destructive actions: {e:#}");
+        }
         if removed > 0 {
             tracing::info!(
                 "removed {removed} event journal and plan file(s) older than 14 days from {}",

@@ -329,3 +329,111 @@ fn a_shard_whose_tick_is_not_a_scheduled_time_is_refused() {
     assert_eq!(service.run_shard(&shard("2026-11-24T00:00:00Z")), amiwarden::serve::Disposition::Done("applied"));
     assert!(dir.path().join("runs/2026-11-24T00_00_00Z/111111111111.jsonl").is_file());
 }
+
+/// A family of four images (three aged out, the newest kept) in each of `accounts`: in
+/// account k, `ami-0aaaaaaaaaaaaaa{k}{n}` with `n` 1 (oldest) to 4.
+fn families(accounts: &[&str]) -> String {
+    let dates = ["2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z", "2026-03-01T00:00:00Z", "2026-11-01T00:00:00Z"];
+    let mut out = serde_json::Map::new();
+    for (k, account) in accounts.iter().enumerate() {
+        let images: Vec<_> = (1..=4)
+            .zip(dates)
+            .map(|(n, created)| {
+                serde_json::json!({"id": format!("ami-0aaaaaaaaaaaaaa{k}{n}"), "name": format!("web-{n}"),
+                    "creation_time": created, "tags": {"family": "web"}, "block_devices": [{"device_name": "/dev/xvda",
+                    "snapshot_id": format!("snap-0aaaaaaaaaaaaaa{k}{n}"), "size_gib": 8}]})
+            })
+            .collect();
+        let snapshots: Vec<_> =
+            (1..=4).map(|n| serde_json::json!({"id": format!("snap-0aaaaaaaaaaaaaa{k}{n}"), "size_gib": 8})).collect();
+        out.insert(
+            account.to_string(),
+            serde_json::json!({"regions": {"us-east-1": {"images": images, "snapshots": snapshots}}}),
+        );
+    }
+    serde_json::json!({"version": 1, "accounts": out}).to_string()
+}
+
+/// Retention keeping the newest `keep_newest` over `accounts` with `max_destructive = 4`,
+/// its plugins, and the sim holding
+/// `families(accounts)`.
+fn four_at_most(accounts: &[&str], keep_newest: u8) -> (Policy, Vec<amiwarden::plugin::Plugin>, SimBackend) {
+    let list: Vec<String> = accounts.iter().map(|a| format!("\"{a}\"")).collect();
+    let text = format!(
+        "[scope]\naccounts = [{}]\nregions = [\"us-east-1\"]\n[guardrails]\nmax_destructive = 4\n\
+         max_destructive_percent = 100.0\n{RETENTION}",
+        list.join(", ")
+    );
+    let text = text.replace("keep_newest = 1", &format!("keep_newest = {keep_newest}"));
+    let policy = Policy::parse(&text).unwrap();
+    let runtime = Runtime::new(Some(crate::support::cache_dir())).unwrap();
+    let plugins = load_plugins(&runtime, &policy).unwrap();
+    let backend = SimBackend::in_memory(SimState::parse(&families(accounts), "state.json").unwrap(), AS_OF);
+    (policy, plugins, backend)
+}
+
+fn images_left(policy: &Policy, backend: &SimBackend) -> Vec<String> {
+    let images = amiwarden::backend::Backend::collect(backend, &policy.scope, &Default::default()).unwrap();
+    images.into_iter().map(|i| i.id).collect()
+}
+
+/// `max_destructive` is per run, and a message is one run however many events it holds:
+/// a batch of events, each deregistering one image (and deleting its snapshot), stops
+/// where the batch as a whole reaches the limit, and stays stopped when delivered again.
+#[test]
+fn a_message_of_many_events_is_one_run_for_the_blast_radius() {
+    let (policy, plugins, backend) = four_at_most(&["111111111111"], 1);
+    let dir = tempfile::tempdir().unwrap();
+    let service = worker(&policy, &plugins, &backend, dir.path());
+    let body = |ids: &[u8]| {
+        let events: Vec<String> = ids
+            .iter()
+            .map(|n| match event("available", &format!("ami-0aaaaaaaaaaaaaa0{n}")) {
+                Source::Event { text, .. } => text,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        format!("[{}]", events.join(","))
+    };
+    for delivery in 1..=2 {
+        match service.handle("m-1", &body(&[1, 2, 3])) {
+            amiwarden::serve::Disposition::Failed(why) => {
+                assert!(why.contains("the message m-1 has done 4 destructive action(s)"), "{delivery}: {why}");
+            }
+            other => panic!("{delivery}: {other:?}"),
+        }
+        assert_eq!(images_left(&policy, &backend), ["ami-0aaaaaaaaaaaaaa03", "ami-0aaaaaaaaaaaaaa04"], "{delivery}");
+    }
+    // Another message is another run.
+    assert_eq!(service.handle("m-2", &body(&[3])), amiwarden::serve::Disposition::Done("handled"));
+    assert_eq!(images_left(&policy, &backend), ["ami-0aaaaaaaaaaaaaa04"]);
+}
+
+/// A scheduled run is one run however many accounts (shards) it has, as `apply` over the
+/// whole scope is: keeping the newest two, each account deregisters two images and
+/// deletes their snapshots (4, the limit), so the second account's shard would take
+/// the tick to 8.
+#[test]
+fn the_shards_of_one_tick_are_one_run_for_the_blast_radius() {
+    let (policy, plugins, backend) = four_at_most(&["111111111111", "333333333333"], 2);
+    let dir = tempfile::tempdir().unwrap();
+    let service = worker(&policy, &plugins, &backend, dir.path());
+    let shard = |tick: &str, account: &str| amiwarden::serve::Shard::new(tick, account);
+    let tick = "2026-11-24T00:00:00Z";
+    assert_eq!(service.run_shard(&shard(tick, "111111111111")), amiwarden::serve::Disposition::Done("applied"));
+    match service.run_shard(&shard(tick, "333333333333")) {
+        amiwarden::serve::Disposition::Failed(why) => {
+            assert!(why.contains(&format!("the scheduled run {tick} has done 4 destructive action(s)")), "{why}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let left = images_left(&policy, &backend);
+    assert_eq!(left.iter().filter(|id| id.starts_with("ami-0aaaaaaaaaaaaaa1")).count(), 4, "{left:?}");
+    assert_eq!(left.len(), 6, "{left:?}");
+    // The next tick is another run.
+    assert_eq!(
+        service.run_shard(&shard("2026-11-23T23:00:00Z", "333333333333")),
+        amiwarden::serve::Disposition::Done("applied")
+    );
+    assert_eq!(images_left(&policy, &backend).len(), 4);
+}
