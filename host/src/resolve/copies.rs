@@ -53,7 +53,11 @@ pub(super) fn resolve<'a>(
                 RefusalKind::Conflict,
                 format!("plugins ask for different copies to {region} (encryption, key, tags or name differ)"),
             ));
-        } else if let Some(why) = guardrails::copy_forbidden(policy, &image.region, region) {
+        } else if let Some(why) = requests
+            .iter()
+            .next()
+            .and_then(|request| guardrails::copy_forbidden(policy, &image.account, &image.region, request))
+        {
             out.refused.push(refusal(image, &first, out.who(&ps), RefusalKind::Guardrail, why));
         } else {
             accepted.push((first, ps));

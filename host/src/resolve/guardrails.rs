@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use crate::config::Policy;
 use crate::inventory::Inventory;
-use crate::model::{self, ActionKind, Principal, Timestamp};
+use crate::model::{self, ActionKind, CopyRequest, Principal, Timestamp};
 use crate::plan::{Op, PlannedAction};
 
 /// The action kind a policy must grant for an op.
@@ -36,7 +36,8 @@ pub fn share_forbidden(policy: &Policy, principal: &Principal) -> Option<String>
 }
 
 /// Why a copy of an image in `from` to `to` is forbidden, if it is.
-pub fn copy_forbidden(policy: &Policy, from: &str, to: &str) -> Option<String> {
+pub fn copy_forbidden(policy: &Policy, account: &str, from: &str, request: &CopyRequest) -> Option<String> {
+    let to = request.region.as_str();
     if from == to {
         Some("a copy into its own region".into())
     } else if !policy.copy_regions().contains(to) {
@@ -44,8 +45,20 @@ pub fn copy_forbidden(policy: &Policy, from: &str, to: &str) -> Option<String> {
     } else if !policy.scope.regions.contains(to) {
         Some(format!("{to} is outside the policy's scope"))
     } else {
-        None
+        foreign_key(account, request.kms_key_id.as_deref())
     }
+}
+
+/// Why a copy may not be encrypted with `key`, if so: a key ARN of another account. The
+/// copy's snapshots would be readable only while that account's key policy allows it: its
+/// owner could take the copy away (or hold it), and a plugin's choice should not hand
+/// them that. A key id or alias names a key of the copying account.
+fn foreign_key(account: &str, key: Option<&str>) -> Option<String> {
+    let arn = key?.strip_prefix("arn:")?;
+    // arn:PARTITION:kms:REGION:ACCOUNT:key/ID (or alias/NAME)
+    let owner = arn.split(':').nth(3).unwrap_or_default();
+    (owner != account)
+        .then(|| format!("its KMS key {} is not a key of the image's account {account}", key.unwrap_or_default()))
 }
 
 /// Why a plugin may not write or remove these tag keys, if so.
@@ -165,7 +178,9 @@ pub fn check_planned(
             inventory.get(&a.image_id).filter(|i| i.account == a.location.account && i.region == a.location.region);
         match &a.op {
             Op::Share { principal } => refuse_if(&mut refuse, share_forbidden(policy, principal)),
-            Op::Copy { request } => refuse_if(&mut refuse, copy_forbidden(policy, &a.location.region, &request.region)),
+            Op::Copy { request } => {
+                refuse_if(&mut refuse, copy_forbidden(policy, &a.location.account, &a.location.region, request));
+            }
             Op::Tag { tags } => {
                 refuse_if(&mut refuse, tags_forbidden(tags.keys()));
                 if tags.len() > model::MAX_TAGS
@@ -327,15 +342,16 @@ grants = ["tag"]
     #[test]
     fn every_planned_action_meets_the_guardrails_whatever_made_the_plan() {
         let p = policy("");
-        let copy = |region: &str| Op::Copy {
+        let keyed = |region: &str, key: Option<&str>| Op::Copy {
             request: Box::new(CopyRequest {
                 region: region.into(),
-                encrypted: false,
-                kms_key_id: None,
+                encrypted: key.is_some(),
+                kms_key_id: key.map(str::to_string),
                 copy_tags: false,
                 name: None,
             }),
         };
+        let copy = |region: &str| keyed(region, None);
         let tag = |k: &str, v: &str| Op::Tag { tags: [(k.to_string(), v.to_string())].into() };
         let acct = "111111111111";
         let rows: Vec<(&str, PlannedAction, Option<&str>)> = vec![
@@ -354,6 +370,17 @@ grants = ["tag"]
             ("a copy to a copy region", planned(acct, 1, copy("eu-west-1"), "p"), None),
             ("a copy elsewhere", planned(acct, 1, copy("us-west-2"), "p"), Some("not on guardrails.copy_regions")),
             ("a copy home", planned(acct, 1, copy("us-east-1"), "p"), Some("its own region")),
+            ("a copy with an alias", planned(acct, 1, keyed("eu-west-1", Some("alias/replicas")), "p"), None),
+            (
+                "a copy with a key of the image's account",
+                planned(acct, 1, keyed("eu-west-1", Some("arn:aws:kms:eu-west-1:111111111111:key/k")), "p"),
+                None,
+            ),
+            (
+                "a copy with another account's key",
+                planned(acct, 1, keyed("eu-west-1", Some("arn:aws:kms:eu-west-1:999999999999:key/k")), "p"),
+                Some("is not a key of the image's account 111111111111"),
+            ),
             ("another account", planned("333333333333", 1, Op::Deregister, "p"), Some("outside the policy's scope")),
             ("a kind not granted", planned(acct, 1, Op::Deregister, "tagger"), Some("does not grant `tagger`")),
             ("a plugin not in the policy", planned(acct, 1, tag("a", "b"), "ghost"), Some("does not grant `ghost`")),

@@ -102,6 +102,16 @@ fn copy(region: &str, encrypted: bool) -> Action {
     }))
 }
 
+fn keyed_copy(region: &str, key: &str) -> Action {
+    Action::CopyToRegion(Box::new(CopyRequest {
+        region: region.into(),
+        encrypted: true,
+        kms_key_id: Some(key.into()),
+        copy_tags: false,
+        name: None,
+    }))
+}
+
 fn tag(k: &str, v: &str) -> Action {
     Action::Tag([(k.to_string(), v.to_string())].into())
 }
@@ -209,6 +219,18 @@ fn copies_merge_when_identical_conflict_when_not_and_go_only_where_allowed() {
             false,
             vec![by("p", A, copy("us-east-1", false))],
             row(&[], &[&format!("guardrail {A}")]),
+        ),
+        (
+            "encrypted with a key of another account",
+            false,
+            vec![by("p", A, keyed_copy("us-west-2", "arn:aws:kms:us-west-2:999999999999:key/k"))],
+            row(&[], &[&format!("guardrail {A}")]),
+        ),
+        (
+            "encrypted with a key of its own account",
+            false,
+            vec![by("p", A, keyed_copy("us-west-2", "arn:aws:kms:us-west-2:111111111111:key/k"))],
+            row(&[&format!("copy to us-west-2 (encrypted) {A}")], &[]),
         ),
         (
             "a copy of an image the plan retires",
