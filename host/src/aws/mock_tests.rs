@@ -264,6 +264,28 @@ fn an_image_an_ssm_parameter_or_a_build_recipe_refers_to_is_in_use() {
     }
 }
 
+/// A role denied DescribeImageReferences fails the read, naming the permission: the
+/// fallback (instances and launch templates) cannot see SSM parameters or recipes, and
+/// one account's denial would have turned the call off for every account of the run.
+#[test]
+fn a_denied_reference_read_fails_instead_of_falling_back() {
+    use aws_sdk_ec2::operation::describe_image_references::DescribeImageReferencesError;
+    let images = mock!(Client::describe_images)
+        .then_output(|| DescribeImagesOutput::builder().images(ec2_image("ami-0000000a", &[])).build());
+    let denied = mock!(Client::describe_image_references).then_error(|| {
+        DescribeImageReferencesError::generic(
+            ErrorMetadata::builder().code("UnauthorizedOperation").message("You are not authorized").build(),
+        )
+    });
+    let backend = backend("us-east-1", RuleMode::MatchAny, &[&images, &denied]);
+    let error = format!("{:#}", backend.collect(&scope("us-east-1"), &[InventoryNeed::Usage].into()).unwrap_err());
+    assert!(
+        error.contains("DescribeImageReferences is denied") && error.contains("ec2:DescribeImageReferences"),
+        "{error}"
+    );
+    assert!(!counts(&backend).contains_key("DescribeInstances"), "no fallback");
+}
+
 /// EC2 holding images a and b, where moto fails b's DescribeImageAttribute with its bare
 /// 500, and a DescribeImages of b alone finds `b_now`.
 fn b_permissions_failing(b_now: Option<ec2::Image>) -> AwsBackend {

@@ -33,7 +33,21 @@ pub async fn references(ec2: &Ec2, image_ids: &[String]) -> anyhow::Result<BTree
     if !Gaps::known(&ec2.gaps.no_image_references) {
         match image_references(ec2, image_ids).await {
             Ok(found) => return Ok(found),
-            Err(e) if e.kind == ErrorKind::NotImplemented || e.kind == ErrorKind::Unauthorized => {
+            // An endpoint without the call (an emulator: the whole endpoint lacks it) falls
+            // back. A denial does not: it is one account's role, the fallback cannot see
+            // SSM parameters or recipes that use an image, and the gap would be learned
+            // for every account of the run.
+            Err(e) if e.kind == ErrorKind::Unauthorized => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "image usage in {}: DescribeImageReferences is denied, and without it the SSM parameters and \
+                         Image Builder recipes that use an image are not seen; allow ec2:DescribeImageReferences \
+                         (`amiwarden iam-policy` prints the policy amiwarden needs)",
+                        ec2.location
+                    )
+                });
+            }
+            Err(e) if e.kind == ErrorKind::NotImplemented => {
                 if Gaps::learn(&ec2.gaps.no_image_references) {
                     tracing::warn!(
                         "{e}; finding image usage with DescribeInstances and launch template versions instead \
