@@ -101,8 +101,23 @@ impl Ec2 {
     }
 }
 
-/// The token of the next page: `None` after the last page, or when the endpoint repeats
-/// a token (an emulator that ignores paging would otherwise be asked for ever).
-pub fn next_page(next: Option<&str>, seen: &mut BTreeSet<String>) -> Option<String> {
-    next.filter(|t| !t.is_empty() && seen.insert(t.to_string())).map(str::to_string)
+/// The token of the next page of `operation`: `None` after the last page (no token, or
+/// an empty one). A token the endpoint already gave would be asked for ever, and stopping
+/// there would take part of a listing for the whole (an instance left out is an image
+/// that looks unused): the listing fails instead.
+pub fn next_page(
+    operation: &'static str,
+    next: Option<&str>,
+    seen: &mut BTreeSet<String>,
+) -> Result<Option<String>, ApiError> {
+    match next.filter(|t| !t.is_empty()) {
+        None => Ok(None),
+        Some(token) if seen.insert(token.to_string()) => Ok(Some(token.to_string())),
+        Some(token) => Err(ApiError {
+            operation,
+            kind: super::errors::ErrorKind::Other,
+            code: None,
+            message: format!("the endpoint gave the page token {token:?} twice; the listing cannot be completed"),
+        }),
+    }
 }

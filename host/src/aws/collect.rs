@@ -62,7 +62,7 @@ pub async fn describe_images(
         let page = ec2.call("DescribeImages", request.send()).await?;
         images.extend(page.images().iter().cloned());
         // A repeated token would loop forever; an emulator that ignores paging sends none.
-        token = next_page(page.next_token(), &mut seen);
+        token = next_page("DescribeImages", page.next_token(), &mut seen)?;
         if token.is_none() {
             break;
         }
@@ -168,7 +168,7 @@ async fn list_owned_snapshots(
             ec2.client.describe_snapshots().owner_ids("self").max_results(LIST_PAGE).set_next_token(token.take());
         let page = ec2.call("DescribeSnapshots", request.send()).await?;
         page.snapshots().iter().for_each(&mut each);
-        token = next_page(page.next_token(), &mut seen);
+        token = next_page("DescribeSnapshots", page.next_token(), &mut seen)?;
         if token.is_none() {
             return Ok(true);
         }

@@ -264,6 +264,22 @@ fn an_image_an_ssm_parameter_or_a_build_recipe_refers_to_is_in_use() {
     }
 }
 
+/// An endpoint that gives a page token twice fails the listing: stopping there would take
+/// part of it for the whole (an instance left out is an image that looks unused).
+#[test]
+fn a_page_token_given_twice_fails_the_listing() {
+    let first = mock!(Client::describe_images)
+        .match_requests(|r| r.next_token().is_none())
+        .then_output(|| DescribeImagesOutput::builder().images(ec2_image("ami-0000000a", &[])).next_token("p").build());
+    let again = mock!(Client::describe_images)
+        .match_requests(|r| r.next_token() == Some("p"))
+        .then_output(|| DescribeImagesOutput::builder().images(ec2_image("ami-0000000b", &[])).next_token("p").build());
+    let backend = backend("us-east-1", RuleMode::MatchAny, &[&first, &again]);
+    let error = format!("{:#}", backend.collect(&scope("us-east-1"), &BTreeSet::new()).unwrap_err());
+    assert!(error.contains(r#"DescribeImages failed: the endpoint gave the page token "p" twice"#), "{error}");
+    assert_eq!((first.num_calls(), again.num_calls()), (1, 1));
+}
+
 /// A role denied DescribeImageReferences fails the read, naming the permission: the
 /// fallback (instances and launch templates) cannot see SSM parameters or recipes, and
 /// one account's denial would have turned the call off for every account of the run.
@@ -1026,8 +1042,6 @@ fn an_organization_scope_is_its_active_accounts_over_every_page() {
             ListAccountsOutput::builder()
                 .accounts(account("333333333333", None, Some(AccountStatus::Active)))
                 .accounts(account("444444444444", Some(AccountState::PendingClosure), None))
-                // A repeated token ends the listing instead of looping.
-                .next_token("page-2")
                 .build()
         });
     let mut interceptor = MockResponseInterceptor::new().rule_mode(RuleMode::MatchAny);

@@ -39,7 +39,7 @@ pub async fn active_accounts(client: &aws_sdk_organizations::Client) -> anyhow::
                  management account or a delegated administrator (organizations:ListAccounts)",
             )?;
         found.extend(page.accounts().iter().filter(|a| active(a)).filter_map(|a| a.id()).map(str::to_string));
-        token = next_page(page.next_token(), &mut seen);
+        token = next_page("ListAccounts", page.next_token(), &mut seen)?;
         if token.is_none() {
             return Ok(found);
         }

@@ -27,7 +27,7 @@ pub async fn rules(ec2: &Ec2) -> Result<Vec<RetentionRule>, ApiError> {
             let request = rbin.list_rules().resource_type(kind.clone()).set_next_token(token.take());
             let page = ec2.call("ListRules", request.send()).await?;
             ids.extend(page.rules().iter().filter_map(|r| r.identifier()).map(str::to_string));
-            token = next_page(page.next_token(), &mut seen);
+            token = next_page("ListRules", page.next_token(), &mut seen)?;
             if token.is_none() {
                 break;
             }

@@ -102,7 +102,7 @@ async fn image_references(ec2: &Ec2, image_ids: &[String]) -> Result<BTreeMap<St
                     }
                 }
             }
-            token = next_page(page.next_token(), &mut seen);
+            token = next_page("DescribeImageReferences", page.next_token(), &mut seen)?;
             if token.is_none() {
                 break;
             }
@@ -173,7 +173,7 @@ async fn live_instances(
                 each(image);
             }
         }
-        token = next_page(page.next_token(), &mut seen);
+        token = next_page("DescribeInstances", page.next_token(), &mut seen)?;
         if token.is_none() {
             return Ok(true);
         }
@@ -203,7 +203,7 @@ async fn launch_template_images(ec2: &Ec2) -> Result<BTreeSet<(String, String)>,
                 found.insert((template.to_string(), image.to_string()));
             }
         }
-        token = next_page(page.next_token(), &mut seen);
+        token = next_page("DescribeLaunchTemplateVersions", page.next_token(), &mut seen)?;
         if token.is_none() {
             break;
         }
