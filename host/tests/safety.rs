@@ -779,6 +779,47 @@ fn undo_of_one_deregistration_brings_its_snapshots_and_refuses_what_it_cannot_un
     assert!(stderr(&out).contains("undo it there"), "{}", stderr(&out));
 }
 
+/// A deregistration whose answer was lost ends "skipped: … no longer exists" (the SDK's
+/// retry finds it gone), yet it happened: undo restores it, and a journal whose plan line
+/// was edited is refused.
+#[test]
+fn undo_restores_a_deregistration_whose_answer_was_lost_and_refuses_an_edited_journal() {
+    let dir = setup(&bin_policy(), &binned(30, 30));
+    let out = amiwarden(dir.path(), &apply_args("state.json", &["--journal", "j.jsonl"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let journal = std::fs::read_to_string(dir.path().join("j.jsonl")).unwrap();
+    let mut lines: Vec<Value> = journal.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let plan: Value = serde_json::from_str(lines[0]["detail"].as_str().unwrap()).unwrap();
+    let gone = "ami-0aaaaaaaaaaaaaaa2";
+    let dereg = plan["actions"].as_array().unwrap().iter().find(|a| a["op"] == "deregister" && a["image_id"] == gone);
+    let dereg = dereg.unwrap()["id"].clone();
+    let done = lines.iter_mut().find(|l| l["action_id"] == dereg && l["phase"] == "done").unwrap();
+    done["phase"] = json!("skipped");
+    done["detail"] = json!(format!("{gone} no longer exists"));
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(dir.path().join("j.jsonl"), &text).unwrap();
+
+    let undo = ["undo", "--policy", "policy.toml", "--sim", "state.json", "--journal", "j.jsonl", "--yes"];
+    let out = amiwarden(dir.path(), &undo);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let (images, _) = region_view(&read_json(&dir.path().join("state.json")));
+    assert!(images.iter().any(|i| i.0 == format!("\"{gone}\"")), "restored: {images:?}");
+
+    // The plan line edited (an action dropped): its id no longer matches; nothing is undone.
+    let mut edited: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let mut plan = plan.clone();
+    plan["actions"].as_array_mut().unwrap().pop();
+    edited[0]["detail"] = json!(plan.to_string());
+    let edited: String = edited.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(dir.path().join("j2.jsonl"), edited).unwrap();
+    let out = amiwarden(
+        dir.path(),
+        &["undo", "--policy", "policy.toml", "--sim", "state.json", "--journal", "j2.jsonl", "--yes"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("does not match its id"), "{}", stderr(&out));
+}
+
 #[test]
 fn an_organization_scope_is_every_account_of_the_state_and_still_narrows() {
     let policy = POLICY.replace(r#"accounts = ["111111111111"]"#, r#"accounts = "organization""#);

@@ -33,6 +33,8 @@ pub struct Run {
     pub plan: Plan,
     pub binding: Binding,
     pub ended: BTreeMap<String, (Phase, String)>,
+    /// Actions whose call was made (a `start` line was written before it).
+    pub started: BTreeSet<String>,
     pub shares: BTreeMap<String, BTreeSet<Principal>>,
     pub undone: BTreeSet<String>,
 }
@@ -82,12 +84,21 @@ pub fn read_run(path: &Path, run_id: Option<&str>) -> anyhow::Result<Run> {
         InputError(format!("journal {} line {line}: the plan has no record of its backend", path.display()))
     })?;
     let id = entry.plan_id.clone();
+    let own = super::plan_id(&plan);
+    if id != own && !id.starts_with(&format!("{own}-run")) {
+        return Err(InputError(format!(
+            "journal {} line {line}: the plan recorded there does not match its id {id} (edited?); it is not undone",
+            path.display()
+        ))
+        .into());
+    }
     let undo = undo_id(&id);
     let mut run = Run {
         run_id: id.clone(),
         plan,
         binding,
         ended: BTreeMap::new(),
+        started: BTreeSet::new(),
         shares: BTreeMap::new(),
         undone: BTreeSet::new(),
     };
@@ -96,8 +107,9 @@ pub fn read_run(path: &Path, run_id: Option<&str>) -> anyhow::Result<Run> {
             run.ended.insert(e.action_id, (e.phase, e.detail));
         } else if e.plan_id == id && e.phase == Phase::Start {
             if let Some(shares) = e.shares {
-                run.shares.insert(e.action_id, shares);
+                run.shares.insert(e.action_id.clone(), shares);
             }
+            run.started.insert(e.action_id);
         } else if e.plan_id == undo && e.phase == Phase::Done {
             run.undone.insert(e.action_id);
         }
@@ -168,7 +180,18 @@ fn rank(step: &Step) -> u8 {
 /// Plans the undo of `run`: every action it did, or those of `only` (a deregistration
 /// brings its image's snapshot deletions with it, since the image needs them back).
 pub fn plan_undo(policy: &Policy, run: &Run, only: &BTreeSet<String>) -> Result<UndoPlan, InputError> {
-    let done = |a: &PlannedAction| matches!(run.ended.get(&a.id), Some((Phase::Done, _)));
+    // Done, or called and then found gone: a deregistration or deletion whose answer was
+    // lost, retried by the SDK into EC2's NotFound (or re-checked after a crash), made the
+    // change all the same.
+    let done = |a: &PlannedAction| match run.ended.get(&a.id) {
+        Some((Phase::Done, _)) => true,
+        Some((Phase::Skipped, detail)) => {
+            matches!(a.op, Op::Deregister | Op::DeleteSnapshot { .. })
+                && detail.ends_with(super::GONE)
+                && run.started.contains(&a.id)
+        }
+        _ => false,
+    };
     for id in only {
         match run.plan.actions.iter().find(|a| &a.id == id) {
             None => return Err(InputError(format!("--action {id}: run {} has no such action", run.run_id))),
