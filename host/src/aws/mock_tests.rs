@@ -264,6 +264,36 @@ fn an_image_an_ssm_parameter_or_a_build_recipe_refers_to_is_in_use() {
     }
 }
 
+/// DescribeImageReferences is asked for every kind with every launch template version
+/// (its default for all kinds looks at the newest 10) and live instances only.
+#[test]
+fn image_references_look_at_every_template_version_and_live_instances() {
+    let images = mock!(Client::describe_images)
+        .then_output(|| DescribeImagesOutput::builder().images(ec2_image("ami-0000000a", &[])).build());
+    let asked = |r: &aws_sdk_ec2::operation::describe_image_references::DescribeImageReferencesInput| {
+        let option = |kind: ec2::ImageReferenceResourceType| {
+            let request = r.resource_types().iter().find(|t| t.resource_type() == Some(&kind))?;
+            let values = request.resource_type_options().first()?.option_values().to_vec();
+            Some(values)
+        };
+        let kinds: Vec<_> = r.resource_types().iter().filter_map(|t| t.resource_type().cloned()).collect();
+        r.include_all_resource_types().is_none()
+            && option(ec2::ImageReferenceResourceType::Ec2LaunchTemplate) == Some(vec!["10000".to_string()])
+            && option(ec2::ImageReferenceResourceType::Ec2Instance).is_some_and(|states| {
+                states.iter().all(|s| s != "terminated") && states.contains(&"stopped".to_string())
+            })
+            && kinds.contains(&ec2::ImageReferenceResourceType::SsmParameter)
+            && kinds.contains(&ec2::ImageReferenceResourceType::ImageBuilderImageRecipe)
+            && kinds.contains(&ec2::ImageReferenceResourceType::ImageBuilderContainerRecipe)
+    };
+    let references = mock!(Client::describe_image_references)
+        .match_requests(asked)
+        .then_output(|| DescribeImageReferencesOutput::builder().build());
+    let backend = backend("us-east-1", RuleMode::MatchAny, &[&images, &references]);
+    let found = backend.collect(&scope("us-east-1"), &[InventoryNeed::Usage].into()).expect("the request as wanted");
+    assert_eq!((found.len(), references.num_calls()), (1, 1));
+}
+
 /// An endpoint that gives a page token twice fails the listing: stopping there would take
 /// part of it for the whole (an instance left out is an image that looks unused).
 #[test]

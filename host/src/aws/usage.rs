@@ -3,13 +3,44 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Context;
-use aws_sdk_ec2::types::{Filter, ImageReferenceResourceType};
+use aws_sdk_ec2::types::{
+    Filter, ImageReferenceOptionName, ImageReferenceResourceType, ResourceTypeOption, ResourceTypeRequest,
+};
 
 use super::calls::{Ec2, Gaps, next_page};
 use super::errors::{ApiError, ErrorKind};
 
 /// Image ids per DescribeImageReferences call (FACTS.md).
 const REFERENCE_BATCH: usize = 10;
+/// Launch template versions DescribeImageReferences looks at, newest first (EC2's most;
+/// its default is 10).
+const TEMPLATE_VERSION_DEPTH: &str = "10000";
+
+/// What DescribeImageReferences is asked to look at: every kind it knows, with options
+/// where its defaults would miss a use. Asked for all kinds at once
+/// (`IncludeAllResourceTypes`), EC2 looks only at the newest 10 versions of a launch
+/// template, so an Auto Scaling group pinned to an older version would not count; every
+/// version is looked at here. Instances are those in a live state, as the fallback reads
+/// them (the default counts terminated instances too).
+fn reference_kinds() -> Vec<ResourceTypeRequest> {
+    let option = |name: ImageReferenceOptionName, values: &[&str]| {
+        let values = values.iter().map(|v| v.to_string()).collect();
+        ResourceTypeOption::builder().option_name(name).set_option_values(Some(values)).build()
+    };
+    let kind = |kind: ImageReferenceResourceType, options: Option<ResourceTypeOption>| {
+        ResourceTypeRequest::builder().resource_type(kind).set_resource_type_options(options.map(|o| vec![o])).build()
+    };
+    vec![
+        kind(ImageReferenceResourceType::Ec2Instance, Some(option(ImageReferenceOptionName::StateName, &LIVE_STATES))),
+        kind(
+            ImageReferenceResourceType::Ec2LaunchTemplate,
+            Some(option(ImageReferenceOptionName::VersionDepth, &[TEMPLATE_VERSION_DEPTH])),
+        ),
+        kind(ImageReferenceResourceType::SsmParameter, None),
+        kind(ImageReferenceResourceType::ImageBuilderImageRecipe, None),
+        kind(ImageReferenceResourceType::ImageBuilderContainerRecipe, None),
+    ]
+}
 /// Values per `image-id` filter of DescribeInstances.
 const INSTANCE_FILTER_BATCH: usize = 200;
 /// Instance states that count as using an image.
@@ -81,7 +112,7 @@ async fn image_references(ec2: &Ec2, image_ids: &[String]) -> Result<BTreeMap<St
                 .client
                 .describe_image_references()
                 .set_image_ids(Some(batch.to_vec()))
-                .include_all_resource_types(true)
+                .set_resource_types(Some(reference_kinds()))
                 .set_next_token(token.take());
             let page = ec2.call("DescribeImageReferences", request.send()).await?;
             for r in page.image_references() {
