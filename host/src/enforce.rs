@@ -100,7 +100,11 @@ pub fn prepare(
             let plan_id = apply::plan_id(&plan);
             let journal = Journal::open(journal_path, &plan_id, binding)?;
             let (inventory, resumed) = if journal.is_resume() {
-                (collect(&plan.source)?, Some(Vec::new()))
+                // Resumed, it is not checked against a fresh plan as a first apply is:
+                // what that plan no longer holds is held as for a journal's own plan.
+                let inventory = collect(&plan.source)?;
+                unplanned = no_longer_planned(policy, plugins, &inventory, &plan, &journal, now)?;
+                (inventory, Some(Vec::new()))
             } else {
                 (apply::saved::check(policy, plugins, backend, &plan, path, now)?, None)
             };
@@ -132,7 +136,7 @@ pub fn prepare(
     Ok(prepared)
 }
 
-/// The images of `plan` (an interrupted one, resumed) whose pending disable or
+/// The images of `plan` (an interrupted one, resumed: a journal's or a saved file's) whose pending disable or
 /// deregistration the policy would not plan on `inventory` (read now), with why. The plan
 /// was made before the interruption, and what made an image expendable may have changed
 /// since: a newer image of its family gone (so it is among the newest kept now), a

@@ -324,28 +324,46 @@ fn a_journal_from_another_state_or_policy_is_refused() {
 fn a_resumed_plan_holds_a_deregistration_the_policy_no_longer_plans() {
     // The plan deregisters web-1 and web-2 (keep_newest = 1 keeps web-3). While the
     // apply lay interrupted, someone deregistered web-3: web-2 is the family's newest now,
-    // and retention keeps it by proposing nothing for it (no `retain` to re-ask).
-    let dir = setup(POLICY, &state());
-    interrupted(dir.path(), "j.jsonl");
-    let mut s = state();
-    let region = &mut s["accounts"]["111111111111"]["regions"]["us-east-1"];
-    region["images"].as_array_mut().unwrap().retain(|i| i["id"] != "ami-0aaaaaaaaaaaaaaa3");
-    region["snapshots"].as_array_mut().unwrap().retain(|i| i["id"] != "snap-0aaaaaaaaaaaaaaa3");
-    write_json(&dir.path().join("state.json"), &s);
+    // and retention keeps it by proposing nothing for it (no `retain` to re-ask). The
+    // same for a journal's own plan and for a saved plan resumed.
+    for saved in [false, true] {
+        let dir = setup(POLICY, &state());
+        let resume: Vec<&str> = if saved {
+            let out = amiwarden(dir.path(), &plan_args("state.json", &["--out", "plan.json"]));
+            assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+            vec!["--journal", "j.jsonl", "--plan", "plan.json"]
+        } else {
+            vec!["--journal", "j.jsonl"]
+        };
+        let out = amiwarden(dir.path(), &apply_args("state.json", &resume));
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let text = std::fs::read_to_string(dir.path().join("j.jsonl")).unwrap();
+        let kept: Vec<&str> = text.lines().take(2).collect();
+        assert!(kept[1].contains("\"start\""), "{kept:?}");
+        std::fs::write(dir.path().join("j.jsonl"), kept.join("\n") + "\n").unwrap();
+        let mut s = state();
+        let region = &mut s["accounts"]["111111111111"]["regions"]["us-east-1"];
+        region["images"].as_array_mut().unwrap().retain(|i| i["id"] != "ami-0aaaaaaaaaaaaaaa3");
+        region["snapshots"].as_array_mut().unwrap().retain(|i| i["id"] != "snap-0aaaaaaaaaaaaaaa3");
+        write_json(&dir.path().join("state.json"), &s);
 
-    let out = amiwarden(dir.path(), &apply_args("state.json", &["--journal", "j.jsonl"]));
-    assert!(stderr(&out).contains("resuming"), "{}", stderr(&out));
-    let after = read_json(&dir.path().join("state.json"));
-    let region = &after["accounts"]["111111111111"]["regions"]["us-east-1"];
-    let ids = |what: &str| -> Vec<String> {
-        region[what].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap().to_string()).collect()
-    };
-    assert!(ids("images").contains(&"ami-0aaaaaaaaaaaaaaa2".into()), "web-2 is kept: {:?}", ids("images"));
-    assert!(ids("snapshots").contains(&"snap-0aaaaaaaaaaaaaaa2".into()), "with its snapshot");
-    assert!(!ids("images").contains(&"ami-0aaaaaaaaaaaaaaa1".into()), "web-1 still goes");
-    assert!(!ids("snapshots").contains(&"snap-0aaaaaaaaaaaaaaa1".into()), "with its snapshot");
-    let text = stderr(&out);
-    assert!(text.contains("the policy no longer plans to deregister it on the inventory of now"), "{text}");
+        let out = amiwarden(dir.path(), &apply_args("state.json", &resume));
+        assert!(stderr(&out).contains("resuming") || saved, "{}", stderr(&out));
+        let after = read_json(&dir.path().join("state.json"));
+        let region = &after["accounts"]["111111111111"]["regions"]["us-east-1"];
+        let ids = |what: &str| -> Vec<String> {
+            region[what].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap().to_string()).collect()
+        };
+        assert!(ids("images").contains(&"ami-0aaaaaaaaaaaaaaa2".into()), "{saved}: web-2 is kept: {:?}", ids("images"));
+        assert!(ids("snapshots").contains(&"snap-0aaaaaaaaaaaaaaa2".into()), "{saved}: with its snapshot");
+        assert!(!ids("images").contains(&"ami-0aaaaaaaaaaaaaaa1".into()), "{saved}: web-1 still goes");
+        assert!(!ids("snapshots").contains(&"snap-0aaaaaaaaaaaaaaa1".into()), "{saved}: with its snapshot");
+        let text = stderr(&out);
+        assert!(
+            text.contains("the policy no longer plans to deregister it on the inventory of now"),
+            "{saved}: {text}"
+        );
+    }
 }
 
 #[test]
