@@ -136,8 +136,9 @@ pub fn prepare(
     Ok(prepared)
 }
 
-/// The images of `plan` (an interrupted one, resumed: a journal's or a saved file's) whose pending disable or
-/// deregistration the policy would not plan on `inventory` (read now), with why. The plan
+/// The images of `plan` (an interrupted one, resumed: a journal's or a saved file's)
+/// whose pending disable or deregistration the policy would not plan on `inventory`
+/// (read now), with why. The plan
 /// was made before the interruption, and what made an image expendable may have changed
 /// since: a newer image of its family gone (so it is among the newest kept now), a
 /// reviewer that vetoes it now, a guardrail it meets now. The resumed run holds those, as
@@ -166,7 +167,8 @@ fn no_longer_planned(
     let planned: BTreeSet<_> = again.plan.actions.iter().map(key).collect();
     let mut out = BTreeMap::new();
     for a in pending.into_iter().filter(|a| !planned.contains(&key(a))) {
-        let refused = again.plan.refused.iter().find(|r| r.image_id == a.image_id).map(|r| r.reason.clone());
+        let refused = again.plan.refused.iter().find(|r| r.image_id == a.image_id && r.action.kind().is_destructive());
+        let refused = refused.map(|r| r.reason.clone());
         let kept = again.plan.kept.iter().find(|k| k.image_id == a.image_id).map(|k| k.reasons.join("; "));
         let why = refused.or(kept).unwrap_or_else(|| "no plugin proposes it any more".into());
         out.entry(a.image_id.clone()).or_insert_with(|| {

@@ -231,8 +231,6 @@ fn chunk_size(plugins: &[Plugin]) -> usize {
     lcm.unwrap_or_else(|| batches.max().unwrap_or(1))
 }
 
-/// One plugin's `propose` on one batch of lowered events, in one session (a fresh one
-/// after a trap, which can leave the instance unusable).
 /// Bytes per event a plugin's proposals may hold in one run, beyond its memory limit.
 pub const OUTPUT_PER_EVENT: usize = 2 << 10;
 
@@ -245,9 +243,10 @@ fn output_budget(plugin: &Plugin, events: usize) -> usize {
     memory.saturating_add(events.saturating_mul(OUTPUT_PER_EVENT))
 }
 
-/// One batch of `plugin`'s events in one store; `budget` is what the plugin's proposals
-/// hold so far in the run (every batch adds to it) and the most they may: once over it,
-/// the plugin is not called again in this run.
+/// One plugin's `propose` on one batch of lowered events, in one session (a fresh one
+/// after a trap, which can leave the instance unusable). `budget` is what the plugin's
+/// proposals hold so far in the run (every batch adds to it) and the most they may: once
+/// over it, the plugin is not called again in this run.
 fn propose_batch(
     policy: &Policy,
     plugin: &Plugin,
