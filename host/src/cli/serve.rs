@@ -146,7 +146,8 @@ pub(super) fn serve_command(cli: &Cli, args: &ServeArgs) -> anyhow::Result<i32> 
             .block_on(tokio::net::TcpListener::bind(addr))
             .map_err(|e| anyhow::anyhow!("--metrics {addr}: {e}"))?;
         signals.spawn(async move {
-            if let Err(e) = crate::serve::metrics::serve(listener, metrics, ready, notify).await {
+            let limit = crate::serve::metrics::CONNECTION_LIMIT;
+            if let Err(e) = crate::serve::metrics::serve(listener, metrics, ready, notify, limit).await {
                 tracing::error!("metrics endpoint: {e:#}");
             }
         });

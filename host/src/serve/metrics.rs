@@ -155,17 +155,19 @@ impl Metrics {
 }
 
 /// The longest one connection to the metrics server is served (scrapes take milliseconds).
-const CONNECTION_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+pub const CONNECTION_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// The pause after a failed accept, so a lack of file descriptors is not a busy loop.
 const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Serves `/metrics`, `/healthz` (the process is up) and `/readyz` (plugins loaded, queue
-/// reachable) on `listener` until `stop` is notified; runs on the caller's tokio runtime.
+/// reachable) on `listener` until `stop` is notified, each connection for at most
+/// `connection_limit` (`CONNECTION_LIMIT`); runs on the caller's tokio runtime.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
     stop: Arc<tokio::sync::Notify>,
+    connection_limit: std::time::Duration,
 ) -> anyhow::Result<()> {
     if let Ok(addr) = listener.local_addr() {
         tracing::info!("metrics on http://{addr}/metrics");
@@ -196,7 +198,7 @@ pub async fn serve(
             // A client that sends nothing, or a byte a minute, holds its connection (and a
             // file descriptor) no longer than this.
             let connection = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
-            let _ = tokio::time::timeout(CONNECTION_LIMIT, connection).await;
+            let _ = tokio::time::timeout(connection_limit, connection).await;
         });
     }
 }
@@ -240,6 +242,35 @@ mod tests {
         ] {
             assert!(text.contains(line), "{line} not in:\n{text}");
         }
+    }
+
+    /// A client that connects and sends nothing is dropped after the limit, and the server
+    /// goes on answering others.
+    #[test]
+    fn an_idle_connection_is_dropped_after_the_limit_and_the_server_goes_on() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let stop = Arc::new(tokio::sync::Notify::new());
+            let (metrics, ready) = (Arc::new(Metrics::default()), Arc::new(AtomicBool::new(true)));
+            let limit = std::time::Duration::from_millis(200);
+            let server = tokio::spawn(serve(listener, metrics, ready, Arc::clone(&stop), limit));
+            let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let started = std::time::Instant::now();
+            let mut buf = Vec::new();
+            let read = tokio::time::timeout(std::time::Duration::from_secs(5), idle.read_to_end(&mut buf)).await;
+            assert!(read.is_ok(), "the idle connection is closed by the server");
+            assert!(started.elapsed() >= limit, "not before the limit: {:?}", started.elapsed());
+            let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+            client.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+            let mut answer = String::new();
+            client.read_to_string(&mut answer).await.unwrap();
+            assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok\n"), "{answer}");
+            stop.notify_waiters();
+            server.await.unwrap().unwrap();
+        });
     }
 
     #[test]
