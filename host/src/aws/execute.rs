@@ -109,7 +109,8 @@ async fn modify_permission(
 }
 
 /// CopyImage in the destination region, made idempotent three times: the action id is
-/// the client token; the copy's description names the action (`copy_description`), so a
+/// the client token (a copy that token made once and that is gone since is made afresh
+/// under a token of its own); the copy's description names the action (`copy_description`), so a
 /// copy is found again even before the host tagged it (an emulator may ignore client
 /// tokens, and the tags follow CopyImage in a second call); and a call whose answer was
 /// lost is not sent again before the destination is searched (`copy_image`). The copy is
@@ -122,19 +123,15 @@ async fn copy(
     request: &CopyRequest,
 ) -> Result<ActionOutcome, ApiError> {
     let name = copy_name(action, request);
-    let new_id = match find_copy(dest, action, &name).await? {
+    let (mut new_id, mut fresh) = match find_copy(dest, action, &name).await? {
         Some((existing, true)) => {
             return Ok(done(format!("copy of {} already exists in {}: {existing}", action.image_id, request.region)));
         }
         // Made by an earlier attempt whose answer, or whose tagging, was lost: tag it now.
-        Some((untagged, false)) => untagged,
-        None => match copy_image(dest, action, request, &name).await? {
-            Some(id) => id,
-            None => {
-                return Ok(ActionOutcome::Failed {
-                    error: format!("CopyImage of {} returned no image id", action.image_id),
-                });
-            }
+        Some((untagged, false)) => (untagged, false),
+        None => match copy_image(dest, action, request, &name, &action.id).await? {
+            Some(id) => (id, true),
+            None => return Ok(no_image_id(action)),
         },
     };
     let mut source_tags = Vec::new();
@@ -148,14 +145,37 @@ async fn copy(
         }
     }
     let tags = copy_tags(action, request, source_tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let tagging = dest.client.create_tags().resources(&new_id).set_tags(Some(tag_list(&tags)));
-    if let Err(e) = dest.call("CreateTags", tagging.send()).await {
-        // Running the action again finds the copy by its description and tags it.
-        return Ok(ActionOutcome::Failed {
-            error: format!("copied {} to {new_id} in {} but could not tag it: {e}", action.image_id, request.region),
-        });
+    loop {
+        let tagging = dest.client.create_tags().resources(&new_id).set_tags(Some(tag_list(&tags)));
+        match dest.call("CreateTags", tagging.send()).await {
+            Ok(_) => return Ok(done(format!("copied {} to {} as {new_id}", action.image_id, request.region))),
+            // EC2 answers a client token it still remembers with the copy that token made
+            // once, even when that copy has been deregistered since (a replica removed by
+            // hand, then planned again): that one is gone, so a copy is made afresh, once,
+            // under a token of its own.
+            Err(e) if fresh && e.is_not_found() => {
+                fresh = false;
+                let token = crate::model::id::stable_id("copy", format!("{}/{new_id}", action.id).as_bytes(), 20);
+                new_id = match copy_image(dest, action, request, &name, &token).await? {
+                    Some(id) => id,
+                    None => return Ok(no_image_id(action)),
+                };
+            }
+            // Running the action again finds the copy by its description and tags it.
+            Err(e) => {
+                return Ok(ActionOutcome::Failed {
+                    error: format!(
+                        "copied {} to {new_id} in {} but could not tag it: {e}",
+                        action.image_id, request.region
+                    ),
+                });
+            }
+        }
     }
-    Ok(done(format!("copied {} to {} as {new_id}", action.image_id, request.region)))
+}
+
+fn no_image_id(action: &PlannedAction) -> ActionOutcome {
+    ActionOutcome::Failed { error: format!("CopyImage of {} returned no image id", action.image_id) }
 }
 
 /// The copy this action already made in `dest`, and whether it is tagged with the action
@@ -198,6 +218,7 @@ async fn copy_image(
     action: &PlannedAction,
     request: &CopyRequest,
     name: &str,
+    token: &str,
 ) -> Result<Option<String>, ApiError> {
     let retry = dest.client.config().retry_config().cloned().unwrap_or_else(RetryConfig::standard);
     let mut attempt = 1;
@@ -213,7 +234,7 @@ async fn copy_image(
             .encrypted(request.encrypted)
             .set_kms_key_id(request.kms_key_id.clone())
             .copy_image_tags(request.copy_tags)
-            .client_token(&action.id)
+            .client_token(token)
             .customize()
             .config_override(aws_sdk_ec2::config::Builder::default().retry_config(RetryConfig::disabled()));
         let error = match dest.call("CopyImage", call.send()).await {

@@ -615,6 +615,43 @@ fn a_copy_is_made_in_the_destination_region_and_tagged_with_its_source() {
     assert_eq!(outcome, ActionOutcome::Done { detail: "copied ami-0000000a to eu-west-1 as ami-0000000c".into() });
 }
 
+/// EC2 answers a client token it remembers with the copy it made for it once, even when
+/// that copy was deregistered since (by hand, and the copy planned again): tagging it
+/// finds it gone, and the copy is made afresh under a token of its own.
+#[test]
+fn a_copy_the_token_once_made_and_gone_since_is_made_afresh() {
+    let act = copy_action();
+    let none_yet = mock!(Client::describe_images)
+        .match_requests(|r| r.filters().iter().any(|f| f.name() == Some("name")))
+        .then_output(|| DescribeImagesOutput::builder().build());
+    let token = act.id.clone();
+    let remembered = mock!(Client::copy_image)
+        .match_requests(move |r| r.client_token() == Some(token.as_str()))
+        .then_output(|| CopyImageOutput::builder().image_id("ami-0000000c").build());
+    let token = act.id.clone();
+    let afresh = mock!(Client::copy_image)
+        .match_requests(move |r| r.client_token().is_some_and(|t| t != token && t.len() <= 64))
+        .then_output(|| CopyImageOutput::builder().image_id("ami-0000000d").build());
+    let gone = mock!(Client::create_tags).match_requests(|r| r.resources() == ["ami-0000000c"]).then_error(|| {
+        aws_sdk_ec2::operation::create_tags::CreateTagsError::generic(
+            ErrorMetadata::builder().code("InvalidAMIID.NotFound").message("The image id does not exist").build(),
+        )
+    });
+    let tagged = mock!(Client::create_tags)
+        .match_requests(|r| r.resources() == ["ami-0000000d"])
+        .then_output(|| CreateTagsOutput::builder().build());
+    let dest = mock_ec2("eu-west-1", RuleMode::MatchAny, &[&none_yet, &remembered, &afresh, &gone, &tagged]);
+    let backend = AwsBackend::with_clients(vec![
+        (location("us-east-1"), mock_ec2("us-east-1", RuleMode::Sequential, &[])),
+        (location("eu-west-1"), dest),
+    ]);
+
+    let outcome = backend.execute(&act);
+
+    assert_eq!(outcome, ActionOutcome::Done { detail: "copied ami-0000000a to eu-west-1 as ami-0000000d".into() });
+    assert_eq!((remembered.num_calls(), afresh.num_calls(), tagged.num_calls()), (1, 1, 1));
+}
+
 #[test]
 fn a_copy_already_made_by_the_same_action_is_returned_instead_of_copied_again() {
     let id = copy_action().id;
