@@ -750,23 +750,28 @@ fn undo_restores_what_a_run_removed_and_shares_it_again_once() {
     assert_eq!(std::fs::read(dir.path().join("state.json")).unwrap(), before);
 }
 
-#[test]
-fn undo_of_one_deregistration_brings_its_snapshots_and_refuses_what_it_cannot_undo() {
+/// A run applied to the binned state with journal `j.jsonl`: its directory, the journal's
+/// lines, and the plan its first line holds.
+fn applied_to_bins() -> (tempfile::TempDir, Vec<Value>, Value) {
     let dir = setup(&bin_policy(), &binned(30, 30));
     let out = amiwarden(dir.path(), &apply_args("state.json", &["--journal", "j.jsonl"]));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let journal = std::fs::read_to_string(dir.path().join("j.jsonl")).unwrap();
-    let plan: Value = serde_json::from_str(
-        serde_json::from_str::<Value>(journal.lines().next().unwrap()).unwrap()["detail"].as_str().unwrap(),
-    )
-    .unwrap();
-    let id_of = |op: &str, image: &str| {
-        plan["actions"].as_array().unwrap().iter().find(|a| a["op"] == op && a["image_id"] == image).unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
-    let deregister = id_of("deregister", "ami-0aaaaaaaaaaaaaaa2");
+    let lines: Vec<Value> = journal.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let plan: Value = serde_json::from_str(lines[0]["detail"].as_str().unwrap()).unwrap();
+    (dir, lines, plan)
+}
+
+/// The id of `plan`'s `op` on `image`.
+fn action_id(plan: &Value, op: &str, image: &str) -> String {
+    let actions = plan["actions"].as_array().unwrap();
+    actions.iter().find(|a| a["op"] == op && a["image_id"] == image).unwrap()["id"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn undo_of_one_deregistration_brings_its_snapshots_and_refuses_what_it_cannot_undo() {
+    let (dir, _, plan) = applied_to_bins();
+    let deregister = action_id(&plan, "deregister", "ami-0aaaaaaaaaaaaaaa2");
     let undo = ["undo", "--policy", "policy.toml", "--sim", "state.json", "--journal", "j.jsonl", "--yes"];
     let out = amiwarden(dir.path(), &[&undo[..], &["--action", &deregister]].concat());
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -802,15 +807,9 @@ fn undo_of_one_deregistration_brings_its_snapshots_and_refuses_what_it_cannot_un
 /// was edited is refused.
 #[test]
 fn undo_restores_a_deregistration_whose_answer_was_lost_and_refuses_an_edited_journal() {
-    let dir = setup(&bin_policy(), &binned(30, 30));
-    let out = amiwarden(dir.path(), &apply_args("state.json", &["--journal", "j.jsonl"]));
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let journal = std::fs::read_to_string(dir.path().join("j.jsonl")).unwrap();
-    let mut lines: Vec<Value> = journal.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let plan: Value = serde_json::from_str(lines[0]["detail"].as_str().unwrap()).unwrap();
+    let (dir, mut lines, plan) = applied_to_bins();
     let gone = "ami-0aaaaaaaaaaaaaaa2";
-    let dereg = plan["actions"].as_array().unwrap().iter().find(|a| a["op"] == "deregister" && a["image_id"] == gone);
-    let dereg = dereg.unwrap()["id"].clone();
+    let dereg = action_id(&plan, "deregister", gone);
     let done = lines.iter_mut().find(|l| l["action_id"] == dereg && l["phase"] == "done").unwrap();
     done["phase"] = json!("skipped");
     done["detail"] = json!(format!("{gone} no longer exists"));
