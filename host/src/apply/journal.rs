@@ -69,6 +69,13 @@ pub fn plan_id(plan: &Plan) -> String {
     crate::model::id::stable_id_of_json("plan", &plan.actions, 20)
 }
 
+/// Whether `key`, a journal key, is one of the plan whose id is `plan_id`: its own id (a
+/// saved plan's run) or a fresh run of it (`run_id`). A plan line whose plan hashes to
+/// another id was edited.
+pub fn is_key_of(key: &str, plan_id: &str) -> bool {
+    key.strip_prefix(plan_id).is_some_and(|rest| rest.is_empty() || rest.starts_with("-run"))
+}
+
 /// The journal key of a fresh run of `plan`: its id and when the run started. A plan
 /// computed again after an earlier run of the same actions ended (some failed, say) is a
 /// new run, not a finished one; a saved plan file keeps its plain id, so applying the
@@ -304,7 +311,7 @@ pub fn unfinished_plan(path: &Path) -> anyhow::Result<Option<Unfinished>> {
     })?;
     let id = last.plan_id.clone();
     let own = plan_id(&plan);
-    if id != own && !id.starts_with(&format!("{own}-run")) {
+    if !is_key_of(&id, &own) {
         return Err(InputError(format!(
             "journal {} line {line}: the plan recorded there does not match its id {} (edited?); move the journal away",
             path.display(),

@@ -115,7 +115,7 @@ struct Run<'a, 'j> {
     progress: &'a (dyn Fn(&PlannedAction, &ActionOutcome) + Sync),
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 

@@ -90,3 +90,14 @@ fn deregistration_protection_turned_on_after_the_plan_holds_the_image_and_its_sn
     assert!(report.skipped[1].1.contains("did not happen"), "its snapshot is held: {report:?}");
     assert_eq!(backend.state(), state(Some("enabled-without-cooldown")), "nothing was called");
 }
+
+#[test]
+fn a_journal_key_is_a_plans_own_id_or_a_run_of_it() {
+    use super::journal::is_key_of;
+    let id = "plan-0123456789abcdef0123";
+    assert!(is_key_of(id, id));
+    assert!(is_key_of(&super::journal::run_id(id), id));
+    assert!(!is_key_of("plan-0123456789abcdef0124", id));
+    assert!(!is_key_of(&format!("{id}x"), id));
+    assert!(!is_key_of(&format!("{id}-undo"), id));
+}

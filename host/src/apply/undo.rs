@@ -84,8 +84,7 @@ pub fn read_run(path: &Path, run_id: Option<&str>) -> anyhow::Result<Run> {
         InputError(format!("journal {} line {line}: the plan has no record of its backend", path.display()))
     })?;
     let id = entry.plan_id.clone();
-    let own = super::plan_id(&plan);
-    if id != own && !id.starts_with(&format!("{own}-run")) {
+    if !super::journal::is_key_of(&id, &super::plan_id(&plan)) {
         return Err(InputError(format!(
             "journal {} line {line}: the plan recorded there does not match its id {id} (edited?); it is not undone",
             path.display()

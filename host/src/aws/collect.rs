@@ -61,7 +61,6 @@ pub async fn describe_images(
             .set_next_token(token.take());
         let page = ec2.call("DescribeImages", request.send()).await?;
         images.extend(page.images().iter().cloned());
-        // A repeated token would loop forever; an emulator that ignores paging sends none.
         token = next_page("DescribeImages", page.next_token(), &mut seen)?;
         if token.is_none() {
             break;

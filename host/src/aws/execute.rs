@@ -110,9 +110,10 @@ async fn modify_permission(
 
 /// CopyImage in the destination region, made idempotent three times: the action id is
 /// the client token (a copy that token made once and that is gone since is made afresh
-/// under a token of its own); the copy's description names the action (`copy_description`), so a
-/// copy is found again even before the host tagged it (an emulator may ignore client
-/// tokens, and the tags follow CopyImage in a second call); and a call whose answer was
+/// under a token of its own); the copy's description names the action
+/// (`copy_description`), so a copy is found again even before the host tagged it (an
+/// emulator may ignore client tokens, and the tags follow CopyImage in a second call);
+/// and a call whose answer was
 /// lost is not sent again before the destination is searched (`copy_image`). The copy is
 /// then tagged with its source and action, since an emulator records neither, and with
 /// the source's tags when asked (an emulator ignores CopyImageTags).

@@ -16,6 +16,11 @@ const REFERENCE_BATCH: usize = 10;
 /// its default is 10).
 const TEMPLATE_VERSION_DEPTH: &str = "10000";
 
+/// Values per `image-id` filter of DescribeInstances.
+const INSTANCE_FILTER_BATCH: usize = 200;
+/// Instance states that count as using an image.
+const LIVE_STATES: [&str; 5] = ["pending", "running", "shutting-down", "stopping", "stopped"];
+
 /// What DescribeImageReferences is asked to look at: every kind it knows, with options
 /// where its defaults would miss a use. Asked for all kinds at once
 /// (`IncludeAllResourceTypes`), EC2 looks only at the newest 10 versions of a launch
@@ -41,18 +46,14 @@ fn reference_kinds() -> Vec<ResourceTypeRequest> {
         kind(ImageReferenceResourceType::ImageBuilderContainerRecipe, None),
     ]
 }
-/// Values per `image-id` filter of DescribeInstances.
-const INSTANCE_FILTER_BATCH: usize = 200;
-/// Instance states that count as using an image.
-const LIVE_STATES: [&str; 5] = ["pending", "running", "shutting-down", "stopping", "stopped"];
 
 /// Instances, launch templates and other resources referring to an image.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct References {
     pub instances: u32,
     pub launch_templates: BTreeSet<String>,
-    /// SSM parameters, Image Builder recipes and any kind EC2 adds later, by ARN (or by
-    /// kind when EC2 gives no ARN): each makes the image in use.
+    /// SSM parameters and Image Builder recipes, by ARN (or by kind when EC2 gives no
+    /// ARN): each makes the image in use.
     pub others: BTreeSet<String>,
 }
 

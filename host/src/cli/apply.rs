@@ -253,13 +253,10 @@ fn refuse_future_on_ec2(backend: &super::BackendArgs, as_of: crate::model::Times
 
 /// Whether `url`'s host is this machine (`localhost`, 127.0.0.0/8, `::1`).
 fn on_loopback(url: &str) -> bool {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
-    let host = match host.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => host.split(':').next().unwrap_or_default(),
+    let Some(host) = url.parse::<hyper::Uri>().ok().and_then(|uri| uri.host().map(str::to_string)) else {
+        return false;
     };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 

@@ -10,7 +10,11 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// `PREFIX-` and the first `len` hex digits of the sha256 of `seed`.
 pub fn stable_id(prefix: &str, seed: &[u8], len: usize) -> String {
-    let digest = sha256_hex(seed);
+    prefixed(prefix, &sha256_hex(seed), len)
+}
+
+/// `prefix-` and the first `len` hex digits of `digest`.
+fn prefixed(prefix: &str, digest: &str, len: usize) -> String {
     format!("{prefix}-{}", &digest[..len.min(digest.len())])
 }
 
@@ -20,8 +24,7 @@ pub fn stable_id_of_json<T: serde::Serialize + ?Sized>(prefix: &str, value: &T, 
     let mut hasher = Sha256::new();
     // Writing into a hasher cannot fail; serializing a plan's types cannot either.
     let _ = serde_json::to_writer(&mut hasher, value);
-    let digest = hex::encode(hasher.finalize());
-    format!("{prefix}-{}", &digest[..len.min(digest.len())])
+    prefixed(prefix, &hex::encode(hasher.finalize()), len)
 }
 
 #[cfg(test)]

@@ -33,8 +33,8 @@ pub(super) fn resolve<'a>(
                 _ => None,
             })
             .collect();
-        let first =
-            requests.iter().next().map(|c| Action::CopyToRegion(Box::new((*c).clone()))).unwrap_or(Action::Retain);
+        let request = requests.iter().next().copied();
+        let first = request.map(|c| Action::CopyToRegion(Box::new(c.clone()))).unwrap_or(Action::Retain);
         let replica_exists = inventory
             .query(&Query {
                 source_image_id: Some(image.id.clone()),
@@ -53,10 +53,8 @@ pub(super) fn resolve<'a>(
                 RefusalKind::Conflict,
                 format!("plugins ask for different copies to {region} (encryption, key, tags or name differ)"),
             ));
-        } else if let Some(why) = requests
-            .iter()
-            .next()
-            .and_then(|request| guardrails::copy_forbidden(policy, &image.account, &image.region, request))
+        } else if let Some(why) =
+            request.and_then(|request| guardrails::copy_forbidden(policy, &image.account, &image.region, request))
         {
             out.refused.push(refusal(image, &first, out.who(&ps), RefusalKind::Guardrail, why));
         } else {

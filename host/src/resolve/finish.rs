@@ -35,7 +35,7 @@ pub fn finish(
     }
     // A plugin that failed in review, or in propose for the whole run (not on one image),
     // leaves no destructive action standing.
-    let review_failed: Vec<&str> = errors
+    let run_failed: Vec<&str> = errors
         .iter()
         .filter(|e| e.stage == Stage::Review || (e.stage == Stage::Propose && e.image.is_none()))
         .map(|e| e.plugin.as_str())
@@ -71,12 +71,12 @@ pub fn finish(
             let mut r = refuse(RefusalKind::Vetoed, reasons.join("; "));
             r.plugins = vetoers.get(c.id.as_str()).cloned().map(Plugins::from).unwrap_or_default();
             refused.push(r);
-        } else if c.is_destructive() && !review_failed.is_empty() {
+        } else if c.is_destructive() && !run_failed.is_empty() {
             refused.push(refuse(
                 RefusalKind::PluginFailed,
                 format!(
                     "plugin(s) {} failed in review or for the whole run; destructive actions are blocked",
-                    review_failed.join(", ")
+                    run_failed.join(", ")
                 ),
             ));
         } else if image.is_none() {

@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::{Disposition, Service};
+use crate::apply::lock;
 use crate::aws::queue::{Queue, Received};
 
 impl Service<'_> {
@@ -63,10 +64,6 @@ impl Service<'_> {
             tracing::warn!(message = %message.id, "{e:#}");
         }
     }
-}
-
-fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Runs `work` while a second thread extends the visibility of every message still in

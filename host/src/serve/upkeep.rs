@@ -6,8 +6,11 @@ use std::time::{Duration, Instant};
 
 use super::Service;
 
-/// How long an event's journal and plan are kept: SQS keeps a message at most 14 days.
-const EVENT_KEPT: Duration = Duration::from_secs(14 * 86_400);
+/// How many days an event's journal and plan, and the ledger's lines, are kept: SQS keeps
+/// a message 14 days at most, so no piece of an older run can still come.
+const KEPT_DAYS: u16 = 14;
+/// `KEPT_DAYS` as a duration.
+const EVENT_KEPT: Duration = Duration::from_secs(KEPT_DAYS as u64 * 86_400);
 /// How often old event files are looked for.
 pub(super) const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
@@ -25,18 +28,20 @@ impl Service<'_> {
         }
     }
 
-    /// Removes event journals and plans older than SQS's longest retention (14 days): no
+    /// Removes event journals and plans older than SQS's longest retention (`KEPT_DAYS`): no
     /// message can be delivered again after that, so nothing would resume from them, and
     /// a busy queue would otherwise fill the disk with them.
     pub(super) fn prune_events(&self) {
         let dir = self.settings.state_dir.join("events");
         let removed = remove_files_older_than(&dir, EVENT_KEPT);
-        if let Err(e) = super::ledger::Ledger::in_dir(&self.settings.state_dir).prune((self.clock)(), 14) {
+        if let Err(e) =
+            super::ledger::Ledger::in_dir(&self.settings.state_dir).prune((self.clock)(), i64::from(KEPT_DAYS))
+        {
             tracing::warn!("pruning the ledger of destructive actions: {e:#}");
         }
         if removed > 0 {
             tracing::info!(
-                "removed {removed} event journal and plan file(s) older than 14 days from {}",
+                "removed {removed} event journal and plan file(s) older than {KEPT_DAYS} days from {}",
                 dir.display()
             );
         }
